@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything Kaisar needs to build, run and test: Debian packages (apt-get) and
+# npm packages (into ./node_modules from package-lock.json). Idempotent: does nothing when
+# all is present. Uses sudo only when not root. Changes nothing else on the system.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build ccache clang libclang-rt-14-dev pkg-config git
+  # libraries
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev libsecp256k1-dev
+  libcrypto++-dev libsqlite3-dev libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
+  libgeoip-dev geoip-database libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
+  # runtime and test clients
+  nodejs npm curl jq procps sqlite3 openssh-client
+  # containers (Podman's Docker-compatible API) and the browser for web/extension tests
+  podman runc uidmap slirp4netns fuse-overlayfs catatonit chromium
+)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages (anvil, cast, solc) into ./node_modules, exactly as locked.
+stamp=node_modules/.kaisar-lock-stamp
+if [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
+  echo "setup: installing npm packages from package-lock.json"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi

@@ -1,0 +1,212 @@
+// Wallet and client commands: wallet new|import|address, login, logout, providers, status.
+#include <boost/json.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "crypto/eip191.hpp"
+#include "crypto/keystore.hpp"
+#include "store/files.hpp"
+
+namespace kaisar::cli {
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct WalletArgs {
+  std::string key_file;
+  bool force = false;
+  bool light_kdf = false;
+};
+
+int write_wallet(const ClientOptions& o, const crypto::PrivateKey& key, const WalletArgs& args, bool created) {
+  if (fs::exists(o.wallet) && !args.force) {
+    return report(Error{ErrorCode::kConflict, o.wallet + " already exists; pass --force to replace it"}, o.json);
+  }
+  auto password = read_password(o.password_file, true);
+  if (!password) return report(password.error(), o.json);
+  auto keystore = crypto::keystore_encrypt(key, *password, args.light_kdf ? crypto::kLightScrypt : crypto::ScryptParams{});
+  if (auto w = store::write_file_atomic(o.wallet, keystore, 0600); !w) return report(w.error(), o.json);
+  if (o.json) {
+    print_json(json::object{{"address", key.address().to_checksum()}, {"keystore", o.wallet}, {"created", created}});
+  } else {
+    std::cout << (created ? "created" : "imported") << " wallet " << key.address().to_checksum() << "\n"
+              << "keystore: " << o.wallet << "\n";
+  }
+  return kExitOk;
+}
+
+std::string field(const json::value& v, std::string_view key) {
+  if (!v.is_object()) return {};
+  auto* f = v.as_object().if_contains(key);
+  if (f == nullptr) return {};
+  if (f->is_string()) return std::string(f->as_string());
+  if (f->is_null()) return "-";
+  return json::serialize(*f);
+}
+
+}  // namespace
+
+void add_wallet_commands(CLI::App& app, ClientOptions& o, Action& action) {
+  auto* wallet = app.add_subcommand("wallet", "Create, import and show wallets (keystore v3 files)");
+  wallet->require_subcommand(1);
+  static WalletArgs args;
+
+  auto* create = wallet->add_subcommand("new", "Create a wallet; the keystore goes to --wallet");
+  add_client_flags(*create, o);
+  create->add_flag("--force", args.force, "replace an existing keystore");
+  create->add_flag("--light-kdf", args.light_kdf, "faster, weaker scrypt (for throw-away dev wallets)");
+  create->callback([&] { action = [&] { return write_wallet(o, crypto::PrivateKey::generate(), args, true); }; });
+
+  auto* import = wallet->add_subcommand("import", "Import a private key (hex) from --key-file or standard input");
+  add_client_flags(*import, o);
+  import->add_option("--key-file", args.key_file, "file holding the private key as hex (default: read stdin)");
+  import->add_flag("--force", args.force, "replace an existing keystore");
+  import->add_flag("--light-kdf", args.light_kdf, "faster, weaker scrypt (for throw-away dev wallets)");
+  import->callback([&] {
+    action = [&] {
+      std::string text;
+      if (!args.key_file.empty()) {
+        auto r = store::read_file(args.key_file, 4096);
+        if (!r) return report(r.error(), o.json);
+        text = *r;
+      } else {
+        std::getline(std::cin, text);
+      }
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+      auto key = crypto::PrivateKey::from_hex(text);
+      if (!key) return report(Error{ErrorCode::kInvalidArgument, "private key: " + key.error().message}, o.json);
+      return write_wallet(o, *key, args, false);
+    };
+  });
+
+  auto* address = wallet->add_subcommand("address", "Print the wallet's address (no password needed)");
+  add_client_flags(*address, o);
+  address->callback([&] {
+    action = [&] {
+      auto text = store::read_file(o.wallet, 1 << 16);
+      if (!text) return report(Error{ErrorCode::kNotFound, "no wallet at " + o.wallet}, o.json);
+      auto a = crypto::keystore_address(*text);
+      if (!a) return report(a.error(), o.json);
+      if (o.json) print_json(json::object{{"address", a->to_checksum()}, {"keystore", o.wallet}});
+      else std::cout << a->to_checksum() << "\n";
+      return kExitOk;
+    };
+  });
+}
+
+void add_client_commands(CLI::App& app, ClientOptions& o, Action& action) {
+  auto* login = app.add_subcommand("login", "Sign in to OneNode with your wallet (Sign-In with Ethereum)");
+  add_client_flags(*login, o);
+  login->callback([&] {
+    action = [&] {
+      auto key = unlock_wallet(o);
+      if (!key) return report(key.error(), o.json);
+      json::value req = json::object{{"address", key->address().to_checksum()}};
+      auto nonce = api_call(o, "POST", "/api/v1/auth/nonce", &req);
+      if (!nonce) return report(nonce.error(), o.json);
+      const std::string message = field(*nonce, "message");
+      auto sig = crypto::personal_sign(*key, message);
+      json::value login_req = json::object{{"message", message}, {"signature", sig.to_hex()}};
+      auto session = api_call(o, "POST", "/api/v1/auth/login", &login_req);
+      if (!session) return report(session.error(), o.json);
+      if (auto s = save_token(o.onenode, field(*session, "token"), field(*session, "address"),
+                              field(*session, "expires_at"));
+          !s) {
+        return report(s.error(), o.json);
+      }
+      if (o.json) {
+        print_json(json::object{{"address", field(*session, "address")},
+                                {"onenode", o.onenode},
+                                {"expires_at", field(*session, "expires_at")}});
+      } else {
+        std::cout << "signed in to " << o.onenode << " as " << field(*session, "address") << " until "
+                  << field(*session, "expires_at") << "\n";
+      }
+      return kExitOk;
+    };
+  });
+
+  auto* logout = app.add_subcommand("logout", "Revoke the saved token and forget it");
+  add_client_flags(*logout, o);
+  logout->callback([&] {
+    action = [&] {
+      auto r = api_call(o, "POST", "/api/v1/auth/logout", nullptr, true);
+      (void)forget_token(o.onenode);
+      if (!r && r.error().code != ErrorCode::kUnauthenticated) return report(r.error(), o.json);
+      if (o.json) print_json(json::object{{"signed_out", true}});
+      else std::cout << "signed out of " << o.onenode << "\n";
+      return kExitOk;
+    };
+  });
+
+  static std::string status_filter;
+  auto* providers = app.add_subcommand("providers", "List providers registered with OneNode");
+  add_client_flags(*providers, o);
+  providers->add_option("--status", status_filter, "only online or offline ones")->check(CLI::IsMember({"online", "offline"}));
+  providers->callback([&] {
+    action = [&] {
+      std::string path = "/api/v1/providers";
+      if (!status_filter.empty()) path += "?status=" + status_filter;
+      auto r = api_call(o, "GET", path);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(*r);
+        return kExitOk;
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& p : r->as_object().at("providers").as_array()) {
+        const auto& po = p.as_object();
+        const auto& hw = po.at("hardware").as_object();
+        std::string gpus = "-";
+        if (auto* g = hw.if_contains("gpus"); g != nullptr && g->is_array() && !g->as_array().empty()) {
+          gpus = std::to_string(g->as_array().size()) + "x " + std::string(g->as_array()[0].as_object().at("name").as_string());
+        }
+        const auto& loc = po.at("location").as_object();
+        std::string where = std::string(loc.at("country").as_string());
+        if (loc.at("region").is_string()) where += "/" + std::string(loc.at("region").as_string());
+        char uptime[16];
+        std::snprintf(uptime, sizeof uptime, "%.1f%%", po.at("uptime").as_object().at("ratio_24h").to_number<double>() * 100);
+        rows.push_back({field(p, "id"), field(p, "status"), gpus,
+                        field(hw, "cpu_cores") + " cores", human_bytes(hw.at("ram_bytes").to_number<std::uint64_t>()),
+                        where, uptime, field(p, "last_seen")});
+      }
+      if (rows.empty()) {
+        std::cout << "no providers yet\n";
+        return kExitOk;
+      }
+      print_table({"PROVIDER", "STATUS", "GPUS", "CPU", "RAM", "LOCATION", "UPTIME 24H", "LAST SEEN"}, rows);
+      return kExitOk;
+    };
+  });
+
+  auto* status = app.add_subcommand("status", "Show OneNode's status and who you are signed in as");
+  add_client_flags(*status, o);
+  status->callback([&] {
+    action = [&] {
+      auto r = api_call(o, "GET", "/api/v1/status");
+      if (!r) return report(r.error(), o.json);
+      std::optional<json::value> me;
+      if (saved_token(o.onenode)) {
+        if (auto m = api_call(o, "GET", "/api/v1/me", nullptr, true)) me = *m;
+      }
+      if (o.json) {
+        json::object out = r->as_object();
+        out["onenode"] = o.onenode;
+        out["signed_in_as"] = me ? json::value(field(*me, "address")) : json::value(nullptr);
+        print_json(out);
+        return kExitOk;
+      }
+      std::cout << "OneNode:    " << o.onenode << " (kaisar " << field(*r, "version") << ")\n"
+                << "chain id:   " << field(*r, "chain_id") << "\n"
+                << "providers:  " << field(*r, "providers_online") << " online of " << field(*r, "providers_total")
+                << "\n"
+                << "signed in:  " << (me ? field(*me, "address") : std::string("no (run `kaisar login`)")) << "\n";
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace kaisar::cli

@@ -1,0 +1,70 @@
+#include "onenode/config.hpp"
+
+#include <charconv>
+#include <toml++/toml.h>
+
+namespace kaisar::onenode {
+
+Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return fail(ErrorCode::kInvalidArgument,
+                "config " + path + ": " + std::string(e.description()) + " at line " +
+                    std::to_string(e.source().begin.line));
+  }
+  OneNodeConfig c;
+  for (auto&& [key, node] : table) {
+    const std::string k(key.str());
+    auto want_string = [&](std::string& out) -> Result<void> {
+      if (auto v = node.value<std::string>()) { out = *v; return {}; }
+      return fail(ErrorCode::kInvalidArgument, "config " + path + ": " + k + " must be a string");
+    };
+    auto want_int = [&](auto& out) -> Result<void> {
+      auto v = node.value<std::int64_t>();
+      if (!v || *v < 0) return fail(ErrorCode::kInvalidArgument, "config " + path + ": " + k + " must be a non-negative integer");
+      out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
+      return {};
+    };
+    auto want_seconds = [&](std::chrono::seconds& out) -> Result<void> {
+      auto v = node.value<std::int64_t>();
+      if (!v || *v <= 0) return fail(ErrorCode::kInvalidArgument, "config " + path + ": " + k + " must be a positive number of seconds");
+      out = std::chrono::seconds{*v};
+      return {};
+    };
+    Result<void> r;
+    if (k == "listen") r = want_string(c.listen);
+    else if (k == "data_dir") r = want_string(c.data_dir);
+    else if (k == "public_url") r = want_string(c.public_url);
+    else if (k == "geoip_database") r = want_string(c.geoip_database);
+    else if (k == "chain_id") r = want_int(c.chain_id);
+    else if (k == "body_limit") r = want_int(c.body_limit);
+    else if (k == "threads") r = want_int(c.threads);
+    else if (k == "heartbeat_interval") r = want_seconds(c.heartbeat_interval);
+    else if (k == "offline_after") r = want_seconds(c.offline_after);
+    else if (k == "nonce_ttl") r = want_seconds(c.nonce_ttl);
+    else if (k == "session_ttl") r = want_seconds(c.session_ttl);
+    else r = fail(ErrorCode::kInvalidArgument, "config " + path + ": unknown key \"" + k + "\"");
+    if (!r) return std::unexpected(r.error());
+  }
+  return c;
+}
+
+Result<std::pair<std::string, std::uint16_t>> OneNodeConfig::split_listen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return fail(ErrorCode::kInvalidArgument, "listen address \"" + listen + "\" must be HOST:PORT");
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  auto digits = std::string_view(listen).substr(colon + 1);
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (digits.empty() || ec != std::errc{} || p != digits.data() + digits.size() || port > 65535) {
+    return fail(ErrorCode::kInvalidArgument, "listen address \"" + listen + "\" has a bad port (0-65535)");
+  }
+  return std::pair{host, static_cast<std::uint16_t>(port)};
+}
+
+}  // namespace kaisar::onenode

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/error.hpp"
+
+namespace kaisar::onenode {
+
+struct OneNodeConfig {
+  std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
+  std::string data_dir = "kaisar-data";
+  // The URL users reach this OneNode at; its authority is the SIWE domain.
+  // Empty: http://<bound listen address>.
+  std::string public_url;
+  std::uint64_t chain_id = 31337;
+  std::size_t body_limit = 1 << 20;
+  std::size_t threads = 2;
+  std::chrono::seconds heartbeat_interval{5};
+  // A provider is offline once no heartbeat arrived for this long (3 heartbeats).
+  std::chrono::seconds offline_after{15};
+  std::chrono::seconds nonce_ttl{600};
+  std::chrono::seconds session_ttl{std::chrono::hours{24}};
+  std::string geoip_database = "/usr/share/GeoIP/GeoIP.dat";
+
+  // Reads a TOML file; keys are the field names above (durations in seconds).
+  static Result<OneNodeConfig> load_toml(const std::string& path);
+  // "host:port" → pieces; the error says what is wrong.
+  static Result<std::pair<std::string, std::uint16_t>> split_listen(const std::string& listen);
+};
+
+}  // namespace kaisar::onenode

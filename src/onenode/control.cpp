@@ -1,0 +1,187 @@
+#include "onenode/control.hpp"
+
+#include <boost/json.hpp>
+
+#include "core/protocol.hpp"
+#include "crypto/eip191.hpp"
+#include "crypto/random.hpp"
+
+namespace kaisar::onenode {
+
+namespace json = boost::json;
+
+namespace {
+
+// Per-session state; touched only from the session's callbacks (one at a time).
+struct AgentSession {
+  std::atomic<bool> authenticated{false};
+  std::string nonce;
+  std::shared_ptr<Liveness> live;
+  std::string remote_ip;
+};
+
+std::string error_message(std::string_view code, std::string_view message) {
+  return json::serialize(json::object{{"type", "error"}, {"code", code}, {"message", message}});
+}
+
+const json::string* get_string(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_string() ? &it->value().get_string() : nullptr;
+}
+
+std::uint64_t get_uint(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end()) return 0;
+  if (it->value().is_uint64()) return it->value().get_uint64();
+  if (it->value().is_int64() && it->value().get_int64() >= 0) return static_cast<std::uint64_t>(it->value().get_int64());
+  return 0;
+}
+
+Result<Registration> parse_hello(const json::object& o, const std::string& nonce, const std::string& remote_ip) {
+  auto bad = [](std::string m) { return fail(ErrorCode::kInvalidArgument, std::move(m)); };
+  auto v = o.find("v");
+  if (v == o.end() || !v->value().is_int64() || v->value().get_int64() != protocol::kVersion) {
+    return bad("hello.v must be " + std::to_string(protocol::kVersion));
+  }
+  const auto* node_s = get_string(o, "node");
+  const auto* sig_s = get_string(o, "signature");
+  if (node_s == nullptr || sig_s == nullptr) return bad("hello needs node and signature strings");
+  auto node = crypto::Address::parse(*node_s);
+  if (!node) return bad("hello.node: " + node.error().message);
+  auto sig = crypto::Signature::parse(*sig_s);
+  if (!sig) return bad("hello.signature: " + sig.error().message);
+  auto signer = crypto::recover_personal_signer(protocol::auth_message(nonce), *sig);
+  if (!signer || *signer != *node) return fail(ErrorCode::kUnauthenticated, "hello.signature is not the node key's");
+
+  auto b = o.find("binding");
+  if (b == o.end() || !b->value().is_object()) return bad("hello.binding must be an object");
+  const auto& binding = b->value().get_object();
+  const auto* owner_s = get_string(binding, "owner");
+  const auto* issued_s = get_string(binding, "issued_at");
+  const auto* bsig_s = get_string(binding, "signature");
+  if (owner_s == nullptr || issued_s == nullptr || bsig_s == nullptr) {
+    return bad("hello.binding needs owner, issued_at and signature");
+  }
+  auto owner = crypto::Address::parse(*owner_s);
+  if (!owner) return bad("hello.binding.owner: " + owner.error().message);
+  if (!parse_rfc3339(*issued_s)) return bad("hello.binding.issued_at must be RFC 3339");
+  auto bsig = crypto::Signature::parse(*bsig_s);
+  if (!bsig) return bad("hello.binding.signature: " + bsig.error().message);
+  auto bsigner = crypto::recover_personal_signer(
+      protocol::binding_message(node->to_checksum(), owner->to_checksum(), *issued_s), *bsig);
+  if (!bsigner || *bsigner != *owner) {
+    return fail(ErrorCode::kUnauthenticated, "hello.binding.signature is not the owner wallet's");
+  }
+
+  auto hw = o.find("hardware");
+  if (hw == o.end()) return bad("hello.hardware is required");
+  auto hardware = Hardware::from_json(hw->value());
+  if (!hardware) return std::unexpected(hardware.error());
+
+  Registration reg;
+  reg.node = *node;
+  reg.owner = *owner;
+  reg.binding_signature = std::string(*bsig_s);
+  reg.binding_issued_at = std::string(*issued_s);
+  reg.hardware = std::move(*hardware);
+  if (const auto* region = get_string(o, "region"); region != nullptr && !region->empty()) {
+    if (region->size() > 64) return bad("hello.region is too long");
+    reg.region = std::string(*region);
+  }
+  if (const auto* version = get_string(o, "agent_version"); version != nullptr) {
+    reg.agent_version = std::string(version->subview().substr(0, 64));
+  }
+  reg.remote_ip = remote_ip;
+  return reg;
+}
+}  // namespace
+
+ControlChannel::ControlChannel(ProviderRegistry& registry, Metrics& metrics, std::chrono::seconds heartbeat_interval,
+                               std::chrono::seconds handshake_timeout)
+    : registry_(registry),
+      heartbeat_interval_(heartbeat_interval),
+      handshake_timeout_(handshake_timeout),
+      rejected_(metrics.counter("kaisar_agent_sessions_rejected_total",
+                                "Agent control sessions closed for a protocol or authentication error.")) {}
+
+std::optional<net::Response> ControlChannel::accept(net::Request& request,
+                                                    std::shared_ptr<net::WebSocketSession> session) {
+  auto state = std::make_shared<AgentSession>();
+  state->nonce = crypto::random_token(16);
+  state->remote_ip = request.remote_ip;
+  std::weak_ptr<net::WebSocketSession> weak = session;
+  connected_.fetch_add(1, std::memory_order_relaxed);
+
+  session->on_message([this, state, weak](std::string_view text) {
+    auto s = weak.lock();
+    if (!s) return;
+    auto reject = [&](std::string_view code, std::string_view message) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      s->send(error_message(code, message));
+      s->close(message.substr(0, 100));
+    };
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_object()) return reject("invalid_argument", "message is not a JSON object");
+    const auto& o = v.get_object();
+    const auto* type = get_string(o, "type");
+    if (type == nullptr) return reject("invalid_argument", "message has no type");
+
+    if (state->live) {
+      if (*type == "heartbeat") {
+        Availability a;
+        if (auto av = o.find("available"); av != o.end() && av->value().is_object()) {
+          const auto& ao = av->value().get_object();
+          a.gpus = static_cast<std::uint32_t>(std::min<std::uint64_t>(get_uint(ao, "gpus"), 1u << 16));
+          a.cpu_cores = static_cast<std::uint32_t>(std::min<std::uint64_t>(get_uint(ao, "cpu_cores"), 1u << 20));
+          a.ram_bytes = get_uint(ao, "ram_bytes");
+        }
+        registry_.heartbeat(*state->live, a);
+        s->send(json::serialize(json::object{{"type", "ack"}, {"seq", get_uint(o, "seq")}}));
+        return;
+      }
+      return reject("invalid_argument", "unknown message type");
+    }
+    if (*type != "hello") return reject("unauthenticated", "the first message must be hello");
+    auto reg = parse_hello(o, state->nonce, state->remote_ip);
+    if (!reg) return reject(error_code_name(reg.error().code), reg.error().message);
+    auto live = registry_.connect(*reg);
+    if (!live) return reject(error_code_name(live.error().code), live.error().message);
+    state->live = *live;
+    state->nonce.clear();  // single use
+    state->authenticated.store(true);
+    s->send(json::serialize(json::object{{"type", "welcome"},
+                                         {"v", protocol::kVersion},
+                                         {"provider_id", reg->node.to_checksum()},
+                                         {"heartbeat_interval_s", heartbeat_interval_.count()}}));
+  });
+  session->on_close([this] { connected_.fetch_sub(1, std::memory_order_relaxed); });
+
+  session->send(json::serialize(json::object{{"type", "challenge"}, {"v", protocol::kVersion}, {"nonce", state->nonce}}));
+  {
+    std::lock_guard lock(pending_mutex_);
+    pending_.push_back({session, state, std::chrono::steady_clock::now() + handshake_timeout_});
+  }
+  return std::nullopt;
+}
+
+void ControlChannel::sweep() {
+  std::vector<std::shared_ptr<net::WebSocketSession>> expired;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(pending_mutex_);
+    std::erase_if(pending_, [&](const Pending& p) {
+      if (p.deadline > now) return false;
+      auto state = std::static_pointer_cast<AgentSession>(p.state);
+      if (auto s = p.session.lock(); s && !state->authenticated.load()) expired.push_back(std::move(s));
+      return true;
+    });
+  }
+  for (auto& s : expired) {
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    s->send(error_message("unauthenticated", "no hello within the handshake timeout"));
+    s->close("handshake timeout");
+  }
+}
+
+}  // namespace kaisar::onenode

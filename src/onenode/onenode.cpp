@@ -1,0 +1,271 @@
+#include "onenode/onenode.hpp"
+
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <filesystem>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "core/protocol.hpp"
+#include "net/server.hpp"
+#include "onenode/api.hpp"
+#include "onenode/auth.hpp"
+#include "onenode/control.hpp"
+#include "onenode/events.hpp"
+#include "onenode/geoip.hpp"
+#include "onenode/metrics.hpp"
+#include "onenode/registry.hpp"
+#include "onenode/schema.hpp"
+#include "onenode/siwe.hpp"
+
+namespace kaisar::onenode {
+
+namespace json = boost::json;
+using net::Request;
+using net::Response;
+
+struct OneNode::Impl {
+  OneNodeConfig config;
+  SystemClock clock;
+  std::unique_ptr<store::Database> db;
+  Metrics metrics;
+  EventHub events;
+  std::unique_ptr<GeoIpLocator> geoip;
+  std::unique_ptr<ProviderRegistry> registry;
+  std::unique_ptr<AuthService> auth;
+  std::unique_ptr<ControlChannel> control;
+  std::unique_ptr<net::HttpServer> server;
+  std::atomic<bool> ready{false};
+  std::thread monitor;
+  std::mutex monitor_mutex;
+  std::condition_variable monitor_cv;
+  bool stopping = false;
+  std::string base_url;
+
+  Result<Session> session_of(const Request& req) {
+    auto token = req.bearer_token();
+    if (!token) return fail(ErrorCode::kUnauthenticated, "missing Authorization: Bearer <token>; sign in first");
+    return auth->authenticate(*token);
+  }
+
+  // Wraps a handler: gates it on readiness, counts the response, turns exceptions into 500.
+  net::HttpHandler counted(std::string method, std::string route, std::function<Response(Request&)> fn) {
+    return [this, method = std::move(method), route = std::move(route), fn = std::move(fn)](Request& req) {
+      Response res;
+      try {
+        // The API answers only between start-up (auth knows its domain) and shutdown.
+        if (route.rfind("/api/", 0) == 0 && !ready.load()) {
+          res = Response::error(ErrorCode::kUnavailable, "OneNode is starting or stopping; retry shortly");
+        } else {
+          res = fn(req);
+        }
+      } catch (const std::exception& e) {
+        spdlog::error("{} {}: {}", method, route, e.what());
+        res = Response::error(ErrorCode::kInternal, "internal error");
+      }
+      metrics.count_request(method, route, res.status);
+      return res;
+    };
+  }
+
+  net::Router routes() {
+    net::Router r;
+    r.add("GET", "/healthz", counted("GET", "/healthz", [](Request&) {
+            return Response::json(200, json::object{{"status", "ok"}});
+          }));
+    r.add("GET", "/readyz", counted("GET", "/readyz", [this](Request&) {
+            if (!ready.load()) return Response::error(ErrorCode::kUnavailable, "not ready");
+            if (!db->query("SELECT 1", {})) return Response::error(ErrorCode::kUnavailable, "database unavailable");
+            return Response::json(200, json::object{{"status", "ready"}});
+          }));
+    r.add("GET", "/metrics", [this](Request&) {
+      return Response::text(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    r.add("GET", "/api/v1/openapi.json", counted("GET", "/api/v1/openapi.json", [](Request&) {
+            return Response::text(200, std::string(openapi_document()), "application/json");
+          }));
+    r.add("GET", "/api/v1/status", counted("GET", "/api/v1/status", [this](Request&) {
+            auto all = db->query("SELECT COUNT(*) FROM providers", {});
+            return Response::json(200, json::object{{"version", KAISAR_VERSION},
+                                                    {"chain_id", config.chain_id},
+                                                    {"domain", auth->settings().domain},
+                                                    {"providers_total", all ? all->front().integer(0) : 0},
+                                                    {"providers_online", registry->online_count()},
+                                                    {"agents_connected", control->connected()},
+                                                    {"time", format_rfc3339(clock.now())}});
+          }));
+    r.add("POST", "/api/v1/auth/nonce", counted("POST", "/api/v1/auth/nonce", [this](Request& req) {
+            auto body = parse_json_object(req.body);
+            if (!body) return Response::error(body.error());
+            auto address_text = require_string(*body, "address", 64);
+            if (!address_text) return Response::error(address_text.error());
+            auto address = crypto::Address::parse(*address_text);
+            if (!address) return Response::error(ErrorCode::kInvalidArgument, "address: " + address.error().message);
+            auto nonce = auth->issue_nonce(*address);
+            if (!nonce) return Response::error(nonce.error());
+            return Response::json(200, json::object{{"message", nonce->message},
+                                                    {"nonce", nonce->nonce},
+                                                    {"expires_at", format_rfc3339(nonce->expires_at)}});
+          }));
+    r.add("POST", "/api/v1/auth/login", counted("POST", "/api/v1/auth/login", [this](Request& req) {
+            auto body = parse_json_object(req.body);
+            if (!body) return Response::error(body.error());
+            auto message = require_string(*body, "message", kMaxSiweMessageBytes);
+            if (!message) return Response::error(message.error());
+            auto signature = require_string(*body, "signature", 200);
+            if (!signature) return Response::error(signature.error());
+            auto session = auth->login(*message, *signature);
+            if (!session) {
+              // A message that does not parse is as unauthenticated as a bad signature.
+              auto e = session.error();
+              if (e.code == ErrorCode::kInvalidArgument && e.message.rfind("SIWE", 0) == 0) {
+                e.code = ErrorCode::kUnauthenticated;
+              }
+              return Response::error(e);
+            }
+            logins.fetch_add(1);
+            return Response::json(200, json::object{{"token", session->token},
+                                                    {"address", session->address.to_checksum()},
+                                                    {"expires_at", format_rfc3339(session->expires_at)}});
+          }));
+    r.add("POST", "/api/v1/auth/logout", counted("POST", "/api/v1/auth/logout", [this](Request& req) {
+            auto token = req.bearer_token();
+            if (!token) return Response::error(ErrorCode::kUnauthenticated, "missing Authorization: Bearer <token>");
+            auto r2 = auth->logout(*token);
+            if (!r2) return Response::error(r2.error());
+            return Response::json(200, json::object{{"status", "signed out"}});
+          }));
+    r.add("GET", "/api/v1/me", counted("GET", "/api/v1/me", [this](Request& req) {
+            auto session = session_of(req);
+            if (!session) return Response::error(session.error());
+            json::array providers;
+            for (auto& id : registry->owned_by(session->address)) providers.push_back(json::value(id));
+            return Response::json(200, json::object{{"address", session->address.to_checksum()},
+                                                    {"expires_at", format_rfc3339(session->expires_at)},
+                                                    {"providers", std::move(providers)}});
+          }));
+    r.add("GET", "/api/v1/providers", counted("GET", "/api/v1/providers", [this](Request& req) {
+            auto list = registry->list();
+            if (!list) return Response::error(list.error());
+            if (auto status = req.query("status")) {
+              if (*status != "online" && *status != "offline") {
+                return Response::error(ErrorCode::kInvalidArgument, "status must be online or offline");
+              }
+              json::array filtered;
+              for (auto& p : *list) {
+                if (p.as_object().at("status").as_string() == *status) filtered.push_back(p);
+              }
+              *list = std::move(filtered);
+            }
+            return Response::json(200, json::object{{"providers", std::move(*list)}});
+          }));
+    r.add("GET", "/api/v1/providers/{id}", counted("GET", "/api/v1/providers/{id}", [this](Request& req) {
+            auto id = crypto::Address::parse(req.path_params["id"]);
+            if (!id) return Response::error(ErrorCode::kInvalidArgument, "provider id must be a node address: " + id.error().message);
+            auto p = registry->get(id->to_lower_hex());
+            if (!p) return Response::error(p.error());
+            return Response::json(200, *p);
+          }));
+    r.add_sse("/api/v1/events", [this](Request&, std::shared_ptr<net::SseStream> stream) -> std::optional<Response> {
+      metrics.count_request("GET", "/api/v1/events", 200);
+      events.subscribe(std::move(stream));
+      return std::nullopt;
+    });
+    r.add_websocket(std::string(protocol::kConnectPath),
+                    [this](Request& req, std::shared_ptr<net::WebSocketSession> s) { return control->accept(req, s); });
+    return r;
+  }
+
+  std::atomic<std::uint64_t>& logins = metrics.counter("kaisar_auth_logins_total", "Successful wallet sign-ins.");
+
+  void monitor_loop() {
+    auto next_purge = std::chrono::steady_clock::now();
+    std::unique_lock lock(monitor_mutex);
+    while (!stopping) {
+      monitor_cv.wait_for(lock, std::chrono::seconds{1});
+      if (stopping) break;
+      lock.unlock();
+      registry->sweep();
+      control->sweep();
+      if (std::chrono::steady_clock::now() >= next_purge) {
+        auth->purge_expired();
+        next_purge = std::chrono::steady_clock::now() + std::chrono::minutes{1};
+      }
+      lock.lock();
+    }
+  }
+};
+
+OneNode::OneNode(OneNodeConfig config) : impl_(std::make_unique<Impl>()) { impl_->config = std::move(config); }
+
+OneNode::~OneNode() { stop(); }
+
+Result<std::string> OneNode::start() {
+  auto& s = *impl_;
+  auto listen = OneNodeConfig::split_listen(s.config.listen);
+  if (!listen) return std::unexpected(listen.error());
+  std::error_code fs_ec;
+  std::filesystem::create_directories(s.config.data_dir, fs_ec);
+  if (fs_ec) {
+    return fail(ErrorCode::kUnavailable, "cannot create data dir " + s.config.data_dir + ": " + fs_ec.message());
+  }
+  auto db = store::open_sqlite((std::filesystem::path(s.config.data_dir) / "onenode.db").string(), migrations());
+  if (!db) return std::unexpected(db.error());
+  s.db = std::move(*db);
+  s.geoip = std::make_unique<GeoIpLocator>(s.config.geoip_database);
+  s.registry = std::make_unique<ProviderRegistry>(*s.db, s.clock, s.events, s.config.offline_after,
+                                                  [&s](const std::string& ip) { return s.geoip->country(ip); });
+  if (auto r = s.registry->recover(); !r) return std::unexpected(r.error());
+  s.control = std::make_unique<ControlChannel>(*s.registry, s.metrics, s.config.heartbeat_interval);
+
+  net::ServerOptions options;
+  options.host = listen->first;
+  options.port = listen->second;
+  options.body_limit = s.config.body_limit;
+  options.threads = std::max<std::size_t>(1, s.config.threads);
+  // The SIWE domain must be known before serving; with port 0 it is fixed after binding,
+  // so AuthService is created once the port is known and routes reach it through `s`.
+  s.server = std::make_unique<net::HttpServer>(options, s.routes());
+  auto port = s.server->start();
+  if (!port) return std::unexpected(port.error());
+  std::string host = listen->first.find(':') != std::string::npos ? "[" + listen->first + "]" : listen->first;
+  if (host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+  s.base_url = "http://" + host + ":" + std::to_string(*port);
+  std::string public_url = s.config.public_url.empty() ? s.base_url : s.config.public_url;
+  while (!public_url.empty() && public_url.back() == '/') public_url.pop_back();
+  auto scheme_end = public_url.find("://");
+  std::string domain = scheme_end == std::string::npos ? public_url : public_url.substr(scheme_end + 3);
+  domain = domain.substr(0, domain.find('/'));
+  s.auth = std::make_unique<AuthService>(
+      *s.db, s.clock, AuthSettings{domain, public_url, s.config.chain_id, s.config.nonce_ttl, s.config.session_ttl});
+  s.metrics.gauge("kaisar_providers_online", "Providers whose agent is online.",
+                  [&s] { return static_cast<double>(s.registry->online_count()); });
+  s.metrics.gauge("kaisar_agents_connected", "Open agent control channels.",
+                  [&s] { return static_cast<double>(s.control->connected()); });
+  s.metrics.gauge("kaisar_heartbeats_total", "Heartbeats received since start.",
+                  [&s] { return static_cast<double>(s.registry->heartbeats()); });
+  s.metrics.gauge("kaisar_event_subscribers", "Open /api/v1/events streams.",
+                  [&s] { return static_cast<double>(s.events.subscribers()); });
+  s.monitor = std::thread([&s] { s.monitor_loop(); });
+  s.ready.store(true);
+  return s.base_url;
+}
+
+void OneNode::stop() {
+  auto& s = *impl_;
+  if (!s.server) return;
+  s.ready.store(false);
+  {
+    std::lock_guard lock(s.monitor_mutex);
+    s.stopping = true;
+  }
+  s.monitor_cv.notify_all();
+  if (s.monitor.joinable()) s.monitor.join();
+  s.events.close_all();
+  s.server->stop();
+  s.registry->sweep();  // flush last-seen times so uptime survives the restart
+  s.server.reset();
+}
+
+}  // namespace kaisar::onenode

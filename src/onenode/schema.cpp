@@ -1,0 +1,49 @@
+#include "onenode/schema.hpp"
+
+namespace kaisar::onenode {
+
+const std::vector<store::Migration>& migrations() {
+  static const std::vector<store::Migration> kMigrations = {
+      {1, "auth and providers", R"sql(
+CREATE TABLE auth_nonces (
+  nonce      TEXT PRIMARY KEY,
+  address    TEXT NOT NULL,          -- lower-case hex
+  message    TEXT NOT NULL,          -- the exact SIWE text we issued
+  expires_at INTEGER NOT NULL,       -- unix seconds
+  used_at    INTEGER                 -- set once, by the login that consumed it
+);
+CREATE TABLE sessions (
+  token_hash BLOB PRIMARY KEY,       -- sha256 of the bearer token; the token itself is never stored
+  address    TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX sessions_expiry ON sessions(expires_at);
+CREATE TABLE providers (
+  id                TEXT PRIMARY KEY,  -- the node key's address, lower-case hex
+  owner             TEXT NOT NULL,     -- the owner wallet, lower-case hex
+  binding_signature TEXT NOT NULL,     -- owner's personal_sign of the binding message
+  binding_issued_at TEXT NOT NULL,
+  hardware          TEXT NOT NULL,     -- JSON
+  region            TEXT,              -- declared by the provider, may be NULL
+  country           TEXT,              -- from GeoIP of the agent's address
+  agent_version     TEXT,
+  status            TEXT NOT NULL,     -- online | offline
+  registered_at     INTEGER NOT NULL,
+  last_seen         INTEGER NOT NULL
+);
+CREATE INDEX providers_owner ON providers(owner);
+CREATE TABLE uptime_intervals (
+  id          INTEGER PRIMARY KEY,
+  provider_id TEXT NOT NULL REFERENCES providers(id),
+  started_at  INTEGER NOT NULL,
+  ended_at    INTEGER NOT NULL,       -- last heartbeat seen so far
+  open        INTEGER NOT NULL        -- 1 while the provider is online
+);
+CREATE INDEX uptime_provider ON uptime_intervals(provider_id, started_at);
+)sql"},
+  };
+  return kMigrations;
+}
+
+}  // namespace kaisar::onenode

@@ -1,0 +1,192 @@
+#include "provider/agent.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/json.hpp>
+
+#include "core/protocol.hpp"
+#include "crypto/eip191.hpp"
+#include "crypto/random.hpp"
+#include "net/client.hpp"
+
+namespace kaisar::provider {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace boost::asio::experimental::awaitable_operators;
+
+struct Agent::Impl {
+  Impl(AgentOptions o, ProviderIdentity i, Hardware h)
+      : options(std::move(o)), identity(std::move(i)), hardware(std::move(h)) {}
+  AgentOptions options;
+  ProviderIdentity identity;
+  Hardware hardware;
+  asio::io_context io;
+  asio::steady_timer wake{io};
+  std::shared_ptr<net::WebSocketClient> client;
+  bool stopping = false;
+};
+
+Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(identity), std::move(hardware))) {}
+
+Agent::~Agent() { stop(); }
+
+namespace {
+
+std::string ws_url(const std::string& base) {
+  std::string url = base;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.rfind("http://", 0) == 0) url = "ws://" + url.substr(7);
+  else if (url.rfind("https://", 0) == 0) url = "wss://" + url.substr(8);
+  return url + std::string(protocol::kConnectPath);
+}
+
+Result<json::object> parse_object(const std::string& text) {
+  boost::system::error_code ec;
+  auto v = json::parse(text, ec);
+  if (ec || !v.is_object()) return fail(ErrorCode::kInvalidArgument, "OneNode sent a message that is not a JSON object");
+  return std::move(v.as_object());
+}
+
+std::string string_field(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string{};
+}
+
+}  // namespace
+
+void Agent::run() {
+  Impl& s = *impl_;
+  auto say = [this](const std::string& line) {
+    if (log) log(line);
+  };
+
+  auto session = [this, &s, say]() -> asio::awaitable<Result<void>> {
+    state_.store(AgentState::kConnecting);
+    auto connected = co_await net::WebSocketClient::connect(s.io.get_executor(), ws_url(s.options.onenode_url));
+    if (!connected) co_return std::unexpected(connected.error());
+    s.client = *connected;
+    if (s.stopping) {
+      s.client->close();
+      co_return Result<void>{};
+    }
+    auto challenge_text = co_await s.client->read();
+    if (!challenge_text) co_return std::unexpected(challenge_text.error());
+    auto challenge = parse_object(*challenge_text);
+    if (!challenge) co_return std::unexpected(challenge.error());
+    const std::string nonce = string_field(*challenge, "nonce");
+    if (string_field(*challenge, "type") != "challenge" || nonce.empty()) {
+      co_return fail(ErrorCode::kInvalidArgument, "OneNode did not send a challenge");
+    }
+    json::object hello{
+        {"type", "hello"},
+        {"v", protocol::kVersion},
+        {"node", s.identity.node_key.address().to_checksum()},
+        {"signature", crypto::personal_sign(s.identity.node_key, protocol::auth_message(nonce)).to_hex()},
+        {"binding", json::object{{"owner", s.identity.owner.to_checksum()},
+                                 {"issued_at", s.identity.binding_issued_at},
+                                 {"signature", s.identity.binding_signature.to_hex()}}},
+        {"hardware", s.hardware.to_json()},
+        {"agent_version", s.options.agent_version}};
+    if (s.options.region) hello["region"] = *s.options.region;
+    s.client->send(json::serialize(hello));
+    auto welcome_text = co_await s.client->read();
+    if (!welcome_text) co_return std::unexpected(welcome_text.error());
+    auto welcome = parse_object(*welcome_text);
+    if (!welcome) co_return std::unexpected(welcome.error());
+    if (string_field(*welcome, "type") == "error") {
+      co_return fail(ErrorCode::kUnauthenticated, "OneNode refused the agent: " + string_field(*welcome, "message"));
+    }
+    if (string_field(*welcome, "type") != "welcome") co_return fail(ErrorCode::kInvalidArgument, "OneNode did not welcome the agent");
+    std::chrono::seconds interval = protocol::kDefaultHeartbeatInterval;
+    if (auto it = welcome->find("heartbeat_interval_s"); it != welcome->end() && it->value().is_int64() &&
+                                                         it->value().get_int64() > 0 && it->value().get_int64() <= 3600) {
+      interval = std::chrono::seconds{it->value().get_int64()};
+    }
+    state_.store(AgentState::kOnline);
+    sessions_.fetch_add(1);
+    say("online as provider " + string_field(*welcome, "provider_id") + " (heartbeat every " +
+        std::to_string(interval.count()) + " s)");
+
+    auto last_ack = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+    auto client = s.client;
+    // Heartbeats go out on a timer; a channel that acknowledges none for 3 intervals is dead.
+    auto beat = [this, &s, client, interval, last_ack]() -> asio::awaitable<Result<void>> {
+      asio::steady_timer timer(s.io);
+      for (std::uint64_t seq = 1; client->is_open(); ++seq) {
+        if (std::chrono::steady_clock::now() - *last_ack > 3 * interval) {
+          client->close();
+          co_return fail(ErrorCode::kTimeout, "no acknowledgement from OneNode for 3 heartbeats");
+        }
+        json::object hb{{"type", "heartbeat"},
+                        {"seq", seq},
+                        {"available", json::object{{"gpus", s.hardware.gpus.size()},
+                                                   {"cpu_cores", s.hardware.cpu_cores},
+                                                   {"ram_bytes", s.hardware.ram_bytes}}}};
+        client->send(json::serialize(hb));
+        timer.expires_after(interval);
+        boost::system::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      co_return Result<void>{};
+    };
+    auto listen = [this, client, last_ack]() -> asio::awaitable<Result<void>> {
+      for (;;) {
+        auto text = co_await client->read();
+        if (!text) co_return std::unexpected(text.error());
+        auto msg = parse_object(*text);
+        if (!msg) continue;
+        const std::string type = string_field(*msg, "type");
+        if (type == "ack") {
+          *last_ack = std::chrono::steady_clock::now();
+          acked_.fetch_add(1);
+        } else if (type == "error") {
+          co_return fail(ErrorCode::kUnavailable, "OneNode closed the channel: " + string_field(*msg, "message"));
+        }
+      }
+    };
+    auto result = co_await (beat() || listen());
+    client->close();
+    if (result.index() == 0) co_return std::get<0>(result);
+    co_return std::get<1>(result);
+  };
+
+  auto loop = [this, &s, session, say]() -> asio::awaitable<void> {
+    std::chrono::milliseconds backoff = s.options.initial_backoff;
+    while (!s.stopping) {
+      const std::uint64_t before = sessions_.load();
+      auto r = co_await session();
+      if (s.stopping) break;
+      if (sessions_.load() != before) backoff = s.options.initial_backoff;  // it was up: start over
+      std::string why = r ? "channel closed" : r.error().message;
+      // Full jitter in [backoff/2, backoff]: agents that lost OneNode together do not
+      // all come back in the same instant.
+      const auto half = backoff.count() / 2;
+      const auto delay = std::chrono::milliseconds{
+          half + static_cast<std::int64_t>(crypto::random_below(static_cast<std::uint64_t>(half) + 1))};
+      state_.store(AgentState::kBackingOff);
+      say("control channel down (" + why + "); reconnecting in " + std::to_string(delay.count()) + " ms");
+      s.wake.expires_after(delay);
+      boost::system::error_code ec;
+      co_await s.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      backoff = std::min(backoff * 2, s.options.max_backoff);
+    }
+    state_.store(AgentState::kStopped);
+  };
+
+  asio::co_spawn(s.io, loop(), asio::detached);
+  s.io.run();
+  state_.store(AgentState::kStopped);
+}
+
+void Agent::stop() {
+  Impl& s = *impl_;
+  asio::post(s.io, [&s] {
+    s.stopping = true;
+    s.wake.cancel();
+    if (s.client) s.client->close();
+  });
+}
+
+}  // namespace kaisar::provider

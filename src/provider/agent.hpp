@@ -1,0 +1,53 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/hardware.hpp"
+#include "provider/identity.hpp"
+
+namespace kaisar::provider {
+
+struct AgentOptions {
+  std::string onenode_url;                 // http://host:port of OneNode
+  std::optional<std::string> region;       // declared region, e.g. "eu-west"
+  std::chrono::milliseconds initial_backoff{500};
+  std::chrono::milliseconds max_backoff{30000};
+  std::string agent_version = "kaisar-agent/0.1.0";
+};
+
+enum class AgentState { kConnecting, kOnline, kBackingOff, kStopped };
+
+// Keeps one outbound control channel to OneNode: authenticates with the node key, sends
+// heartbeats at the interval OneNode asks for, and reconnects with exponential backoff and
+// jitter whenever the channel drops or goes silent.
+class Agent {
+ public:
+  Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Blocks until stop(). Logs through `log` (one line each), if set.
+  void run();
+  // Thread-safe; makes run() return soon.
+  void stop();
+
+  std::function<void(const std::string&)> log;
+  AgentState state() const { return state_.load(); }
+  std::uint64_t heartbeats_acked() const { return acked_.load(); }
+  std::uint64_t sessions() const { return sessions_.load(); }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<AgentState> state_{AgentState::kConnecting};
+  std::atomic<std::uint64_t> acked_{0};
+  std::atomic<std::uint64_t> sessions_{0};
+};
+
+}  // namespace kaisar::provider

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/error.hpp"
+#include "crypto/keystore.hpp"
+#include "crypto/secp256k1.hpp"
+
+namespace kaisar::provider {
+
+// A provider's identity in its data dir:
+//   owner.json    the owner wallet (keystore v3, password protected)
+//   node.key      the node key, hex, mode 0600: the agent runs unattended with it
+//   binding.json  the owner's signature binding node key → wallet (public)
+struct ProviderIdentity {
+  crypto::PrivateKey node_key;
+  crypto::Address owner;
+  std::string binding_issued_at;
+  crypto::Signature binding_signature;
+};
+
+struct InitResult {
+  crypto::Address owner;
+  crypto::Address node;
+  bool created_wallet = false;
+};
+
+// Creates (or keeps) the node key, stores `owner_key` as owner.json encrypted with
+// `password`, and signs the binding. Refuses to replace an existing owner.json with a
+// different wallet.
+Result<InitResult> init_identity(const std::string& data_dir, const crypto::PrivateKey& owner_key,
+                                 std::string_view password, bool created_wallet,
+                                 crypto::ScryptParams scrypt = {});
+Result<ProviderIdentity> load_identity(const std::string& data_dir);
+
+}  // namespace kaisar::provider

@@ -1,0 +1,128 @@
+#include "provider/inventory.hpp"
+
+#include <dlfcn.h>
+#include <sched.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace kaisar::provider {
+
+namespace {
+
+std::string trim(std::string s) {
+  auto b = s.find_first_not_of(" \t");
+  auto e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? std::string{} : s.substr(b, e - b + 1);
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = trim(line.substr(0, colon));
+    if (key == "model name" || key == "Hardware" || key == "Model" || key == "cpu model") {
+      return trim(line.substr(colon + 1));
+    }
+  }
+  return "unknown CPU";
+}
+
+std::uint32_t cpu_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<std::uint32_t>(CPU_COUNT(&set));
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<std::uint32_t>(n) : 1;
+}
+
+std::uint64_t ram_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit) {
+    if (key == "MemTotal:") return kb * 1024;
+  }
+  return 0;
+}
+
+// The NVML subset we use, resolved by name so that no NVIDIA package is needed to build.
+using nvmlReturn = int;
+using nvmlDevice = void*;
+struct NvmlMemory {
+  unsigned long long total, free, used;
+};
+
+}  // namespace
+
+std::vector<Gpu> detect_nvidia_gpus(std::string* note) {
+  std::vector<Gpu> gpus;
+  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    if (note != nullptr) *note = "NVML (libnvidia-ml.so.1) not found: no NVIDIA driver";
+    return gpus;
+  }
+  auto sym = [&](const char* name) { return dlsym(lib, name); };
+  auto init = reinterpret_cast<nvmlReturn (*)()>(sym("nvmlInit_v2"));
+  auto shutdown = reinterpret_cast<nvmlReturn (*)()>(sym("nvmlShutdown"));
+  auto count = reinterpret_cast<nvmlReturn (*)(unsigned*)>(sym("nvmlDeviceGetCount_v2"));
+  auto handle = reinterpret_cast<nvmlReturn (*)(unsigned, nvmlDevice*)>(sym("nvmlDeviceGetHandleByIndex_v2"));
+  auto name = reinterpret_cast<nvmlReturn (*)(nvmlDevice, char*, unsigned)>(sym("nvmlDeviceGetName"));
+  auto uuid = reinterpret_cast<nvmlReturn (*)(nvmlDevice, char*, unsigned)>(sym("nvmlDeviceGetUUID"));
+  auto memory = reinterpret_cast<nvmlReturn (*)(nvmlDevice, NvmlMemory*)>(sym("nvmlDeviceGetMemoryInfo"));
+  auto driver = reinterpret_cast<nvmlReturn (*)(char*, unsigned)>(sym("nvmlSystemGetDriverVersion"));
+  if (init == nullptr || shutdown == nullptr || count == nullptr || handle == nullptr || name == nullptr ||
+      uuid == nullptr || memory == nullptr || driver == nullptr) {
+    if (note != nullptr) *note = "NVML is missing expected functions";
+    dlclose(lib);
+    return gpus;
+  }
+  if (init() != 0) {
+    if (note != nullptr) *note = "nvmlInit failed: driver not loaded or no permission";
+    dlclose(lib);
+    return gpus;
+  }
+  char driver_version[96] = {};
+  driver(driver_version, sizeof driver_version);
+  unsigned n = 0;
+  if (count(&n) == 0) {
+    for (unsigned i = 0; i < n && i < 64; ++i) {
+      nvmlDevice dev = nullptr;
+      if (handle(i, &dev) != 0) continue;
+      Gpu g;
+      char buf[96] = {};
+      if (name(dev, buf, sizeof buf) == 0) g.name = buf;
+      char ubuf[96] = {};
+      if (uuid(dev, ubuf, sizeof ubuf) == 0) g.uuid = ubuf;
+      NvmlMemory mem{};
+      if (memory(dev, &mem) == 0) g.vram_bytes = mem.total;
+      g.driver = driver_version;
+      gpus.push_back(std::move(g));
+    }
+  }
+  shutdown();
+  dlclose(lib);
+  if (gpus.empty() && note != nullptr) *note = "NVML reports no GPUs";
+  return gpus;
+}
+
+Hardware detect_hardware(const std::string& data_dir) {
+  Hardware h;
+  h.cpu_model = cpu_model();
+  h.cpu_cores = cpu_cores();
+  h.ram_bytes = ram_bytes();
+  struct statvfs fs {};
+  if (statvfs(data_dir.c_str(), &fs) == 0) {
+    h.disk_bytes = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
+    h.disk_free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  }
+  h.gpus = detect_nvidia_gpus();
+  return h;
+}
+
+}  // namespace kaisar::provider
