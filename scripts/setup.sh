@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
   # toolchain
-  build-essential cmake ninja-build ccache clang libclang-rt-14-dev pkg-config git
+  build-essential cmake ninja-build ccache clang-16 libclang-rt-16-dev pkg-config git
   # libraries
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev libsecp256k1-dev
   libcrypto++-dev libsqlite3-dev libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev

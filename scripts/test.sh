@@ -15,14 +15,18 @@ cmake --build --preset asan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --preset asan
 
 echo "== fuzz corpora replay (clang, libFuzzer)"
-cmake --preset fuzz -DKAISAR_WERROR="$werror" >/dev/null
-cmake --build --preset fuzz
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz --target fuzz_all
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 for f in build/fuzz/tests/fuzz/fuzz_*; do
   name=$(basename "$f")
   corpus=tests/fuzz/corpus/${name#fuzz_}
-  echo "-- $name on $corpus"
-  "$f" -runs=0 "$corpus" >/dev/null 2>&1 || { "$f" -runs=0 "$corpus"; exit 1; }
-  # and a short burst of new inputs, bounded in time
-  "$f" -max_total_time=10 -max_len=4096 "$corpus" -artifact_prefix=build/fuzz/ >/dev/null 2>&1 || { echo "fuzzer $name found a crash"; exit 1; }
+  echo "-- $name: replaying $(ls "$corpus" | wc -l) inputs from $corpus"
+  "$f" -runs=0 "$corpus" >"$scratch/$name.log" 2>&1 || { cat "$scratch/$name.log"; exit 1; }
+  # Then a short burst of new inputs; new finds go to scratch, never into the repo.
+  mkdir -p "$scratch/$name"
+  "$f" -max_total_time=15 -max_len=8192 -artifact_prefix="$scratch/" "$scratch/$name" "$corpus" \
+    >"$scratch/$name.log" 2>&1 || { tail -n 40 "$scratch/$name.log"; echo "fuzzer $name found a crash"; exit 1; }
 done
 echo "all test stages passed"

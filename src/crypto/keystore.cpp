@@ -30,6 +30,7 @@ constexpr std::uint64_t kMaxScryptMemory = 1ULL << 30;  // 128 * n * r bytes
 constexpr std::uint64_t kMaxScryptWork = 1ULL << 24;    // n * r * p
 constexpr std::uint64_t kMaxPbkdf2C = 10'000'000;
 constexpr std::size_t kMaxSaltSize = 1024;
+constexpr std::size_t kMaxPasswordSize = 1 << 20;
 
 std::unexpected<Error> bad_field(std::string_view field, std::string_view problem) {
   return fail(ErrorCode::kInvalidArgument, "keystore field " + std::string(field) + " " + std::string(problem));
@@ -236,6 +237,7 @@ Result<PrivateKey> keystore_decrypt(std::string_view json, std::string_view pass
   try {
     auto ks = parse(json);
     if (!ks) return std::unexpected(ks.error());
+    if (password.size() > kMaxPasswordSize) return fail(ErrorCode::kInvalidArgument, "password is longer than 1 MiB");
     SecretBytes derived(kDerivedKeySize);
     if (!derive_key(*ks, password, derived)) return fail(ErrorCode::kInternal, "keystore key derivation failed");
     const Hash32 mac = keystore_mac(derived, ks->ciphertext);
@@ -267,6 +269,7 @@ Result<Address> keystore_address(std::string_view json) noexcept {
 }
 
 std::string keystore_encrypt(const PrivateKey& key, std::string_view password, ScryptParams params) {
+  if (password.size() > kMaxPasswordSize) throw std::invalid_argument("password is longer than 1 MiB");
   if (auto ok = check_scrypt(params); !ok) throw std::invalid_argument(ok.error().message);
   ParsedKeystore ks;
   ks.kdf = KeystoreKdf::kScrypt;

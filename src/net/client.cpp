@@ -491,7 +491,7 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
 
   asio::awaitable<Result<std::string>> read_next(std::shared_ptr<Impl> self) {
     while (true) {
-      if (finished) co_return fail(ErrorCode::kUnavailable, "WebSocket connection closed");
+      if (self->finished) co_return fail(ErrorCode::kUnavailable, "WebSocket connection closed");
       auto [ec, n] = co_await ws.async_read(read_buffer, kTuple);
       if (ec) {
         finish();
@@ -527,10 +527,10 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
       }
     }
     if (close_requested && !finished) {
-      auto [ec] = co_await ws.async_close(websocket::close_code::normal, kTuple);
+      co_await ws.async_close(websocket::close_code::normal, kTuple);
       finish();
     }
-    writing = false;
+    self->writing = false;
   }
 
   void finish() {

@@ -273,7 +273,7 @@ class SseSession final : public Connection, public SseStream {
       out.clear();
       if (out.capacity() > kShrinkAbove) out.shrink_to_fit();
     }
-    finish();
+    self->finish();
   }
 
   // Reads (and ignores) whatever the client sends, to notice when it goes away.
@@ -283,7 +283,7 @@ class SseSession final : public Connection, public SseStream {
       auto [ec, n] = co_await socket_.async_read_some(asio::buffer(sink), kTuple);
       if (ec) break;
     }
-    if (!finished_) abort();
+    if (!self->finished_) self->abort();
   }
 
   void finish() {
@@ -440,7 +440,7 @@ class WsSession final : public Connection, public WebSocketSession {
       buffer.consume(buffer.size());
       if (buffer.capacity() > kShrinkAbove) buffer.shrink_to_fit();
     }
-    finish();
+    self->finish();
   }
 
   asio::awaitable<void> write_loop(std::shared_ptr<WsSession> self) {
@@ -465,7 +465,7 @@ class WsSession final : public Connection, public WebSocketSession {
         beast::get_lowest_layer(ws_).close(ignored);
       }
     }
-    writing_ = false;
+    self->writing_ = false;
   }
 
   void finish() {
@@ -564,7 +564,7 @@ class HttpConnection final : public Connection {
       close_socket();
       phase_ = Phase::kDone;
     }
-    shared_->remove(this);
+    shared_->remove(self.get());
   }
 
   asio::awaitable<void> serve() {

@@ -1,0 +1,892 @@
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/parse.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "net/client.hpp"
+#include "net/http.hpp"
+#include "net/request_parse.hpp"
+#include "net/router.hpp"
+#include "net/server.hpp"
+#include "process.hpp"
+
+namespace kaisar::net {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using tcp = asio::ip::tcp;
+
+// --- pure parts -------------------------------------------------------------------------
+
+Request make_request(std::string method, std::string target) {
+  Request r;
+  r.method = std::move(method);
+  r.target = target;
+  split_target(target, r.path, r.query_string);
+  return r;
+}
+
+Response ok_text(std::string body) { return Response::text(200, std::move(body)); }
+
+TEST(Router, MatchesLiteralsAndPlaceholders) {
+  Router router;
+  router.add("GET", "/api/v1/providers/{id}", [](Request&) { return ok_text("one"); });
+  router.add("GET", "/api/v1/providers/mine", [](Request&) { return ok_text("mine"); });
+  router.add("POST", "/api/v1/providers", [](Request&) { return ok_text("create"); });
+  router.add("GET", "/a/{x}/b/{y}", [](Request&) { return ok_text("two"); });
+
+  auto r1 = make_request("GET", "/api/v1/providers/0xabc");
+  auto m1 = router.match(r1);
+  ASSERT_NE(m1.route, nullptr);
+  EXPECT_EQ(m1.route->pattern, "/api/v1/providers/{id}");
+  EXPECT_EQ(r1.path_params.at("id"), "0xabc");
+
+  // A literal segment beats a placeholder whatever the order of registration.
+  auto r2 = make_request("GET", "/api/v1/providers/mine");
+  auto m2 = router.match(r2);
+  ASSERT_NE(m2.route, nullptr);
+  EXPECT_EQ(m2.route->pattern, "/api/v1/providers/mine");
+
+  auto r3 = make_request("GET", "/a/1/b/hello%20world");
+  auto m3 = router.match(r3);
+  ASSERT_NE(m3.route, nullptr);
+  EXPECT_EQ(r3.path_params.at("x"), "1");
+  EXPECT_EQ(r3.path_params.at("y"), "hello world");
+
+  auto r4 = make_request("GET", "/api/v1/providers/");  // empty segment never matches {id}
+  EXPECT_EQ(router.match(r4).status, 404);
+  auto r5 = make_request("GET", "/api/v1/providers/x/y");
+  EXPECT_EQ(router.match(r5).status, 404);
+  auto r6 = make_request("GET", "/nothing");
+  EXPECT_EQ(router.match(r6).status, 404);
+}
+
+TEST(Router, MethodNotAllowedListsMethods) {
+  Router router;
+  router.add("GET", "/items", [](Request&) { return ok_text("list"); });
+  router.add("POST", "/items", [](Request&) { return ok_text("add"); });
+  auto r = make_request("DELETE", "/items");
+  auto m = router.match(r);
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_EQ(m.status, 405);
+  EXPECT_EQ(m.allow, "GET, HEAD, POST");
+
+  auto head = make_request("HEAD", "/items");
+  auto mh = router.match(head);
+  ASSERT_NE(mh.route, nullptr);
+  EXPECT_EQ(mh.route->method, "GET");
+
+  Response res = dispatch(router, r);
+  EXPECT_EQ(res.status, 405);
+  bool has_allow = false;
+  for (auto& [k, v] : res.headers) has_allow |= (k == "allow" && v == "GET, HEAD, POST");
+  EXPECT_TRUE(has_allow);
+}
+
+TEST(Router, DispatchTurnsExceptionsInto500) {
+  Router router;
+  router.add("GET", "/boom", [](Request&) -> Response { throw std::runtime_error("kaput"); });
+  auto r = make_request("GET", "/boom");
+  Response res = dispatch(router, r);
+  EXPECT_EQ(res.status, 500);
+  auto body = json::parse(res.body);
+  EXPECT_EQ(body.at("error").at("code"), "internal");
+}
+
+TEST(Http, QueryDecoding) {
+  auto r = make_request("GET", "/x?name=J%C3%BCrgen+M%20x&flag&empty=&a=1&a=2&bad=%zz%4");
+  EXPECT_EQ(r.path, "/x");
+  EXPECT_EQ(r.query_string, "name=J%C3%BCrgen+M%20x&flag&empty=&a=1&a=2&bad=%zz%4");
+  EXPECT_EQ(r.query("name"), "J\xC3\xBCrgen M x");
+  EXPECT_EQ(r.query("flag"), "");
+  EXPECT_EQ(r.query("empty"), "");
+  EXPECT_EQ(r.query("a"), "1");
+  EXPECT_EQ(r.query("bad"), "%zz%4");
+  EXPECT_EQ(r.query("missing"), std::nullopt);
+  // '+' is a space only in the query, not in the path.
+  auto p = make_request("GET", "/a+b/%41");
+  EXPECT_EQ(p.path, "/a+b/A");
+}
+
+TEST(Http, HeadersAndBearer) {
+  Request r;
+  r.headers = {{"authorization", "Bearer  tok.en-1 "}, {"x-a", "1"}};
+  EXPECT_EQ(r.header("x-a"), "1");
+  EXPECT_EQ(r.header("x-b"), std::nullopt);
+  EXPECT_EQ(r.bearer_token(), "tok.en-1");
+  r.headers = {{"authorization", "bearer abc"}};
+  EXPECT_EQ(r.bearer_token(), "abc");
+  r.headers = {{"authorization", "Basic abc"}};
+  EXPECT_EQ(r.bearer_token(), std::nullopt);
+  r.headers = {{"authorization", "Bearer "}};
+  EXPECT_EQ(r.bearer_token(), std::nullopt);
+  r.headers = {{"authorization", "Bearerabc"}};
+  EXPECT_EQ(r.bearer_token(), std::nullopt);
+}
+
+TEST(Http, ErrorResponsesAndStatuses) {
+  Response res = Response::error(ErrorCode::kConflict, "nonce \"7\" already used");
+  EXPECT_EQ(res.status, 409);
+  auto body = json::parse(res.body);
+  EXPECT_EQ(body.at("error").at("code"), "conflict");
+  EXPECT_EQ(body.at("error").at("message"), "nonce \"7\" already used");
+  EXPECT_EQ(error_http_status(ErrorCode::kInvalidArgument), 400);
+  EXPECT_EQ(error_http_status(ErrorCode::kUnauthenticated), 401);
+  EXPECT_EQ(error_http_status(ErrorCode::kPermissionDenied), 403);
+  EXPECT_EQ(error_http_status(ErrorCode::kNotFound), 404);
+  EXPECT_EQ(error_http_status(ErrorCode::kPayloadTooLarge), 413);
+  EXPECT_EQ(error_http_status(ErrorCode::kUnavailable), 503);
+  EXPECT_EQ(error_http_status(ErrorCode::kTimeout), 504);
+  EXPECT_EQ(error_http_status(ErrorCode::kInternal), 500);
+  EXPECT_EQ(status_reason(404), "Not Found");
+  EXPECT_EQ(status_reason(431), "Request Header Fields Too Large");
+  EXPECT_EQ(status_reason(299), "Unknown");
+}
+
+TEST(RequestParse, ParsesCompleteRequests) {
+  auto get = parse_http_request("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Thing: Yes\r\n\r\n", 1024);
+  ASSERT_TRUE(get.has_value()) << get.error().message;
+  EXPECT_EQ(get->method, "GET");
+  EXPECT_EQ(get->path, "/a/b");
+  EXPECT_EQ(get->query_string, "x=1");
+  EXPECT_EQ(get->header("x-thing"), "Yes");
+
+  auto chunked = parse_http_request(
+      "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n", 1024);
+  ASSERT_TRUE(chunked.has_value()) << chunked.error().message;
+  EXPECT_EQ(chunked->body, "abcdefg");
+
+  auto big = parse_http_request("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789", 5);
+  ASSERT_FALSE(big.has_value());
+  EXPECT_EQ(big.error().code, ErrorCode::kPayloadTooLarge);
+
+  auto bad = parse_http_request("GARBAGE\r\n\r\n", 1024);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+
+  auto truncated = parse_http_request("POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n01", 1024);
+  ASSERT_FALSE(truncated.has_value());
+  EXPECT_EQ(truncated.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(Url, Parses) {
+  auto u = Url::parse("http://127.0.0.1:8080/api/v1/x?y=1#frag");
+  ASSERT_TRUE(u.has_value()) << u.error().message;
+  EXPECT_EQ(u->scheme, "http");
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 8080);
+  EXPECT_EQ(u->target, "/api/v1/x?y=1");
+
+  auto d = Url::parse("WS://example.com");
+  ASSERT_TRUE(d.has_value()) << d.error().message;
+  EXPECT_EQ(d->scheme, "ws");
+  EXPECT_EQ(d->port, 80);
+  EXPECT_EQ(d->target, "/");
+
+  auto v6 = Url::parse("http://[::1]:9/");
+  ASSERT_TRUE(v6.has_value()) << v6.error().message;
+  EXPECT_EQ(v6->host, "::1");
+}
+
+TEST(Url, RejectsBadUrls) {
+  for (const char* text : {"", "not a url", "https://example.com/", "wss://x/", "ftp://x/", "http:///path",
+                           "http://x:0/", "http://x:65536/", "http://x:abc/", "http://user:pw@x/", "/relative"}) {
+    auto u = Url::parse(text);
+    ASSERT_FALSE(u.has_value()) << text;
+    EXPECT_EQ(u.error().code, ErrorCode::kInvalidArgument) << text;
+  }
+}
+
+// --- server fixtures ---------------------------------------------------------------------
+
+class TestServer {
+ public:
+  TestServer(Router router, ServerOptions options = {}) : server_(std::move(options), std::move(router)) {
+    auto port = server_.start();
+    if (!port) throw std::runtime_error(port.error().message);
+    port_ = *port;
+  }
+  std::string url(std::string_view target) const { return "http://127.0.0.1:" + std::to_string(port_) + std::string(target); }
+  std::string ws_url(std::string_view target) const { return "ws://127.0.0.1:" + std::to_string(port_) + std::string(target); }
+  std::uint16_t port() const { return port_; }
+  HttpServer& server() { return server_; }
+
+ private:
+  HttpServer server_;
+  std::uint16_t port_ = 0;
+};
+
+// A blocking socket that gives up on reads after a few seconds rather than hanging a test.
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port) : socket_(ioc_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    timeval tv{5, 0};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  void send(std::string_view bytes) { asio::write(socket_, asio::buffer(bytes)); }
+
+  struct Reply {
+    int status = 0;
+    std::string head;
+    std::string body;
+  };
+  // One response with a Content-Length body; status 0 if the connection ended first.
+  Reply read_response() {
+    Reply reply;
+    std::size_t end;
+    while ((end = pending_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return reply;
+    }
+    reply.head = pending_.substr(0, end + 4);
+    pending_.erase(0, end + 4);
+    reply.status = std::stoi(reply.head.substr(9, 3));
+    std::size_t length = 0;
+    auto cl = reply.head.find("Content-Length: ");
+    if (cl != std::string::npos) length = std::stoul(reply.head.substr(cl + 16));
+    while (pending_.size() < length) {
+      if (!fill()) return reply;
+    }
+    reply.body = pending_.substr(0, length);
+    pending_.erase(0, length);
+    return reply;
+  }
+  // Reads until `needle` has arrived; false if the connection ended or stalled first.
+  bool read_until(std::string_view needle) {
+    while (pending_.find(needle) == std::string::npos) {
+      if (!fill()) return false;
+    }
+    pending_.erase(0, pending_.find(needle) + needle.size());
+    return true;
+  }
+  // True when the server closed the connection (EOF or reset) before more data came.
+  bool closed_by_peer() {
+    return !fill();
+  }
+
+ private:
+  bool fill() {
+    char buf[4096];
+    boost::system::error_code ec;
+    std::size_t n = socket_.read_some(asio::buffer(buf), ec);
+    if (ec || n == 0) return false;
+    pending_.append(buf, n);
+    return true;
+  }
+  asio::io_context ioc_;
+  tcp::socket socket_;
+  std::string pending_;
+};
+
+Router demo_router() {
+  Router router;
+  router.add("GET", "/hello/{name}", [](Request& r) {
+    return Response::json(200, {{"hello", r.path_params.at("name")}, {"q", r.query("q").value_or("")}});
+  });
+  router.add("POST", "/echo", [](Request& r) {
+    return Response::json(201, {{"body", r.body}, {"type", r.header("content-type").value_or("")}});
+  });
+  router.add("GET", "/boom", [](Request&) -> Response { throw std::runtime_error("kaput"); });
+  router.add("GET", "/slow", [](Request&) {
+    std::this_thread::sleep_for(400ms);
+    return ok_text("slow done");
+  });
+  return router;
+}
+
+TEST(Server, RoutesWithParamsAndQuery) {
+  TestServer ts(demo_router());
+  auto res = http_request("GET", ts.url("/hello/w%C3%B6rld?q=a+b%26c"));
+  ASSERT_TRUE(res.has_value()) << res.error().message;
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->header("content-type"), "application/json");
+  EXPECT_EQ(res->header("server"), "kaisar");
+  auto body = json::parse(res->body);
+  EXPECT_EQ(body.at("hello"), "w\xC3\xB6rld");
+  EXPECT_EQ(body.at("q"), "a b&c");
+
+  auto post = http_request("POST", ts.url("/echo"), "{\"x\":1}", {{"Content-Type", "application/json"}});
+  ASSERT_TRUE(post.has_value()) << post.error().message;
+  EXPECT_EQ(post->status, 201);
+  EXPECT_EQ(json::parse(post->body).at("body"), "{\"x\":1}");
+  EXPECT_EQ(json::parse(post->body).at("type"), "application/json");
+}
+
+TEST(Server, NotFoundAndMethodNotAllowedAreJsonErrors) {
+  TestServer ts(demo_router());
+  auto missing = http_request("GET", ts.url("/x"));
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->body, R"({"error":{"code":"not_found","message":"no route for GET /x"}})");
+
+  auto wrong = http_request("DELETE", ts.url("/echo"));
+  ASSERT_TRUE(wrong.has_value());
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_EQ(wrong->header("allow"), "POST");
+  EXPECT_EQ(json::parse(wrong->body).at("error").at("code"), "invalid_argument");
+}
+
+TEST(Server, HandlerExceptionIs500) {
+  TestServer ts(demo_router());
+  auto res = http_request("GET", ts.url("/boom"));
+  ASSERT_TRUE(res.has_value());
+  EXPECT_EQ(res->status, 500);
+  EXPECT_EQ(json::parse(res->body).at("error").at("code"), "internal");
+  // The server is still there.
+  auto again = http_request("GET", ts.url("/hello/x"));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->status, 200);
+}
+
+TEST(Server, HeadAnswersWithoutBody) {
+  TestServer ts(demo_router());
+  RawClient c(ts.port());
+  c.send("HEAD /hello/x HTTP/1.1\r\nHost: t\r\n\r\nGET /hello/y HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto head = c.read_response();
+  EXPECT_EQ(head.status, 200);
+  EXPECT_NE(head.head.find("Content-Length: 20"), std::string::npos) << head.head;
+  // The next response follows directly: HEAD sent no body bytes.
+  auto get = c.read_response();
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(get.body, R"({"hello":"y","q":""})");
+}
+
+TEST(Server, KeepAliveServesTwoRequestsOnOneConnection) {
+  TestServer ts(demo_router());
+  RawClient c(ts.port());
+  c.send("GET /hello/a HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto first = c.read_response();
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(first.body, R"({"hello":"a","q":""})");
+  c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+  auto second = c.read_response();
+  EXPECT_EQ(second.status, 201);
+  EXPECT_NE(second.body.find("\"abc\""), std::string::npos);
+  EXPECT_EQ(ts.server().open_connections(), 1u);
+  c.send("GET /hello/b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  auto third = c.read_response();
+  EXPECT_EQ(third.status, 200);
+  EXPECT_NE(third.head.find("Connection: close"), std::string::npos);
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST(Server, IdleKeepAliveConnectionIsClosed) {
+  ServerOptions options;
+  options.keep_alive_timeout = 1s;
+  TestServer ts(demo_router(), options);
+  RawClient c(ts.port());
+  c.send("GET /hello/a HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(c.read_response().status, 200);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
+}
+
+TEST(Server, BodyOverLimitIs413) {
+  ServerOptions options;
+  options.body_limit = 1000;
+  TestServer ts(demo_router(), options);
+  {
+    RawClient c(ts.port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'x'));
+    auto reply = c.read_response();
+    EXPECT_EQ(reply.status, 413);
+    EXPECT_EQ(json::parse(reply.body).at("error").at("code"), "payload_too_large");
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  {
+    // Chunked bodies are counted as they arrive.
+    RawClient c(ts.port());
+    std::string chunk(600, 'y');
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n" + chunk + "\r\n258\r\n" + chunk +
+           "\r\n0\r\n\r\n");
+    EXPECT_EQ(c.read_response().status, 413);
+  }
+  auto fine = http_request("POST", ts.url("/echo"), std::string(1000, 'z'));
+  ASSERT_TRUE(fine.has_value());
+  EXPECT_EQ(fine->status, 201);
+}
+
+TEST(Server, HeaderOverLimitIs431) {
+  ServerOptions options;
+  options.header_limit = 1024;
+  TestServer ts(demo_router(), options);
+  RawClient c(ts.port());
+  c.send("GET /hello/a HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2000, 'h') + "\r\n\r\n");
+  auto reply = c.read_response();
+  EXPECT_EQ(reply.status, 431);
+}
+
+TEST(Server, MalformedRequestIs400) {
+  TestServer ts(demo_router());
+  for (std::string bad : {"GET\r\n\r\n", "GET /x HTTP/9\r\n\r\n", "G@T /x HTTP/1.1\r\n\r\n",
+                          "POST /echo HTTP/1.1\r\nContent-Length: nope\r\n\r\n"}) {
+    RawClient c(ts.port());
+    c.send(bad);
+    auto reply = c.read_response();
+    EXPECT_EQ(reply.status, 400) << bad;
+    if (reply.status == 400) {
+      EXPECT_EQ(json::parse(reply.body).at("error").at("code"), "invalid_argument");
+    }
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+}
+
+TEST(Server, SlowRequestTimesOutWith408) {
+  ServerOptions options;
+  options.request_timeout = 1s;
+  TestServer ts(demo_router(), options);
+  RawClient c(ts.port());
+  auto start = std::chrono::steady_clock::now();
+  c.send("GET /hello/a HTTP/1.1\r\nHost: t\r\n");  // header never finished
+  auto reply = c.read_response();
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(reply.status, 408);
+  EXPECT_EQ(json::parse(reply.body).at("error").at("code"), "timeout");
+  EXPECT_GE(took, 900ms);
+  EXPECT_LT(took, 4s);
+}
+
+TEST(Server, ConcurrentClients) {
+  ServerOptions options;
+  options.threads = 2;
+  TestServer ts(demo_router(), options);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        std::string name = std::to_string(t) + "-" + std::to_string(i);
+        auto res = http_request("GET", ts.url("/hello/" + name));
+        if (res && res->status == 200 && json::parse(res->body).at("hello").as_string() == name) ++ok;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), 200);
+}
+
+TEST(Server, GracefulStopFinishesInFlightRequest) {
+  auto ts = std::make_unique<TestServer>(demo_router());
+  std::string url = ts->url("/slow");
+  auto pending = std::async(std::launch::async, [url] { return http_request("GET", url); });
+  std::this_thread::sleep_for(150ms);
+  // An idle keep-alive connection must not hold the stop up.
+  RawClient idle(ts->port());
+  idle.send("GET /hello/a HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(idle.read_response().status, 200);
+
+  auto start = std::chrono::steady_clock::now();
+  ts->server().stop(3000ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  auto res = pending.get();
+  ASSERT_TRUE(res.has_value()) << res.error().message;
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->body, "slow done");
+  EXPECT_LT(took, 2s);
+  EXPECT_TRUE(idle.closed_by_peer());
+  EXPECT_EQ(ts->server().open_connections(), 0u);
+
+  auto after = http_request("GET", url, {}, {}, 1000ms);
+  ASSERT_FALSE(after.has_value());
+  EXPECT_EQ(after.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(Server, StopPastGraceClosesEverything) {
+  ServerOptions options;
+  auto ts = std::make_unique<TestServer>(demo_router(), options);
+  RawClient partial(ts->port());
+  partial.send("GET /hello/a HTTP/1.1\r\n");  // in flight, never completed
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(ts->server().open_connections(), 1u);
+  auto start = std::chrono::steady_clock::now();
+  ts->server().stop(300ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 250ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_TRUE(partial.closed_by_peer());
+}
+
+TEST(Client, ClosedPortIsUnavailable) {
+  std::uint16_t port;
+  {
+    asio::io_context ioc;
+    tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = a.local_endpoint().port();
+  }
+  auto res = http_request("GET", "http://127.0.0.1:" + std::to_string(port) + "/");
+  ASSERT_FALSE(res.has_value());
+  EXPECT_EQ(res.error().code, ErrorCode::kUnavailable);
+
+  auto bad = http_request("GET", "https://127.0.0.1/");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(Client, TimesOutOnSilentServer) {
+  asio::io_context ioc;
+  tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));  // listens, never answers
+  auto start = std::chrono::steady_clock::now();
+  auto res = http_request("GET", "http://127.0.0.1:" + std::to_string(a.local_endpoint().port()) + "/", {}, {}, 300ms);
+  ASSERT_FALSE(res.has_value());
+  EXPECT_EQ(res.error().code, ErrorCode::kTimeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+// --- SSE -----------------------------------------------------------------------------------
+
+struct SseHub {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::shared_ptr<SseStream> stream;
+  bool closed = false;
+
+  std::shared_ptr<SseStream> wait_stream() {
+    std::unique_lock lock(mutex);
+    cv.wait_for(lock, 5s, [&] { return stream != nullptr; });
+    return stream;
+  }
+  bool wait_closed() {
+    std::unique_lock lock(mutex);
+    return cv.wait_for(lock, 5s, [&] { return closed; });
+  }
+};
+
+Router sse_router(SseHub& hub) {
+  Router router;
+  router.add_sse("/events", [&hub](Request& r, std::shared_ptr<SseStream> s) -> std::optional<Response> {
+    if (r.bearer_token() != "letmein") return Response::error(ErrorCode::kUnauthenticated, "bad token");
+    s->on_close([&hub] {
+      std::lock_guard lock(hub.mutex);
+      hub.closed = true;
+      hub.cv.notify_all();
+    });
+    s->send("hello", "first");
+    std::lock_guard lock(hub.mutex);
+    hub.stream = s;
+    hub.cv.notify_all();
+    return std::nullopt;
+  });
+  return router;
+}
+
+TEST(Sse, DeliversEventsAndNoticesDisconnect) {
+  SseHub hub;
+  TestServer ts(sse_router(hub));
+  auto reader = SseReader::open(ts.url("/events"), {{"Authorization", "Bearer letmein"}});
+  ASSERT_TRUE(reader.has_value()) << reader.error().message;
+  auto stream = hub.wait_stream();
+  ASSERT_NE(stream, nullptr);
+  std::thread sender([stream] {
+    stream->send("tick", "1");
+    stream->send("", "line one\nline two");
+    stream->send("tick", "3");
+  });
+  sender.join();
+
+  auto e1 = (*reader)->next(5s);
+  ASSERT_TRUE(e1.has_value()) << e1.error().message;
+  EXPECT_EQ(e1->event, "hello");
+  EXPECT_EQ(e1->data, "first");
+  auto e2 = (*reader)->next(5s);
+  ASSERT_TRUE(e2.has_value());
+  EXPECT_EQ(e2->event, "tick");
+  EXPECT_EQ(e2->data, "1");
+  auto e3 = (*reader)->next(5s);
+  ASSERT_TRUE(e3.has_value());
+  EXPECT_EQ(e3->event, "message");
+  EXPECT_EQ(e3->data, "line one\nline two");
+  auto e4 = (*reader)->next(5s);
+  ASSERT_TRUE(e4.has_value());
+  EXPECT_EQ(e4->data, "3");
+
+  auto none = (*reader)->next(200ms);
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().code, ErrorCode::kTimeout);
+  EXPECT_FALSE(stream->closed());
+
+  reader->reset();  // the client goes away
+  EXPECT_TRUE(hub.wait_closed());
+  EXPECT_TRUE(stream->closed());
+  stream->send("late", "ignored");  // harmless after the end
+}
+
+TEST(Sse, RefusalAndKeepaliveAndServerClose) {
+  SseHub hub;
+  ServerOptions options;
+  options.sse_keepalive = 1s;
+  TestServer ts(sse_router(hub), options);
+
+  auto refused = SseReader::open(ts.url("/events"), {{"Authorization", "Bearer nope"}});
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_NE(refused.error().message.find("bad token"), std::string::npos);
+
+  RawClient raw(ts.port());
+  raw.send("GET /events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer letmein\r\n\r\n");
+  auto head = raw.read_response();  // no Content-Length: the head alone
+  EXPECT_EQ(head.status, 200);
+  EXPECT_NE(head.head.find("Cache-Control: no-cache"), std::string::npos);
+  std::string seen = head.head;
+  EXPECT_TRUE(raw.read_until(": keepalive\n\n"));
+  EXPECT_NE(seen.find("text/event-stream"), std::string::npos);
+  auto stream = hub.wait_stream();
+  ASSERT_NE(stream, nullptr);
+  stream->close();
+  EXPECT_TRUE(hub.wait_closed());
+  EXPECT_TRUE(raw.closed_by_peer());
+}
+
+// --- WebSocket --------------------------------------------------------------------------
+
+template <class T>
+T run_coro(asio::io_context& ioc, asio::awaitable<T> coro) {
+  auto future = asio::co_spawn(ioc, std::move(coro), asio::use_future);
+  ioc.restart();
+  ioc.run();
+  return future.get();
+}
+
+struct WsHub {
+  std::mutex mutex;
+  std::condition_variable cv;
+  int opened = 0;
+  int closed = 0;
+  std::shared_ptr<WebSocketSession> last;
+};
+
+Router ws_router(WsHub& hub) {
+  Router router;
+  router.add_websocket("/ws/{room}", [&hub](Request& r, std::shared_ptr<WebSocketSession> s) -> std::optional<Response> {
+    if (r.header("x-token") != "ok") return Response::error(ErrorCode::kUnauthenticated, "no token");
+    std::weak_ptr<WebSocketSession> weak = s;
+    std::string room = r.path_params.at("room");
+    s->on_message([weak, room](std::string_view text) {
+      auto self = weak.lock();
+      if (!self) return;
+      if (text == "bye") {
+        self->close("asked to");
+        return;
+      }
+      if (text == "throw") throw std::runtime_error("bad message");
+      self->send(room + ":" + std::string(text));
+    });
+    s->on_close([&hub] {
+      std::lock_guard lock(hub.mutex);
+      ++hub.closed;
+      hub.cv.notify_all();
+    });
+    s->send("welcome " + s->remote_ip());
+    std::lock_guard lock(hub.mutex);
+    ++hub.opened;
+    hub.last = s;
+    return std::nullopt;
+  });
+  return router;
+}
+
+bool wait_closed(WsHub& hub, int count) {
+  std::unique_lock lock(hub.mutex);
+  return hub.cv.wait_for(lock, 5s, [&] { return hub.closed >= count; });
+}
+
+TEST(WebSocket, EchoesThroughClient) {
+  WsHub hub;
+  TestServer ts(ws_router(hub));
+  asio::io_context ioc;
+  std::string url = ts.ws_url("/ws/lobby");
+  auto messages = run_coro(ioc, [&]() -> asio::awaitable<std::vector<std::string>> {
+    std::vector<std::string> got;
+    auto client = co_await WebSocketClient::connect(ioc.get_executor(), url, {{"X-Token", "ok"}});
+    if (!client) {
+      got.push_back("connect failed: " + client.error().message);
+      co_return got;
+    }
+    auto& c = **client;
+    for (int i = 0; i < 50; ++i) c.send("m" + std::to_string(i));
+    for (int i = 0; i < 51; ++i) {
+      auto m = co_await c.read();
+      if (!m) break;
+      got.push_back(*m);
+    }
+    c.send("bye");
+    auto end = co_await c.read();
+    got.push_back(end ? "unexpected: " + *end : "closed");
+    got.push_back(c.is_open() ? "open" : "not open");
+    co_return got;
+  }());
+  ASSERT_EQ(messages.size(), 53u) << messages.front();
+  EXPECT_EQ(messages[0], "welcome 127.0.0.1");
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(messages[static_cast<std::size_t>(i) + 1], "lobby:m" + std::to_string(i));
+  EXPECT_EQ(messages[51], "closed");
+  EXPECT_EQ(messages[52], "not open");
+  EXPECT_TRUE(wait_closed(hub, 1));
+  std::lock_guard lock(hub.mutex);
+  EXPECT_EQ(hub.closed, 1);
+}
+
+TEST(WebSocket, RefusedUpgradeCarriesStatus) {
+  WsHub hub;
+  TestServer ts(ws_router(hub));
+  asio::io_context ioc;
+  std::string url = ts.ws_url("/ws/lobby");
+  auto result = run_coro(ioc, [&]() -> asio::awaitable<Result<std::shared_ptr<WebSocketClient>>> {
+    co_return co_await WebSocketClient::connect(ioc.get_executor(), url, {});
+  }());
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kUnauthenticated);
+
+  // Without an Upgrade header the route answers 426.
+  auto plain = http_request("GET", ts.url("/ws/lobby"));
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(plain->status, 426);
+}
+
+TEST(WebSocket, ClientCloseAndOversizedMessageAndThrowingHandler) {
+  WsHub hub;
+  ServerOptions options;
+  options.websocket_message_limit = 1000;
+  TestServer ts(ws_router(hub), options);
+  asio::io_context ioc;
+  std::string url = ts.ws_url("/ws/r");
+  auto outcome = run_coro(ioc, [&]() -> asio::awaitable<std::vector<std::string>> {
+    std::vector<std::string> out;
+    // 1: the client closes.
+    auto a = co_await WebSocketClient::connect(ioc.get_executor(), url, {{"X-Token", "ok"}});
+    if (!a) co_return std::vector<std::string>{"connect a: " + a.error().message};
+    auto welcome = co_await (*a)->read();
+    out.push_back(welcome ? *welcome : "no welcome");
+    (*a)->close();
+    auto after_close = co_await (*a)->read();
+    out.push_back(after_close ? "read after close" : "a closed");
+    // 2: a message over the limit ends the session.
+    auto b = co_await WebSocketClient::connect(ioc.get_executor(), url, {{"X-Token", "ok"}});
+    if (!b) co_return std::vector<std::string>{"connect b: " + b.error().message};
+    (void)co_await (*b)->read();
+    (*b)->send(std::string(5000, 'x'));
+    auto big = co_await (*b)->read();
+    out.push_back(big ? "big echoed" : "b closed");
+    // 3: a throwing on_message closes the session instead of the server.
+    auto c = co_await WebSocketClient::connect(ioc.get_executor(), url, {{"X-Token", "ok"}});
+    if (!c) co_return std::vector<std::string>{"connect c: " + c.error().message};
+    (void)co_await (*c)->read();
+    (*c)->send("throw");
+    auto thrown = co_await (*c)->read();
+    out.push_back(thrown ? "thrown echoed" : "c closed");
+    co_return out;
+  }());
+  ASSERT_EQ(outcome.size(), 4u) << outcome.front();
+  EXPECT_EQ(outcome[0], "welcome 127.0.0.1");
+  EXPECT_EQ(outcome[1], "a closed");
+  EXPECT_EQ(outcome[2], "b closed");
+  EXPECT_EQ(outcome[3], "c closed");
+  EXPECT_TRUE(wait_closed(hub, 3));
+  EXPECT_EQ(ts.server().open_connections(), 0u);
+}
+
+TEST(WebSocket, ManyClientsAndServerStopSendsClose) {
+  WsHub hub;
+  ServerOptions options;
+  options.threads = 2;
+  auto ts = std::make_unique<TestServer>(ws_router(hub), options);
+  constexpr int kClients = 40;
+  asio::io_context ioc;
+  std::string url = ts->ws_url("/ws/many");
+  std::atomic<int> echoed{0};
+  std::atomic<int> ended{0};
+  std::promise<void> all_echoed;
+  for (int i = 0; i < kClients; ++i) {
+    asio::co_spawn(ioc, [&, i]() -> asio::awaitable<void> {
+      auto client = co_await WebSocketClient::connect(ioc.get_executor(), url, {{"X-Token", "ok"}});
+      if (!client) co_return;
+      (void)co_await (*client)->read();
+      (*client)->send("c" + std::to_string(i));
+      auto m = co_await (*client)->read();
+      if (m && *m == "many:c" + std::to_string(i)) {
+        if (++echoed == kClients) all_echoed.set_value();
+      }
+      auto end = co_await (*client)->read();  // completes when the server stops
+      if (!end) ++ended;
+    }, asio::detached);
+  }
+  std::thread io([&] { ioc.run(); });
+  auto echoed_future = all_echoed.get_future();
+  ASSERT_EQ(echoed_future.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(ts->server().open_connections(), static_cast<std::size_t>(kClients));
+  auto start = std::chrono::steady_clock::now();
+  ts->server().stop(2000ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);  // close frames, not the grace period
+  io.join();
+  EXPECT_EQ(ended.load(), kClients);
+  std::lock_guard lock(hub.mutex);
+  EXPECT_EQ(hub.closed, kClients);
+  // The application may keep a session past the server; using it is harmless.
+  ASSERT_NE(hub.last, nullptr);
+  hub.last->send("after stop");
+  hub.last->close();
+}
+
+// --- curl as an independent client ------------------------------------------------------
+
+TEST(Curl, TalksToServer) {
+  TestServer ts(demo_router());
+  auto get = kaisar::testing::run_process({"curl", "-sS", "-i", ts.url("/hello/curl?q=x%20y")});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_NE(get.out.find("HTTP/1.1 200 OK"), std::string::npos) << get.out;
+  EXPECT_NE(get.out.find(R"({"hello":"curl","q":"x y"})"), std::string::npos) << get.out;
+
+  // A 3000-byte body makes curl send "Expect: 100-continue".
+  std::string big(3000, 'b');
+  auto post = kaisar::testing::run_process(
+      {"curl", "-sS", "-w", "\n%{http_code} %{time_total}", "-H", "Content-Type: text/plain", "--data-binary", big,
+       ts.url("/echo")});
+  ASSERT_EQ(post.exit_code, 0) << post.err;
+  EXPECT_NE(post.out.find("\n201 "), std::string::npos) << post.out;
+  EXPECT_NE(post.out.find(big), std::string::npos);
+  double seconds = std::stod(post.out.substr(post.out.rfind(' ') + 1));
+  EXPECT_LT(seconds, 0.9);  // no one-second wait for a 100 Continue
+
+  auto missing = kaisar::testing::run_process({"curl", "-sS", "-w", "\n%{http_code}", ts.url("/nope")});
+  ASSERT_EQ(missing.exit_code, 0) << missing.err;
+  EXPECT_NE(missing.out.find(R"({"error":{"code":"not_found","message":"no route for GET /nope"}})"), std::string::npos);
+  EXPECT_NE(missing.out.find("\n404"), std::string::npos);
+
+  auto head = kaisar::testing::run_process({"curl", "-sS", "-I", ts.url("/hello/h")});
+  ASSERT_EQ(head.exit_code, 0) << head.err;
+  EXPECT_NE(head.out.find("Content-Length: 20"), std::string::npos) << head.out;
+}
+
+TEST(Curl, ReadsEventStream) {
+  SseHub hub;
+  TestServer ts(sse_router(hub));
+  std::thread closer([&] {
+    auto stream = hub.wait_stream();
+    if (!stream) return;
+    stream->send("tick", "a\nb");
+    stream->close();
+  });
+  auto out = kaisar::testing::run_process(
+      {"curl", "-sS", "-N", "--max-time", "5", "-H", "Authorization: Bearer letmein", ts.url("/events")});
+  closer.join();
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  EXPECT_EQ(out.out, "event: hello\ndata: first\n\nevent: tick\ndata: a\ndata: b\n\n");
+}
+
+}  // namespace
+}  // namespace kaisar::net

@@ -1,0 +1,241 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "crypto/eip191.hpp"
+#include "onenode/auth.hpp"
+#include "onenode/config.hpp"
+#include "onenode/schema.hpp"
+#include "onenode/siwe.hpp"
+
+namespace kaisar::onenode {
+namespace {
+
+const char* kExample =
+    "example.com wants you to sign in with your Ethereum account:\n"
+    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\n"
+    "\n"
+    "Sign in to Kaisar.\n"
+    "\n"
+    "URI: https://example.com/login\n"
+    "Version: 1\n"
+    "Chain ID: 31337\n"
+    "Nonce: abcdef0123456789\n"
+    "Issued At: 2026-11-25T10:00:00Z\n"
+    "Expiration Time: 2026-11-25T10:10:00Z\n"
+    "Resources:\n"
+    "- https://example.com/terms";
+
+TEST(Siwe, ParsesAndPrintsTheSameText) {
+  auto m = SiweMessage::parse(kExample);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->domain, "example.com");
+  EXPECT_EQ(m->address.to_checksum(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+  EXPECT_EQ(m->statement, "Sign in to Kaisar.");
+  EXPECT_EQ(m->chain_id, 31337u);
+  EXPECT_EQ(m->nonce, "abcdef0123456789");
+  ASSERT_EQ(m->resources.size(), 1u);
+  EXPECT_EQ(m->to_string(), kExample);
+}
+
+TEST(Siwe, StatementAndOptionalFieldsMayBeAbsent) {
+  std::string text =
+      "https://127.0.0.1:8080 wants you to sign in with your Ethereum account:\n"
+      "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266\n"
+      "\n"
+      "URI: http://127.0.0.1:8080\n"
+      "Version: 1\n"
+      "Chain ID: 1\n"
+      "Nonce: 12345678\n"
+      "Issued At: 2026-11-25T10:00:00.5+01:00";
+  auto m = SiweMessage::parse(text);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->scheme, "https");
+  EXPECT_EQ(m->domain, "127.0.0.1:8080");
+  EXPECT_FALSE(m->statement);
+  EXPECT_FALSE(m->expiration_time);
+}
+
+TEST(Siwe, ErrorsNameTheLine) {
+  struct Case {
+    std::string from, to, expect;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"example.com wants", "example.com needs", "line 1"},
+           {"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92267", "line 2"},
+           {"Version: 1", "Version: 2", "Version: 1"},
+           {"Chain ID: 31337", "Chain ID: abc", "chain id"},
+           {"Nonce: abcdef0123456789", "Nonce: short", "nonce"},
+           {"Issued At: 2026-11-25T10:00:00Z", "Issued At: yesterday", "Issued At"},
+           {"- https://example.com/terms", "- https://example.com/terms\nextra", "end of the message"},
+       }) {
+    std::string text = kExample;
+    auto pos = text.find(c.from);
+    ASSERT_NE(pos, std::string::npos);
+    text.replace(pos, c.from.size(), c.to);
+    auto m = SiweMessage::parse(text);
+    ASSERT_FALSE(m) << c.to;
+    EXPECT_NE(m.error().message.find(c.expect), std::string::npos) << m.error().message;
+  }
+  EXPECT_FALSE(SiweMessage::parse(""));
+  EXPECT_FALSE(SiweMessage::parse(std::string(kMaxSiweMessageBytes + 1, 'a')));
+  std::string crlf = kExample;
+  crlf.insert(crlf.find('\n'), "\r");
+  EXPECT_FALSE(SiweMessage::parse(crlf));
+}
+
+class AuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("kaisar-auth-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto db = store::open_sqlite((dir_ / "db").string(), migrations());
+    ASSERT_TRUE(db) << db.error().message;
+    db_ = std::move(*db);
+    auth_ = std::make_unique<AuthService>(*db_, clock_, settings_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::filesystem::path dir_;
+  ManualClock clock_{from_unix_seconds(1795600000)};
+  AuthSettings settings_{"127.0.0.1:8080", "http://127.0.0.1:8080", 31337, std::chrono::seconds{600},
+                         std::chrono::seconds{3600}};
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<AuthService> auth_;
+  crypto::PrivateKey key_ = crypto::PrivateKey::generate();
+};
+
+TEST_F(AuthTest, LoginAuthenticateLogout) {
+  auto nonce = auth_->issue_nonce(key_.address());
+  ASSERT_TRUE(nonce) << nonce.error().message;
+  EXPECT_NE(nonce->message.find("127.0.0.1:8080 wants you to sign in"), std::string::npos);
+  auto sig = crypto::personal_sign(key_, nonce->message);
+  auto session = auth_->login(nonce->message, sig.to_hex());
+  ASSERT_TRUE(session) << session.error().message;
+  EXPECT_EQ(session->address, key_.address());
+  EXPECT_EQ(session->token.size(), 64u);
+  auto who = auth_->authenticate(session->token);
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->address, key_.address());
+  // Tokens are stored hashed: the raw token is nowhere in the database.
+  auto rows = db_->query("SELECT COUNT(*) FROM sessions WHERE token_hash = ?", {session->token});
+  EXPECT_EQ(rows->front().integer(0), 0);
+  ASSERT_TRUE(auth_->logout(session->token));
+  EXPECT_EQ(auth_->authenticate(session->token).error().code, ErrorCode::kUnauthenticated);
+}
+
+TEST_F(AuthTest, NonceIsSingleUse) {
+  auto nonce = auth_->issue_nonce(key_.address());
+  auto sig = crypto::personal_sign(key_, nonce->message).to_hex();
+  ASSERT_TRUE(auth_->login(nonce->message, sig));
+  auto again = auth_->login(nonce->message, sig);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_NE(again.error().message.find("already used"), std::string::npos);
+}
+
+TEST_F(AuthTest, ExpiredNonceAndTokenAreRefused) {
+  auto nonce = auth_->issue_nonce(key_.address());
+  auto sig = crypto::personal_sign(key_, nonce->message).to_hex();
+  clock_.advance(std::chrono::seconds{601});
+  auto late = auth_->login(nonce->message, sig);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kUnauthenticated);
+
+  auto fresh = auth_->issue_nonce(key_.address());
+  auto session = auth_->login(fresh->message, crypto::personal_sign(key_, fresh->message).to_hex());
+  ASSERT_TRUE(session);
+  clock_.advance(std::chrono::seconds{3601});
+  EXPECT_FALSE(auth_->authenticate(session->token));
+}
+
+TEST_F(AuthTest, WrongSignerDomainChainOrAlteredMessage) {
+  auto nonce = auth_->issue_nonce(key_.address());
+  auto other = crypto::PrivateKey::generate();
+  EXPECT_EQ(auth_->login(nonce->message, crypto::personal_sign(other, nonce->message).to_hex()).error().code,
+            ErrorCode::kUnauthenticated);
+
+  auto replace = [](std::string text, const std::string& from, const std::string& to) {
+    text.replace(text.find(from), from.size(), to);
+    return text;
+  };
+  for (const auto& altered : {replace(nonce->message, "127.0.0.1:8080 wants", "evil.example wants"),
+                              replace(nonce->message, "Chain ID: 31337", "Chain ID: 1"),
+                              replace(nonce->message, "Sign in to Kaisar.", "Sign in to Kaisar!")}) {
+    auto r = auth_->login(altered, crypto::personal_sign(key_, altered).to_hex());
+    ASSERT_FALSE(r) << altered;
+    EXPECT_EQ(r.error().code, ErrorCode::kUnauthenticated) << r.error().message;
+  }
+  // The untouched message still works afterwards: failed attempts do not burn the nonce.
+  EXPECT_TRUE(auth_->login(nonce->message, crypto::personal_sign(key_, nonce->message).to_hex()));
+}
+
+TEST_F(AuthTest, NonceIssuedToAnotherAddress) {
+  auto other = crypto::PrivateKey::generate();
+  auto nonce = auth_->issue_nonce(other.address());
+  std::string text = nonce->message;
+  const std::string from = other.address().to_checksum();
+  text.replace(text.find(from), from.size(), key_.address().to_checksum());
+  auto r = auth_->login(text, crypto::personal_sign(key_, text).to_hex());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnauthenticated);
+}
+
+TEST_F(AuthTest, MalformedSignature) {
+  auto nonce = auth_->issue_nonce(key_.address());
+  for (const char* sig : {"", "0x", "0x1234", "not hex at all"}) {
+    auto r = auth_->login(nonce->message, sig);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << sig;
+  }
+}
+
+TEST_F(AuthTest, PurgeRemovesExpired) {
+  ASSERT_TRUE(auth_->issue_nonce(key_.address()));
+  clock_.advance(std::chrono::seconds{700});
+  auth_->purge_expired();
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM auth_nonces", {})->front().integer(0), 0);
+}
+
+TEST(Config, TomlAndErrors) {
+  auto path = std::filesystem::temp_directory_path() / ("kaisar-config-" + std::to_string(::getpid()) + ".toml");
+  {
+    std::ofstream f(path);
+    f << "listen = \"127.0.0.1:0\"\nchain_id = 3338\nheartbeat_interval = 2\noffline_after = 6\n";
+  }
+  auto c = OneNodeConfig::load_toml(path.string());
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->listen, "127.0.0.1:0");
+  EXPECT_EQ(c->chain_id, 3338u);
+  EXPECT_EQ(c->offline_after, std::chrono::seconds{6});
+  {
+    std::ofstream f(path);
+    f << "listen = 5\n";
+  }
+  EXPECT_FALSE(OneNodeConfig::load_toml(path.string()));
+  {
+    std::ofstream f(path);
+    f << "lisen = \"x\"\n";
+  }
+  auto unknown = OneNodeConfig::load_toml(path.string());
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("unknown key"), std::string::npos);
+  {
+    std::ofstream f(path);
+    f << "listen = \n";
+  }
+  EXPECT_FALSE(OneNodeConfig::load_toml(path.string()));
+  std::filesystem::remove(path);
+
+  EXPECT_TRUE(OneNodeConfig::split_listen("127.0.0.1:0"));
+  EXPECT_EQ(OneNodeConfig::split_listen("[::1]:80")->first, "::1");
+  EXPECT_FALSE(OneNodeConfig::split_listen("localhost"));
+  EXPECT_FALSE(OneNodeConfig::split_listen("h:70000"));
+  EXPECT_FALSE(OneNodeConfig::split_listen("h:"));
+}
+
+}  // namespace
+}  // namespace kaisar::onenode
