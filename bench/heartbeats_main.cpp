@@ -150,8 +150,8 @@ int main(int argc, char** argv) {
   };
   const auto connect_start = Clock::now();
   for (int i = 0; i < 64; ++i) asio::co_spawn(io, connector(), asio::detached);
-  io.run();
-  io.restart();
+  // Readers stay pending, so run until every agent has an outcome rather than until idle.
+  while (connected + failed < sims.size()) io.run_one();
   const double connect_s = std::chrono::duration<double>(Clock::now() - connect_start).count();
   std::cerr << "connected " << connected << " agents (" << failed << " failed) in " << connect_s << " s\n";
   std::this_thread::sleep_for(std::chrono::seconds{1});

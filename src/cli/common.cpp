@@ -75,7 +75,7 @@ Result<std::string> read_password(const std::string& password_file, bool confirm
     while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
     return p;
   }
-  if (const char* env = std::getenv("KAISAR_PASSWORD"); env != nullptr) return std::string(env);
+  if (const char* env = std::getenv("KAISAR_PASSWORD"); env != nullptr && *env != '\0') return std::string(env);
   if (!isatty(STDIN_FILENO)) {
     return fail(ErrorCode::kInvalidArgument,
                 "a wallet password is needed: pass --password-file FILE or set KAISAR_PASSWORD");

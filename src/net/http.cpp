@@ -28,6 +28,49 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
+// Messages often quote request bytes (paths, fields); JSON must stay valid UTF-8, so each
+// invalid sequence becomes U+FFFD.
+std::string valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  std::size_t i = 0;
+  while (i < text.size()) {
+    auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+    unsigned char c = byte(i);
+    std::size_t length = 0;
+    std::uint32_t min = 0;
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+      min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      min = 0x10000;
+    }
+    bool ok = length > 0 && i + length <= text.size();
+    std::uint32_t cp = length == 2 ? (c & 0x1Fu) : length == 3 ? (c & 0x0Fu) : (c & 0x07u);
+    for (std::size_t k = 1; ok && k < length; ++k) {
+      if ((byte(i + k) & 0xC0u) != 0x80u) ok = false;
+      cp = (cp << 6) | (byte(i + k) & 0x3Fu);
+    }
+    ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    if (ok) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string percent_decode(std::string_view text, bool plus_as_space) {
@@ -107,7 +150,7 @@ Response Response::text(int status, std::string body, std::string content_type) 
 Response Response::error(const Error& err) {
   boost::json::object inner;
   inner["code"] = error_code_name(err.code);
-  inner["message"] = err.message;
+  inner["message"] = valid_utf8(err.message);
   boost::json::object outer;
   outer["error"] = std::move(inner);
   return json(error_http_status(err.code), outer);

@@ -525,7 +525,8 @@ class HttpConnection final : public Connection {
   }
 
  private:
-  // kIdle: waiting for the first byte of a request; kBusy: reading, handling or answering.
+  // kIdle: waiting for the first byte of a request; kBusy: reading, handling or answering;
+  // kHandedOff: the socket belongs to an SSE or WebSocket session now.
   enum class Phase { kIdle, kBusy, kHandedOff, kDone };
 
   std::shared_ptr<HttpConnection> self() { return std::static_pointer_cast<HttpConnection>(shared_from_this()); }
@@ -575,21 +576,29 @@ class HttpConnection final : public Connection {
       parser.body_limit(options.body_limit);
       parser.header_limit(static_cast<std::uint32_t>(
           std::min<std::size_t>(options.header_limit, std::numeric_limits<std::uint32_t>::max())));
-      const bool idle = buffer_.size() == 0;
-      phase_ = idle ? Phase::kIdle : Phase::kBusy;
-      arm(idle && !first ? options.keep_alive_timeout : options.request_timeout);
+      if (buffer_.size() == 0) {
+        // Idle until the first byte: the keep-alive timeout applies and a stopping server
+        // may close the connection.
+        phase_ = Phase::kIdle;
+        arm(first ? options.request_timeout : options.keep_alive_timeout);
+        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kTuple);
+        phase_ = Phase::kBusy;
+        if (ec || shared_->stopping.load()) co_return;
+        if (!first) {
+          disarm();
+          arm(options.request_timeout);
+        }
+      } else {
+        phase_ = Phase::kBusy;
+        arm(options.request_timeout);
+      }
       {
         auto [ec, n] = co_await http::async_read_header(socket_, buffer_, parser, kTuple);
-        phase_ = Phase::kBusy;
         if (ec) {
           disarm();
           co_await answer_read_error(ec, parser.got_some() || buffer_.size() > 0);
           co_return;
         }
-      }
-      if (!first && idle) {
-        disarm();
-        arm(options.request_timeout);
       }
       if (!parser.is_done()) {
         auto expect = parser.get()[http::field::expect];
