@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
@@ -14,6 +16,7 @@
 #include <boost/json/parse.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -853,6 +856,56 @@ TEST(WebSocket, ManyClientsAndServerStopSendsClose) {
   ASSERT_NE(hub.last, nullptr);
   hub.last->send("after stop");
   hub.last->close();
+}
+
+std::size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long size = 0, resident = 0;
+  int got = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+// The benchmark holds 10,000 sessions and allows 32 KiB for each. Here both ends live in
+// one process, so the budget checked is per server session plus its client.
+TEST(WebSocket, SessionsStaySmall) {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  const int clients = static_cast<int>(std::min<rlim_t>(2000, (limit.rlim_cur - 64) / 2));
+  ASSERT_GT(clients, 100);
+  WsHub hub;
+  TestServer ts(ws_router(hub));
+  asio::io_context ioc;
+  std::string url = ts.ws_url("/ws/m");
+  std::vector<std::shared_ptr<WebSocketClient>> held;
+  auto connect_all = [&](int count) -> asio::awaitable<int> {
+    int ready = 0;
+    for (int i = 0; i < count; ++i) {
+      auto client = co_await WebSocketClient::connect(ioc.get_executor(), url, token_headers());
+      if (!client) break;
+      (void)co_await (*client)->read();
+      (*client)->send("ping");
+      auto echo = co_await (*client)->read();
+      if (echo) ++ready;
+      held.push_back(std::move(*client));
+    }
+    co_return ready;
+  };
+  // Warm up allocator pools and thread-local caches before measuring.
+  EXPECT_EQ(run_coro(ioc, connect_all(50)), 50);
+  const std::size_t before = resident_bytes();
+  EXPECT_EQ(run_coro(ioc, connect_all(clients)), clients);
+  const std::size_t after = resident_bytes();
+  const double per_pair = static_cast<double>(after - before) / clients;
+  std::printf("[ memory ] %d sessions: %.1f KiB per server session + client\n", clients, per_pair / 1024.0);
+  EXPECT_LT(per_pair, 32.0 * 1024);
+  EXPECT_EQ(ts.server().open_connections(), static_cast<std::size_t>(clients + 50));
+  for (auto& c : held) c->close();
+  held.clear();
+  ioc.restart();
+  ioc.run_for(3s);
+  EXPECT_TRUE(wait_closed(hub, clients + 50));
 }
 
 // --- curl as an independent client ------------------------------------------------------

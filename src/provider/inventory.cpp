@@ -60,9 +60,9 @@ struct NvmlMemory {
 
 }  // namespace
 
-std::vector<Gpu> detect_nvidia_gpus(std::string* note) {
+std::vector<Gpu> detect_nvidia_gpus(std::string* note, const char* library) {
   std::vector<Gpu> gpus;
-  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  void* lib = dlopen(library, RTLD_NOW | RTLD_LOCAL);
   if (lib == nullptr) {
     if (note != nullptr) *note = "NVML (libnvidia-ml.so.1) not found: no NVIDIA driver";
     return gpus;

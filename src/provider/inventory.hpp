@@ -13,6 +13,7 @@ namespace kaisar::provider {
 Hardware detect_hardware(const std::string& data_dir);
 
 // Only the GPUs; `note` tells why none were found (no NVML, init failed, …).
-std::vector<Gpu> detect_nvidia_gpus(std::string* note = nullptr);
+// `library` is the NVML library to load (tests point it at a stand-in).
+std::vector<Gpu> detect_nvidia_gpus(std::string* note = nullptr, const char* library = "libnvidia-ml.so.1");
 
 }  // namespace kaisar::provider
