@@ -169,7 +169,7 @@ asio::awaitable<Result<ClientResponse>> do_http_request(std::string method, Url 
   request.target(url.target);
   request.set(http::field::host, host_header(url));
   request.set(http::field::user_agent, "kaisar");
-  for (const auto& [name, value] : headers) request.insert(name, value);
+  for (const auto& [name, value] : headers) request.set(name, value);
   request.body() = std::move(body);
   request.keep_alive(false);
   request.prepare_payload();
@@ -367,7 +367,7 @@ Result<std::unique_ptr<SseReader>> SseReader::open(std::string_view url_text, co
     request.set(http::field::user_agent, "kaisar");
     request.set(http::field::accept, "text/event-stream");
     request.set(http::field::cache_control, "no-cache");
-    for (const auto& [name, value] : headers) request.insert(name, value);
+    for (const auto& [name, value] : headers) request.set(name, value);
     done = false;
     http::async_write(impl->socket, request, [&](error_code e, std::size_t) {
       ec = e;
