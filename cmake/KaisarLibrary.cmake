@@ -21,7 +21,6 @@ function(kaisar_library name)
     add_executable(${name}_test ${tests})
     target_compile_options(${name}_test PRIVATE ${KAISAR_WARNINGS})
     target_link_libraries(${name}_test PRIVATE kaisar_${name} ${ARG_TEST_DEPS} GTest::gtest GTest::gtest_main)
-    gtest_discover_tests(${name}_test DISCOVERY_MODE PRE_TEST
-      PROPERTIES ENVIRONMENT "KAISAR_SOURCE_DIR=${PROJECT_SOURCE_DIR};KAISAR_BINARY_DIR=${PROJECT_BINARY_DIR}")
+    gtest_discover_tests(${name}_test DISCOVERY_MODE PRE_TEST)
   endif()
 endfunction()

@@ -33,16 +33,13 @@ constexpr std::string_view kAnvilKey0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb
 
 // --- helpers ------------------------------------------------------------------------------
 
-std::string source_dir() {
-  const char* dir = std::getenv("KAISAR_SOURCE_DIR");
-  return dir != nullptr ? dir : "";
-}
+std::string source_dir() { return kaisar::testing::source_dir(); }
 
 // The shared vector file; an empty value (with a test failure) if it is missing.
 json::value load_vectors() {
   const std::string root = source_dir();
   if (root.empty()) {
-    ADD_FAILURE() << "KAISAR_SOURCE_DIR is not set; run through ctest or export it to the repo root";
+    ADD_FAILURE() << "the source dir is unknown; set KAISAR_SOURCE_DIR to the repo root";
     return {};
   }
   const std::filesystem::path path = std::filesystem::path(root) / ".." / "shared" / "testvectors" / "eth.json";

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/protocol.hpp"
+#include "process.hpp"
 #include "crypto/eip191.hpp"
 #include "provider/identity.hpp"
 #include "provider/inventory.hpp"
@@ -22,8 +23,7 @@ fs::path temp_dir(const std::string& name) {
 }
 
 std::string fake_nvml() {
-  const char* bin = std::getenv("KAISAR_BINARY_DIR");
-  return std::string(bin != nullptr ? bin : ".") + "/tests/fakes/libfake_nvml.so";
+  return testing::binary_dir() + "/tests/fakes/libfake_nvml.so";
 }
 
 TEST(Inventory, DetectsThisMachine) {

@@ -244,20 +244,22 @@ std::string ChildProcess::output() {
   return "stdout:\n" + out_ + "\nstderr:\n" + err_;
 }
 
-std::string node_tool(const std::string& name) {
+std::string source_dir() {
   const char* src = std::getenv("KAISAR_SOURCE_DIR");
-  std::string root = src != nullptr ? src : ".";
-  return root + "/node_modules/.bin/" + name;
+  return src != nullptr && *src != '\0' ? src : KAISAR_CONFIGURED_SOURCE_DIR;
 }
 
-std::string kaisar_binary() {
+std::string binary_dir() {
   const char* bin = std::getenv("KAISAR_BINARY_DIR");
-  return std::string(bin != nullptr ? bin : ".") + "/kaisar";
+  return bin != nullptr && *bin != '\0' ? bin : KAISAR_CONFIGURED_BINARY_DIR;
 }
+
+std::string node_tool(const std::string& name) { return source_dir() + "/node_modules/.bin/" + name; }
+
+std::string kaisar_binary() { return binary_dir() + "/kaisar"; }
 
 std::string make_temp_dir(const std::string& prefix) {
-  const char* bin = std::getenv("KAISAR_BINARY_DIR");
-  std::filesystem::path base = std::filesystem::path(bin != nullptr ? bin : "/tmp") / "testdata";
+  std::filesystem::path base = std::filesystem::path(binary_dir()) / "testdata";
   std::filesystem::create_directories(base);
   std::string templ = (base / (prefix + "-XXXXXX")).string();
   if (mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");

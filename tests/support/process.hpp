@@ -52,6 +52,10 @@ class ChildProcess {
   std::optional<int> exit_code_;
 };
 
+// The repository root and the build tree ($KAISAR_SOURCE_DIR / $KAISAR_BINARY_DIR override
+// the paths the build was configured with).
+std::string source_dir();
+std::string binary_dir();
 // Path of a tool installed into the repo's node_modules/.bin (cast, anvil).
 std::string node_tool(const std::string& name);
 // Path of the built kaisar binary.
