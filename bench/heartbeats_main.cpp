@@ -53,7 +53,7 @@ struct SimAgent {
 int main(int argc, char** argv) {
   std::string kaisar = "build/default/kaisar";
   std::size_t agents = 10000;
-  double rate = 25000;
+  double rate = 20000;
   int seconds = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
   std::cerr << "preparing " << agents << " node keys\n";
   auto owner = PrivateKey::generate();
   const std::string issued_at = kaisar::format_rfc3339(std::chrono::system_clock::now());
+  asio::io_context io;  // outlives the clients below, whose strands live in it
   std::vector<SimAgent> sims(agents);
   for (auto& s : sims) {
     s.binding_signature = kaisar::crypto::personal_sign(
@@ -91,7 +92,6 @@ int main(int argc, char** argv) {
   }
   const json::object hardware{{"cpu_model", "bench"}, {"cpu_cores", 8}, {"ram_bytes", 1 << 30}, {"gpus", json::array{}}};
 
-  asio::io_context io;
   std::size_t connected = 0, failed = 0, next = 0;
   std::vector<double> latencies_ms;
   latencies_ms.reserve(static_cast<std::size_t>(rate * seconds * 1.2));
