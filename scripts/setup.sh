@@ -13,10 +13,16 @@ DEBIAN_PACKAGES=(
   libcrypto++-dev libsqlite3-dev libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
   libgeoip-dev geoip-database libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
   # runtime and test clients
-  nodejs npm curl jq procps sqlite3 openssh-client
+  curl jq procps sqlite3 openssh-client
   # containers (Podman's Docker-compatible API) and the browser for web/extension tests
   podman runc uidmap slirp4netns fuse-overlayfs catatonit chromium
 )
+
+# Node.js and npm: Debian's packages unless a Node.js with npm is already installed (for
+# example NodeSource's nodejs, which bundles npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  DEBIAN_PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

@@ -264,7 +264,7 @@ void OneNode::stop() {
   if (s.monitor.joinable()) s.monitor.join();
   s.events.close_all();
   s.server->stop();
-  s.registry->sweep();  // flush last-seen times so uptime survives the restart
+  s.registry->sweep(/*force_flush=*/true);  // last-seen times survive the restart
   s.server.reset();
 }
 

@@ -60,9 +60,10 @@ class ProviderRegistry {
   // An agent proved its node key: upsert the provider and mark it online.
   Result<std::shared_ptr<Liveness>> connect(const Registration& reg);
   void heartbeat(Liveness& live, const Availability& available);
-  // Marks offline whoever missed heartbeats past the grace period and flushes last-seen
-  // times of open intervals. Called about once a second.
-  void sweep();
+  // Marks offline whoever missed heartbeats past the grace period and, every few seconds
+  // or when forced (at shutdown), flushes last-seen times of open intervals. Called about
+  // once a second.
+  void sweep(bool force_flush = false);
 
   Result<boost::json::array> list() const;
   Result<boost::json::object> get(const std::string& id) const;
@@ -87,6 +88,7 @@ class ProviderRegistry {
   std::unordered_map<std::string, Online> online_;  // by lower-case id
   std::atomic<std::uint64_t> heartbeats_{0};
   std::mutex sweep_mutex_;
+  std::int64_t last_flush_ms_ = 0;
 };
 
 }  // namespace kaisar::onenode

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/protocol.hpp"
 #include "harness.hpp"
 
 namespace kaisar::testing {
@@ -252,6 +253,45 @@ TEST_F(OneNodeTest, HostileAgentsAreRejected) {
   EXPECT_NE(metrics->body.find("kaisar_agent_sessions_rejected_total 4"), std::string::npos) << metrics->body;
 }
 
+// A hello recorded from one connection is useless on another: the challenge nonce differs.
+TEST_F(OneNodeTest, ReplayedHelloIsRejected) {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  const std::string ws = "ws://" + url().substr(7) + "/api/v1/agents/connect";
+  auto node = crypto::PrivateKey::generate();
+  auto owner = crypto::PrivateKey::generate();
+  const std::string issued = "2026-11-25T10:00:00Z";
+  const std::string binding = crypto::personal_sign(owner, protocol::binding_message(node.address().to_checksum(),
+                                                                                      owner.address().to_checksum(), issued))
+                                  .to_hex();
+  std::string first_reply, replay_reply;
+  auto run = [&]() -> asio::awaitable<void> {
+    auto hello_for = [&](const std::string& challenge_text) {
+      auto nonce = std::string(json::parse(challenge_text).at("nonce").as_string());
+      return json::serialize(json::object{
+          {"type", "hello"}, {"v", 1}, {"node", node.address().to_checksum()},
+          {"signature", crypto::personal_sign(node, protocol::auth_message(nonce)).to_hex()},
+          {"binding", json::object{{"owner", owner.address().to_checksum()}, {"issued_at", issued}, {"signature", binding}}},
+          {"hardware", json::object{{"cpu_model", "test"}, {"cpu_cores", 1}}}});
+    };
+    auto a = co_await net::WebSocketClient::connect(io.get_executor(), ws);
+    auto challenge = co_await (*a)->read();
+    const std::string hello = hello_for(*challenge);
+    (*a)->send(hello);
+    first_reply = (co_await (*a)->read()).value_or("closed");
+    auto b = co_await net::WebSocketClient::connect(io.get_executor(), ws);
+    (void)co_await (*b)->read();
+    (*b)->send(hello);  // the same bytes, on a connection with another nonce
+    replay_reply = (co_await (*b)->read()).value_or("closed");
+    (*a)->close();
+    (*b)->close();
+  };
+  asio::co_spawn(io, run(), asio::detached);
+  io.run();
+  EXPECT_NE(first_reply.find("\"welcome\""), std::string::npos) << first_reply;
+  EXPECT_NE(replay_reply.find("\"unauthenticated\""), std::string::npos) << replay_reply;
+}
+
 // ---- the CLI and the provider agent, as separate processes ----
 
 class ProviderTest : public OneNodeTest {
@@ -467,6 +507,32 @@ TEST_F(ProviderTest, AgentReconnectsAfterOneNodeRestart) {
   EXPECT_TRUE(eventually(online, std::chrono::seconds{20})) << agent->output();
   EXPECT_EQ(agent->stop(SIGTERM), 0);
   EXPECT_EQ(second->stop(SIGTERM), 0);
+}
+
+// A node key stays with the owner that registered it: someone who copies the key and binds
+// it to their own wallet is refused, and the registry keeps the original owner.
+TEST_F(ProviderTest, StolenNodeKeyCannotChangeOwner) {
+  const std::string data = dir_ + "/agent";
+  auto init = kaisar({"provider", "init", "--data", data, "--password-file", dir_ + "/password", "--light-kdf", "--json"});
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  const auto ids = json::parse(init.out);
+  const std::string node(ids.at("node").as_string());
+  auto agent = start_agent(data, url());
+  ASSERT_TRUE(eventually([&] { return call("GET", url() + "/api/v1/providers/" + node).status == 200; }));
+  agent->stop(SIGTERM);
+
+  const std::string thief = dir_ + "/thief";
+  fs::create_directories(thief);
+  fs::copy_file(data + "/node.key", thief + "/node.key");
+  auto rebind = kaisar({"provider", "init", "--data", thief, "--password-file", dir_ + "/password", "--light-kdf", "--json"});
+  ASSERT_EQ(rebind.exit_code, 0) << rebind.err;
+  EXPECT_EQ(json::parse(rebind.out).at("node").as_string(), node);
+  EXPECT_NE(json::parse(rebind.out).at("owner").as_string(), ids.at("owner").as_string());
+  auto stolen = start_agent(thief, url());
+  std::this_thread::sleep_for(std::chrono::seconds{2});
+  EXPECT_EQ(stolen->stop(SIGTERM), 0);
+  EXPECT_NE(stolen->output().find("registered to another owner"), std::string::npos) << stolen->output();
+  EXPECT_EQ(provider(node).at("owner").as_string(), ids.at("owner").as_string());
 }
 
 TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
