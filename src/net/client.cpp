@@ -1,4 +1,5 @@
 #include "net/client.hpp"
+#include "net/websocket_queue.hpp"
 
 #include <array>
 #include <atomic>
@@ -517,18 +518,10 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
   }
 
   asio::awaitable<void> write_loop(std::shared_ptr<Impl> self) {
-    while (!queue.empty() && !finished) {
-      std::vector<std::string> batch;
-      batch.swap(queue);
-      for (const std::string& message : batch) {
-        ws.text(true);
-        auto [ec, n] = co_await ws.async_write(asio::buffer(message), kTuple);
-        if (ec || finished) {
-          queue.clear();
-          writing = false;
-          co_return;
-        }
-      }
+    const bool drained = co_await write_queued_text(ws, queue, finished);
+    if (!drained) {
+      writing = false;
+      co_return;
     }
     if (close_requested && !finished) {
       co_await ws.async_close(websocket::close_code::normal, kTuple);

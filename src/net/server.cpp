@@ -1,4 +1,5 @@
 #include "net/server.hpp"
+#include "net/websocket_queue.hpp"
 
 #include <algorithm>
 #include <array>
@@ -55,6 +56,18 @@ constexpr std::size_t kSsePendingLimit = 4 << 20;
 // that the client sees the answer rather than a reset.
 constexpr std::chrono::seconds kLingerTime{1};
 constexpr std::size_t kLingerBytes = 1 << 20;
+
+// Runs an SSE or WebSocket route's handler; a handler that throws refuses with a 500.
+template <class Call>
+std::optional<Response> call_handler(const Call& call) {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    return Response::error(ErrorCode::kInternal, std::string("handler failed: ") + e.what());
+  } catch (...) {
+    return Response::error(ErrorCode::kInternal, "handler failed");
+  }
+}
 
 // Completion for detached coroutines: they catch what they can themselves; an escaping
 // exception must not take the server down.
@@ -444,18 +457,10 @@ class WsSession final : public Connection, public WebSocketSession {
   }
 
   asio::awaitable<void> write_loop(std::shared_ptr<WsSession> self) {
-    while (!queue_.empty() && !finished_) {
-      std::vector<std::string> batch;
-      batch.swap(queue_);
-      for (const std::string& message : batch) {
-        ws_.text(true);
-        auto [ec, n] = co_await ws_.async_write(asio::buffer(message), kTuple);
-        if (ec || finished_) {
-          queue_.clear();
-          writing_ = false;
-          co_return;
-        }
-      }
+    const bool drained = co_await write_queued_text(ws_, queue_, finished_);
+    if (!drained) {
+      writing_ = false;
+      co_return;
     }
     if (close_requested_ && !close_sent_ && !finished_) {
       close_sent_ = true;
@@ -640,14 +645,7 @@ class HttpConnection final : public Connection {
 
   std::optional<Response> open_websocket(const Router::Route& route, Request& request, BeastRequest& message) {
     auto session = std::make_shared<WsSession>(shared_, executor_, remote_ip_);
-    std::optional<Response> refusal;
-    try {
-      refusal = route.websocket(request, session);
-    } catch (const std::exception& e) {
-      refusal = Response::error(ErrorCode::kInternal, std::string("handler failed: ") + e.what());
-    } catch (...) {
-      refusal = Response::error(ErrorCode::kInternal, "handler failed");
-    }
+    std::optional<Response> refusal = call_handler([&] { return route.websocket(request, session); });
     if (refusal) {
       session->refuse();
       return refusal;
@@ -661,14 +659,7 @@ class HttpConnection final : public Connection {
 
   std::optional<Response> open_sse(const Router::Route& route, Request& request) {
     auto session = std::make_shared<SseSession>(shared_, executor_);
-    std::optional<Response> refusal;
-    try {
-      refusal = route.sse(request, session);
-    } catch (const std::exception& e) {
-      refusal = Response::error(ErrorCode::kInternal, std::string("handler failed: ") + e.what());
-    } catch (...) {
-      refusal = Response::error(ErrorCode::kInternal, "handler failed");
-    }
+    std::optional<Response> refusal = call_handler([&] { return route.sse(request, session); });
     if (refusal) {
       session->refuse();
       return refusal;
