@@ -26,11 +26,12 @@ int run(int argc, char** argv) {
   CLI::App app{"kaisar — decentralized GPU compute network", "kaisar"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kaisar " KAISAR_VERSION);
-  ClientOptions options;
+  CommandArgs args;
+  ClientOptions& options = args.client;
   Action action;
-  add_wallet_commands(app, options, action);
-  add_client_commands(app, options, action);
-  add_node_commands(app, options, action);
+  add_wallet_commands(app, args, action);
+  add_client_commands(app, args, action);
+  add_node_commands(app, args, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -15,12 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct WalletArgs {
-  std::string key_file;
-  bool force = false;
-  bool light_kdf = false;
-};
-
 int write_wallet(const ClientOptions& o, const crypto::PrivateKey& key, const WalletArgs& args, bool created) {
   if (fs::exists(o.wallet) && !args.force) {
     return report(Error{ErrorCode::kConflict, o.wallet + " already exists; pass --force to replace it"}, o.json);
@@ -49,10 +43,11 @@ std::string field(const json::value& v, std::string_view key) {
 
 }  // namespace
 
-void add_wallet_commands(CLI::App& app, ClientOptions& o, Action& action) {
+void add_wallet_commands(CLI::App& app, CommandArgs& all, Action& action) {
+  ClientOptions& o = all.client;
+  WalletArgs& args = all.wallet;
   auto* wallet = app.add_subcommand("wallet", "Create, import and show wallets (keystore v3 files)");
   wallet->require_subcommand(1);
-  static WalletArgs args;
 
   auto* create = wallet->add_subcommand("new", "Create a wallet; the keystore goes to --wallet");
   add_client_flags(*create, o);
@@ -97,7 +92,9 @@ void add_wallet_commands(CLI::App& app, ClientOptions& o, Action& action) {
   });
 }
 
-void add_client_commands(CLI::App& app, ClientOptions& o, Action& action) {
+void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
+  ClientOptions& o = all.client;
+  std::string& status_filter = all.status_filter;
   auto* login = app.add_subcommand("login", "Sign in to OneNode with your wallet (Sign-In with Ethereum)");
   add_client_flags(*login, o);
   login->callback([&] {
@@ -142,7 +139,6 @@ void add_client_commands(CLI::App& app, ClientOptions& o, Action& action) {
     };
   });
 
-  static std::string status_filter;
   auto* providers = app.add_subcommand("providers", "List providers registered with OneNode");
   add_client_flags(*providers, o);
   providers->add_option("--status", status_filter, "only online or offline ones")->check(CLI::IsMember({"online", "offline"}));

@@ -7,12 +7,47 @@
 
 namespace kaisar::cli {
 
+// What the flags of each command are parsed into; one instance lives in run() for the
+// whole parse-and-execute cycle.
+struct WalletArgs {
+  std::string key_file;
+  bool force = false;
+  bool light_kdf = false;
+};
+
+struct OneNodeArgs {
+  std::string config_file;
+  std::string listen;
+  std::string data;
+  std::string public_url;
+  std::uint64_t chain_id = 0;
+  std::int64_t heartbeat_interval = 0;
+  std::int64_t offline_after = 0;
+  std::size_t threads = 0;
+};
+
+struct ProviderArgs {
+  std::string data;
+  std::string region;
+  bool import_wallet = false;
+  bool light_kdf = false;
+};
+
+struct CommandArgs {
+  ClientOptions client;
+  WalletArgs wallet;
+  std::string status_filter;
+  OneNodeArgs onenode;
+  OneNodeArgs dev;
+  ProviderArgs provider;
+};
+
 // Each registers its subcommands on `app`; `action` receives the command to run after
 // parsing (so that main decides about exit codes in one place).
 using Action = std::function<int()>;
-void add_wallet_commands(CLI::App& app, ClientOptions& options, Action& action);
-void add_client_commands(CLI::App& app, ClientOptions& options, Action& action);
-void add_node_commands(CLI::App& app, ClientOptions& options, Action& action);
+void add_wallet_commands(CLI::App& app, CommandArgs& args, Action& action);
+void add_client_commands(CLI::App& app, CommandArgs& args, Action& action);
+void add_node_commands(CLI::App& app, CommandArgs& args, Action& action);
 
 // Adds --onenode, --wallet, --password-file and --json to a client command.
 void add_client_flags(CLI::App& cmd, ClientOptions& options);

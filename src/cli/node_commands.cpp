@@ -50,17 +50,6 @@ void announce(const std::string& base_url) {
   std::cout << "listening on " << base_url << std::endl;
 }
 
-struct OneNodeArgs {
-  std::string config_file;
-  std::string listen;
-  std::string data;
-  std::string public_url;
-  std::uint64_t chain_id = 0;
-  std::int64_t heartbeat_interval = 0;
-  std::int64_t offline_after = 0;
-  std::size_t threads = 0;
-};
-
 Result<onenode::OneNodeConfig> onenode_config(const OneNodeArgs& a) {
   onenode::OneNodeConfig c;
   if (!a.config_file.empty()) {
@@ -78,13 +67,6 @@ Result<onenode::OneNodeConfig> onenode_config(const OneNodeArgs& a) {
   if (a.threads > 0) c.threads = a.threads;
   return c;
 }
-
-struct ProviderArgs {
-  std::string data;
-  std::string region;
-  bool import_wallet = false;
-  bool light_kdf = false;
-};
 
 std::string provider_data_dir(const ProviderArgs& a) {
   return a.data.empty() ? (fs::path(xdg_data_dir()) / "provider").string() : a.data;
@@ -118,8 +100,11 @@ Result<crypto::PrivateKey> dev_wallet(const fs::path& dir, const std::string& na
 
 }  // namespace
 
-void add_node_commands(CLI::App& app, ClientOptions& o, Action& action) {
-  static OneNodeArgs on;
+void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
+  ClientOptions& o = all.client;
+  OneNodeArgs& on = all.onenode;
+  ProviderArgs& pa = all.provider;
+  OneNodeArgs& dev = all.dev;
   auto* onenode_cmd = app.add_subcommand("onenode", "Run the coordinator: API, agents' control channel, registry");
   onenode_cmd->add_option("--config", on.config_file, "TOML config file (flags override it)");
   onenode_cmd->add_option("--listen", on.listen, "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
@@ -147,7 +132,6 @@ void add_node_commands(CLI::App& app, ClientOptions& o, Action& action) {
     };
   });
 
-  static ProviderArgs pa;
   auto* provider_cmd = app.add_subcommand("provider", "The provider agent: init, run, status");
   provider_cmd->require_subcommand(1);
 
@@ -252,7 +236,6 @@ void add_node_commands(CLI::App& app, ClientOptions& o, Action& action) {
     };
   });
 
-  static OneNodeArgs dev;
   auto* dev_cmd = app.add_subcommand("dev", "The whole network on this machine: OneNode and a provider agent");
   dev_cmd->add_option("--listen", dev.listen, "HOST:PORT for OneNode (default 127.0.0.1:8080)");
   dev_cmd->add_option("--data", dev.data, "directory for all state (default .kaisar-dev)");
