@@ -23,6 +23,19 @@ AuthService::AuthService(store::Database& db, const Clock& clock, AuthSettings s
 
 Result<IssuedNonce> AuthService::issue_nonce(const crypto::Address& address) {
   const SystemTime now = clock_.now();
+  const std::int64_t now_s = to_unix_seconds(now);
+  auto mine = db_.query("SELECT COUNT(*) FROM auth_nonces WHERE address = ? AND expires_at > ? AND used_at IS NULL",
+                        {address.to_lower_hex(), now_s});
+  if (!mine) return std::unexpected(mine.error());
+  if (static_cast<std::size_t>(mine->front().integer(0)) >= settings_.max_pending_per_address) {
+    return fail(ErrorCode::kConflict, "too many pending sign-ins for this address: sign one of the messages issued, "
+                                      "or wait until they expire");
+  }
+  auto all = db_.query("SELECT COUNT(*) FROM auth_nonces WHERE expires_at > ? AND used_at IS NULL", {now_s});
+  if (!all) return std::unexpected(all.error());
+  if (static_cast<std::size_t>(all->front().integer(0)) >= settings_.max_pending_total) {
+    return fail(ErrorCode::kUnavailable, "sign-in is busy: retry in a minute");
+  }
   SiweMessage m;
   m.domain = settings_.domain;
   m.address = address;

@@ -17,6 +17,10 @@ struct AuthSettings {
   std::uint64_t chain_id = 31337;
   std::chrono::seconds nonce_ttl{600};
   std::chrono::seconds session_ttl{std::chrono::hours{24}};
+  // Bounds on outstanding (unused, unexpired) nonces, so that nobody can grow the table
+  // without limit between purges.
+  std::size_t max_pending_per_address = 16;
+  std::size_t max_pending_total = 100000;
 };
 
 struct IssuedNonce {

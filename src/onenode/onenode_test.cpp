@@ -193,6 +193,25 @@ TEST_F(AuthTest, MalformedSignature) {
   }
 }
 
+TEST_F(AuthTest, PendingNoncesAreBounded) {
+  settings_.max_pending_per_address = 3;
+  settings_.max_pending_total = 5;
+  auth_ = std::make_unique<AuthService>(*db_, clock_, settings_);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(auth_->issue_nonce(key_.address()));
+  auto fourth = auth_->issue_nonce(key_.address());
+  ASSERT_FALSE(fourth);
+  EXPECT_EQ(fourth.error().code, ErrorCode::kConflict);
+  // Others can still sign in, up to the global bound.
+  ASSERT_TRUE(auth_->issue_nonce(crypto::PrivateKey::generate().address()));
+  ASSERT_TRUE(auth_->issue_nonce(crypto::PrivateKey::generate().address()));
+  auto busy = auth_->issue_nonce(crypto::PrivateKey::generate().address());
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code, ErrorCode::kUnavailable);
+  // Expiry frees the slots.
+  clock_.advance(std::chrono::seconds{601});
+  EXPECT_TRUE(auth_->issue_nonce(key_.address()));
+}
+
 TEST_F(AuthTest, PurgeRemovesExpired) {
   ASSERT_TRUE(auth_->issue_nonce(key_.address()));
   clock_.advance(std::chrono::seconds{700});

@@ -42,6 +42,10 @@ CREATE TABLE uptime_intervals (
 );
 CREATE INDEX uptime_provider ON uptime_intervals(provider_id, started_at);
 )sql"},
+      {2, "sign-in nonce limits", R"sql(
+CREATE INDEX auth_nonces_address ON auth_nonces(address, expires_at);
+CREATE INDEX auth_nonces_expiry ON auth_nonces(expires_at);
+)sql"},
   };
   return kMigrations;
 }
