@@ -21,6 +21,7 @@
 #include "crypto/merkle.hpp"
 #include "crypto/random.hpp"
 #include "crypto/secp256k1.hpp"
+#include "eth_vectors.hpp"
 #include "process.hpp"
 
 namespace kaisar::crypto {
@@ -33,50 +34,7 @@ constexpr std::string_view kAnvilKey0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb
 
 // --- helpers ------------------------------------------------------------------------------
 
-std::string source_dir() { return kaisar::testing::source_dir(); }
-
-// The shared vector file; an empty value (with a test failure) if it is missing.
-json::value load_vectors() {
-  const std::string root = source_dir();
-  if (root.empty()) {
-    ADD_FAILURE() << "the source dir is unknown; set KAISAR_SOURCE_DIR to the repo root";
-    return {};
-  }
-  const std::filesystem::path path = std::filesystem::path(root) / ".." / "shared" / "testvectors" / "eth.json";
-  std::ifstream in(path);
-  if (!in) {
-    ADD_FAILURE() << "test vector file missing: " << path;
-    return {};
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str());
-}
-
-const json::array& vector_list(const json::value& vectors, std::string_view name) {
-  static const json::array empty;
-  const auto* obj = vectors.if_object();
-  const json::value* list = obj != nullptr ? obj->if_contains(name) : nullptr;
-  if (list == nullptr || !list->is_array() || list->get_array().empty()) {
-    ADD_FAILURE() << "eth.json has no '" << name << "' vectors";
-    return empty;
-  }
-  return list->get_array();
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-// Runs cast with the given arguments and returns its trimmed stdout; records a failure on a
-// non-zero exit.
-std::string cast(std::vector<std::string> args) {
-  args.insert(args.begin(), testing::node_tool("cast"));
-  const testing::RunResult result = testing::run_process(args);
-  EXPECT_EQ(result.exit_code, 0) << "cast " << args[1] << " failed: " << result.err;
-  return trim(result.out);
-}
+using testing::cast;
 
 Bytes random_vector(std::size_t size) {
   Bytes out(size);
@@ -105,8 +63,8 @@ PrivateKey key_from_hex(std::string_view hex) {
 // --- keccak / sha256 ----------------------------------------------------------------------
 
 TEST(Keccak, SharedVectors) {
-  const json::value vectors = load_vectors();
-  for (const json::value& v : vector_list(vectors, "keccak256")) {
+  const json::value vectors = testing::load_eth_vectors();
+  for (const json::value& v : testing::eth_vector_list(vectors, "keccak256")) {
     const std::string input(v.at("input_utf8").as_string());
     EXPECT_EQ(hash_hex(keccak256(std::string_view(input))), v.at("hash").as_string()) << "input: " << input;
   }
@@ -127,8 +85,8 @@ TEST(Sha256, KnownVectors) {
 // --- addresses ----------------------------------------------------------------------------
 
 TEST(Address, SharedVectors) {
-  const json::value vectors = load_vectors();
-  for (const json::value& v : vector_list(vectors, "eip55_checksum")) {
+  const json::value vectors = testing::load_eth_vectors();
+  for (const json::value& v : testing::eth_vector_list(vectors, "eip55_checksum")) {
     auto address = Address::parse(v.at("lower").as_string());
     ASSERT_TRUE(address) << address.error().message;
     EXPECT_EQ(address->to_checksum(), v.at("checksummed").as_string());
@@ -137,7 +95,7 @@ TEST(Address, SharedVectors) {
     ASSERT_TRUE(again) << again.error().message;
     EXPECT_EQ(*again, *address);
   }
-  for (const json::value& v : vector_list(vectors, "private_key_to_address")) {
+  for (const json::value& v : testing::eth_vector_list(vectors, "private_key_to_address")) {
     const PrivateKey key = key_from_hex(v.at("private_key").as_string());
     EXPECT_EQ(key.address().to_checksum(), v.at("address").as_string());
   }
@@ -223,8 +181,8 @@ TEST(PrivateKey, PublicKeyRecoversToSameAddress) {
 }
 
 TEST(PersonalSign, SharedVectors) {
-  const json::value vectors = load_vectors();
-  for (const json::value& v : vector_list(vectors, "eip191_personal_sign")) {
+  const json::value vectors = testing::load_eth_vectors();
+  for (const json::value& v : testing::eth_vector_list(vectors, "eip191_personal_sign")) {
     const PrivateKey key = key_from_hex(v.at("private_key").as_string());
     const std::string message(v.at("message_utf8").as_string());
     EXPECT_EQ(hash_hex(personal_message_hash(message)), v.at("message_hash").as_string());
