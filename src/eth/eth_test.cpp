@@ -16,6 +16,7 @@
 #include "eth/rlp.hpp"
 #include "eth/transaction.hpp"
 #include "eth/uint256.hpp"
+#include "eth_vectors.hpp"
 #include "process.hpp"
 
 namespace kaisar::eth {
@@ -30,43 +31,9 @@ constexpr std::string_view kAnvilKey0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb
 
 // --- helpers ------------------------------------------------------------------------------
 
-json::value load_vectors() {
-  const std::filesystem::path path =
-      std::filesystem::path(kaisar::testing::source_dir()) / ".." / "shared" / "testvectors" / "eth.json";
-  std::ifstream in(path);
-  if (!in) {
-    ADD_FAILURE() << "test vector file missing: " << path;
-    return {};
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str());
-}
-
-const json::array& vector_list(const json::value& vectors, std::string_view name) {
-  static const json::array empty;
-  const auto* obj = vectors.if_object();
-  const json::value* list = obj != nullptr ? obj->if_contains(name) : nullptr;
-  if (list == nullptr || !list->is_array() || list->get_array().empty()) {
-    ADD_FAILURE() << "eth.json has no '" << name << "' vectors";
-    return empty;
-  }
-  return list->get_array();
-}
-
 std::string str(const json::value& v) { return std::string(v.as_string()); }
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-std::string cast(std::vector<std::string> args) {
-  args.insert(args.begin(), kaisar::testing::node_tool("cast"));
-  const kaisar::testing::RunResult result = kaisar::testing::run_process(args);
-  EXPECT_EQ(result.exit_code, 0) << "cast " << args[1] << " failed: " << result.err;
-  return trim(result.out);
-}
+using kaisar::testing::cast;
 
 Bytes hex(std::string_view text) {
   auto b = from_hex(text);
@@ -209,8 +176,8 @@ RlpItem rlp_from_json(const json::value& v) {
 }
 
 TEST(Rlp, SharedVectors) {
-  const json::value vectors = load_vectors();
-  for (const json::value& v : vector_list(vectors, "rlp")) {
+  const json::value vectors = kaisar::testing::load_eth_vectors();
+  for (const json::value& v : kaisar::testing::eth_vector_list(vectors, "rlp")) {
     const RlpItem item = rlp_from_json(v.at("value"));
     EXPECT_EQ(to_hex(rlp_encode(item)), str(v.at("encoded")));
     auto decoded = rlp_decode(hex(str(v.at("encoded"))));
@@ -295,9 +262,9 @@ TEST(Rlp, IntegersMustBeCanonical) {
 // --- ABI ----------------------------------------------------------------------------------
 
 TEST(Abi, SharedVectors) {
-  const json::value vectors = load_vectors();
+  const json::value vectors = kaisar::testing::load_eth_vectors();
   int encodings = 0;
-  for (const json::value& v : vector_list(vectors, "abi")) {
+  for (const json::value& v : kaisar::testing::eth_vector_list(vectors, "abi")) {
     const auto& o = v.as_object();
     if (o.contains("selector")) {
       EXPECT_EQ(to_hex(function_selector(str(o.at("signature")))), str(o.at("selector")));
@@ -532,8 +499,8 @@ TEST(Abi, EventTopicsAndData) {
 // --- EIP-1559 transactions ----------------------------------------------------------------
 
 TEST(Transaction, SharedVectors) {
-  const json::value vectors = load_vectors();
-  for (const json::value& v : vector_list(vectors, "eip1559_signed_tx")) {
+  const json::value vectors = kaisar::testing::load_eth_vectors();
+  for (const json::value& v : kaisar::testing::eth_vector_list(vectors, "eip1559_signed_tx")) {
     auto key = PrivateKey::from_hex(str(v.at("private_key")));
     ASSERT_TRUE(key);
     Eip1559Transaction tx;
