@@ -104,19 +104,8 @@ Bytes hex(std::string_view text) {
 
 Address random_address() { return PrivateKey::generate().address(); }
 
-struct Anvil {
-  std::unique_ptr<kaisar::testing::ChildProcess> process;
-  std::string url;
-};
-
-Anvil start_anvil() {
-  Anvil anvil;
-  anvil.process = std::make_unique<kaisar::testing::ChildProcess>(
-      std::vector<std::string>{kaisar::testing::node_tool("anvil"), "--port", "0", "--host", "127.0.0.1"});
-  auto listening = anvil.process->wait_for_line("Listening on ");
-  if (listening) anvil.url = "http://" + trim(*listening);
-  return anvil;
-}
+using kaisar::testing::Anvil;
+using kaisar::testing::start_anvil;
 
 // --- pure parsing ---------------------------------------------------------------------------
 

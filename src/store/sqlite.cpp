@@ -138,7 +138,9 @@ class SqliteDatabase final : public Database {
       } else if (auto s = std::get_if<std::string>(&v)) {
         rc = sqlite3_bind_text64(stmt, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
       } else if (auto b = std::get_if<Bytes>(&v)) {
-        rc = sqlite3_bind_blob64(stmt, idx, b->data(), b->size(), SQLITE_TRANSIENT);
+        // An empty vector's data() may be null, which SQLite would bind as NULL.
+        rc = b->empty() ? sqlite3_bind_zeroblob(stmt, idx, 0)
+                        : sqlite3_bind_blob64(stmt, idx, b->data(), b->size(), SQLITE_TRANSIENT);
       }
       if (rc != SQLITE_OK) return fail(ErrorCode::kInternal, std::string("database: ") + sqlite3_errmsg(db_));
     }

@@ -49,6 +49,17 @@ TEST(Sqlite, MigratesOnceAndKeepsData) {
   EXPECT_EQ((*rows)[0].text(3), "x");
 }
 
+TEST(Sqlite, EmptyBlobIsNotNull) {
+  auto db = open_sqlite(temp_db("emptyblob.db"), {{1, "t", "CREATE TABLE t (b BLOB NOT NULL);"}});
+  ASSERT_TRUE(db) << db.error().message;
+  auto n = (*db)->execute("INSERT INTO t (b) VALUES (?)", {Bytes{}});
+  ASSERT_TRUE(n) << n.error().message;
+  auto rows = (*db)->query("SELECT b, b IS NULL FROM t", {});
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].integer(1), 0);
+}
+
 TEST(Sqlite, FailedMigrationIsRolledBack) {
   auto path = temp_db("badmigration.db");
   std::vector<Migration> bad = {{1, "ok", "CREATE TABLE t (x INTEGER);"},

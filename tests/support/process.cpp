@@ -254,7 +254,38 @@ std::string binary_dir() {
   return bin != nullptr && *bin != '\0' ? bin : KAISAR_CONFIGURED_BINARY_DIR;
 }
 
-std::string node_tool(const std::string& name) { return source_dir() + "/node_modules/.bin/" + name; }
+std::string node_tool(const std::string& name) {
+  // Foundry's npm packages put the native binary in a per-platform package; the .bin entry
+  // is a Node wrapper that does not pass SIGKILL on, so the native binary is preferred.
+#if defined(__aarch64__)
+  const std::string platform = "linux-arm64";
+#else
+  const std::string platform = "linux-amd64";
+#endif
+  const std::string native = source_dir() + "/node_modules/@foundry-rs/" + name + "-" + platform + "/bin/" + name;
+  if (std::filesystem::exists(native)) return native;
+  return source_dir() + "/node_modules/.bin/" + name;
+}
+
+Anvil start_anvil(int port, const std::string& state_file, const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv{node_tool("anvil"), "--port", std::to_string(port), "--host", "127.0.0.1"};
+  if (!state_file.empty()) {
+    argv.push_back("--state");
+    argv.push_back(state_file);
+  }
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  Anvil anvil;
+  anvil.process = std::make_unique<ChildProcess>(argv);
+  auto listening = anvil.process->wait_for_line("Listening on ");
+  if (!listening) return anvil;
+  std::string address = *listening;
+  while (!address.empty() && (address.back() == '\n' || address.back() == '\r' || address.back() == ' ')) {
+    address.pop_back();
+  }
+  anvil.url = "http://" + address;
+  anvil.port = std::atoi(address.substr(address.rfind(':') + 1).c_str());
+  return anvil;
+}
 
 std::string kaisar_binary() { return binary_dir() + "/kaisar"; }
 

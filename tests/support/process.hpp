@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +61,15 @@ std::string binary_dir();
 std::string node_tool(const std::string& name);
 // Path of the built kaisar binary.
 std::string kaisar_binary();
+// A local anvil chain. `port` 0 picks a free port; `state_file` (when set) is loaded at
+// start and written at exit, so a restarted anvil keeps its chain.
+struct Anvil {
+  std::unique_ptr<ChildProcess> process;
+  std::string url;  // empty when anvil did not start
+  int port = 0;
+};
+Anvil start_anvil(int port = 0, const std::string& state_file = {}, const std::vector<std::string>& extra_args = {});
+
 // A fresh empty directory under the build tree, removed by the caller if wanted.
 std::string make_temp_dir(const std::string& prefix);
 

@@ -1,0 +1,17 @@
+# Writes OUTPUT, a C++ file defining kaisar::chain::artifacts(): the ABI and init code of each
+# contract in NAMES, read from solcjs's output in DIR (NAME_sol_NAME.abi / .bin).
+set(entries "")
+foreach(name IN LISTS NAMES)
+  file(READ ${DIR}/${name}_sol_${name}.abi abi HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," abi "${abi}")
+  file(READ ${DIR}/${name}_sol_${name}.bin bin)
+  string(STRIP "${bin}" bin)
+  if(NOT bin MATCHES "^[0-9a-f]+$")
+    message(FATAL_ERROR "${name}: solc output is not hex bytecode")
+  endif()
+  string(APPEND entries "constexpr char k${name}Abi[] = {${abi} 0};\nconstexpr char k${name}Bin[] = \"${bin}\";\n")
+  list(APPEND table "  {\"${name}\", {k${name}Abi, sizeof k${name}Abi - 1}, {k${name}Bin, sizeof k${name}Bin - 1}},")
+endforeach()
+list(JOIN table "\n" table)
+file(WRITE ${OUTPUT}.tmp "// Generated from contracts/*.sol by cmake/EmbedContracts.cmake; do not edit.\n#include \"chain/contracts.hpp\"\nnamespace kaisar::chain {\nnamespace {\n${entries}constexpr Artifact kArtifacts[] = {\n${table}\n};\n}  // namespace\nstd::span<const Artifact> artifacts() { return kArtifacts; }\n}  // namespace kaisar::chain\n")
+file(RENAME ${OUTPUT}.tmp ${OUTPUT})
