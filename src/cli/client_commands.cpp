@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "chain/contracts.hpp"
+#include "chain/http_transport.hpp"
 #include "cli/commands.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/keystore.hpp"
@@ -77,6 +79,8 @@ void add_wallet_commands(CLI::App& app, CommandArgs& all, Action& action) {
     };
   });
 
+  add_wallet_chain_commands(*wallet, all, action);
+
   auto* address = wallet->add_subcommand("address", "Print the wallet's address (no password needed)");
   add_client_flags(*address, o);
   address->callback([&] {
@@ -87,6 +91,106 @@ void add_wallet_commands(CLI::App& app, CommandArgs& all, Action& action) {
       if (!a) return report(a.error(), o.json);
       if (o.json) print_json(json::object{{"address", a->to_checksum()}, {"keystore", o.wallet}});
       else std::cout << a->to_checksum() << "\n";
+      return kExitOk;
+    };
+  });
+}
+
+namespace {
+
+// 10^18 base units as "1.5" (trailing zeros dropped).
+std::string format_units(const eth::Uint256& value, unsigned decimals = 18) {
+  std::string digits = value.to_decimal();
+  if (digits.size() <= decimals) digits = std::string(decimals + 1 - digits.size(), '0') + digits;
+  std::string whole = digits.substr(0, digits.size() - decimals);
+  std::string frac = digits.substr(digits.size() - decimals);
+  while (!frac.empty() && frac.back() == '0') frac.pop_back();
+  return frac.empty() ? whole : whole + "." + frac;
+}
+
+Result<crypto::Address> wallet_address(const ClientOptions& o, const std::string& explicit_address) {
+  if (!explicit_address.empty()) {
+    auto a = crypto::Address::parse(explicit_address);
+    if (!a) return fail(ErrorCode::kInvalidArgument, "--address: " + a.error().message);
+    return *a;
+  }
+  auto text = store::read_file(o.wallet, 1 << 16);
+  if (!text) return fail(ErrorCode::kNotFound, "no wallet at " + o.wallet + " (give --wallet or --address)");
+  return crypto::keystore_address(*text);
+}
+
+}  // namespace
+
+void add_wallet_chain_commands(CLI::App& wallet, CommandArgs& all, Action& action) {
+  ClientOptions& o = all.client;
+  WalletArgs& args = all.wallet;
+  auto* balance = wallet.add_subcommand("balance", "Show the wallet's ETH and payment-token balance on OneNode's chain");
+  add_client_flags(*balance, o);
+  balance->add_option("--address", args.address, "any address instead of the wallet's");
+  balance->callback([&] {
+    action = [&] {
+      auto address = wallet_address(o, args.address);
+      if (!address) return report(address.error(), o.json);
+      auto info = api_call(o, "GET", "/api/v1/chain");
+      if (!info) return report(info.error(), o.json);
+      const json::object& chain_info = info->as_object();
+      if (!chain_info.contains("enabled") || !chain_info.at("enabled").is_bool() || !chain_info.at("enabled").as_bool()) {
+        return report(Error{ErrorCode::kNotFound, "OneNode " + o.onenode + " has no chain configured"}, o.json);
+      }
+      const json::value* rpc_url = chain_info.if_contains("rpc_url");
+      const json::value* contracts = chain_info.if_contains("contracts");
+      if (rpc_url == nullptr || !rpc_url->is_string() || contracts == nullptr || !contracts->is_object()) {
+        return report(Error{ErrorCode::kUnavailable, "OneNode's /api/v1/chain answer is incomplete"}, o.json);
+      }
+      auto deployment_json = contracts->as_object();
+      deployment_json["chain_id"] = chain_info.at("chain_id");
+      auto deployment = chain::deployment_from_json(json::value(deployment_json));
+      if (!deployment) return report(deployment.error(), o.json);
+      chain::HttpRpcTransport transport(std::string(rpc_url->as_string()));
+      eth::RpcClient rpc(transport);
+      auto chain_id = rpc.chain_id();
+      if (!chain_id) return report(chain_id.error(), o.json);
+      if (*chain_id != deployment->chain_id) {
+        return report(Error{ErrorCode::kConflict, "the RPC node is on chain " + std::to_string(*chain_id) +
+                                                      ", OneNode says " + std::to_string(deployment->chain_id)},
+                      o.json);
+      }
+      auto eth_balance = rpc.get_balance(*address);
+      if (!eth_balance) return report(eth_balance.error(), o.json);
+      auto token_balance = chain::token_balance(rpc, deployment->token, *address);
+      if (!token_balance) return report(token_balance.error(), o.json);
+      if (o.json) {
+        print_json(json::object{{"address", address->to_checksum()},
+                                {"chain_id", *chain_id},
+                                {"eth_wei", eth_balance->to_decimal()},
+                                {"token", deployment->token.to_checksum()},
+                                {"token_base_units", token_balance->to_decimal()}});
+      } else {
+        std::cout << "address:  " << address->to_checksum() << " (chain " << *chain_id << ")\n"
+                  << "ETH:      " << format_units(*eth_balance) << "\n"
+                  << "KAI:      " << format_units(*token_balance) << "  (token " << deployment->token.to_checksum()
+                  << ")\n";
+      }
+      return kExitOk;
+    };
+  });
+
+  auto* faucet = wallet.add_subcommand("faucet", "Dev chains: get 100 ETH and 1,000 KAI for the signed-in wallet");
+  add_client_flags(*faucet, o);
+  faucet->callback([&] {
+    action = [&] {
+      if (!saved_token(o.onenode)) {
+        return report(Error{ErrorCode::kUnauthenticated, "sign in first: kaisar login --onenode " + o.onenode}, o.json);
+      }
+      json::value body = json::object{};
+      auto r = api_call(o, "POST", "/api/v1/faucet", &body, true);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(*r);
+      } else {
+        std::cout << "faucet: 100 ETH now, 1,000 KAI on its way (chain write " << field(*r, "write") << ")\n"
+                  << "check with: kaisar wallet balance --onenode " << o.onenode << "\n";
+      }
       return kExitOk;
     };
   });

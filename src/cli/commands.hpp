@@ -11,6 +11,7 @@ namespace kaisar::cli {
 // whole parse-and-execute cycle.
 struct WalletArgs {
   std::string key_file;
+  std::string address;  // wallet balance --address
   bool force = false;
   bool light_kdf = false;
 };
@@ -24,6 +25,13 @@ struct OneNodeArgs {
   std::int64_t heartbeat_interval = 0;
   std::int64_t offline_after = 0;
   std::size_t threads = 0;
+  std::string rpc_url;
+  std::string operator_keystore;
+  std::string operator_password_file;
+  std::string contracts_file;
+  bool deploy_contracts = false;
+  std::uint64_t confirmations = 0;
+  std::string anvil;  // dev: the anvil binary
 };
 
 struct ProviderArgs {
@@ -46,6 +54,8 @@ struct CommandArgs {
 // parsing (so that main decides about exit codes in one place).
 using Action = std::function<int()>;
 void add_wallet_commands(CLI::App& app, CommandArgs& args, Action& action);
+// wallet balance | faucet (the wallet's side of the chain).
+void add_wallet_chain_commands(CLI::App& wallet, CommandArgs& args, Action& action);
 void add_client_commands(CLI::App& app, CommandArgs& args, Action& action);
 void add_node_commands(CLI::App& app, CommandArgs& args, Action& action);
 

@@ -1,15 +1,24 @@
 // Long-running roles: onenode, provider init|run|status, dev.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "chain/http_transport.hpp"
 #include "cli/commands.hpp"
+#include "eth/rpc.hpp"
 #include "crypto/keystore.hpp"
 #include "crypto/random.hpp"
 #include "onenode/onenode.hpp"
@@ -65,8 +74,110 @@ Result<onenode::OneNodeConfig> onenode_config(const OneNodeArgs& a) {
   if (a.offline_after > 0) c.offline_after = std::chrono::seconds{a.offline_after};
   else if (a.heartbeat_interval > 0) c.offline_after = 3 * c.heartbeat_interval;
   if (a.threads > 0) c.threads = a.threads;
+  if (!a.rpc_url.empty()) c.rpc_url = a.rpc_url;
+  if (!a.operator_keystore.empty()) c.operator_keystore = a.operator_keystore;
+  if (!a.operator_password_file.empty()) c.operator_password_file = a.operator_password_file;
+  if (!a.contracts_file.empty()) c.contracts_file = a.contracts_file;
+  if (a.deploy_contracts) c.deploy_contracts = true;
+  if (a.confirmations > 0) c.confirmations = a.confirmations;
   return c;
 }
+
+// The anvil binary for `kaisar dev`: --anvil, $KAISAR_ANVIL, the native binary from the
+// repository's node_modules (next to the build tree), or `anvil` on PATH.
+std::string find_anvil(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("KAISAR_ANVIL"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+#if defined(__aarch64__)
+    const char* platform = "anvil-linux-arm64";
+#else
+    const char* platform = "anvil-linux-amd64";
+#endif
+    for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+      fs::path native = dir / "node_modules" / "@foundry-rs" / platform / "bin" / "anvil";
+      if (fs::exists(native, ec)) return native.string();
+    }
+  }
+  return "anvil";
+}
+
+// A local anvil chain for `kaisar dev`. Its state is written to DIR/state.json when it
+// stops and loaded when it starts, so the dev chain survives restarts of `kaisar dev`.
+class DevChain {
+ public:
+  static Result<std::unique_ptr<DevChain>> start(const std::string& anvil, const fs::path& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return fail(ErrorCode::kUnavailable, "cannot create " + dir.string() + ": " + ec.message());
+    const std::string log = (dir / "anvil.log").string();
+    const std::string state = (dir / "state.json").string();
+    fs::remove(log, ec);  // so that the line we wait for is this run's
+    std::unique_ptr<DevChain> chain(new DevChain());
+    const pid_t parent = getpid();
+    chain->pid_ = fork();
+    if (chain->pid_ < 0) return fail(ErrorCode::kUnavailable, "fork failed");
+    if (chain->pid_ == 0) {
+      // The chain goes down with us, even if we are killed.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(1);
+      sigset_t none;
+      sigemptyset(&none);
+      pthread_sigmask(SIG_SETMASK, &none, nullptr);
+      FILE* out = std::freopen(log.c_str(), "w", stdout);
+      if (out == nullptr || dup2(fileno(stdout), 2) < 0) _exit(127);
+      execlp(anvil.c_str(), anvil.c_str(), "--host", "127.0.0.1", "--port", "0", "--chain-id", "31337", "--state",
+             state.c_str(), static_cast<char*>(nullptr));
+      std::perror(("cannot start " + anvil).c_str());
+      _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(log);
+      std::stringstream text;
+      text << in.rdbuf();
+      const std::string content = text.str();
+      if (auto at = content.find("Listening on "); at != std::string::npos) {
+        auto end = content.find('\n', at);
+        if (end != std::string::npos) {
+          chain->url_ = "http://" + content.substr(at + 13, end - at - 13);
+          while (!chain->url_.empty() && std::isspace(static_cast<unsigned char>(chain->url_.back()))) {
+            chain->url_.pop_back();
+          }
+          return chain;
+        }
+      }
+      int status = 0;
+      if (waitpid(chain->pid_, &status, WNOHANG) == chain->pid_) {
+        chain->pid_ = -1;
+        return fail(ErrorCode::kUnavailable, "anvil (" + anvil + ") exited at start; see " + log +
+                                                 " (run `make setup` to install it)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    return fail(ErrorCode::kTimeout, "anvil did not start within 30 s; see " + log);
+  }
+
+  ~DevChain() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);  // anvil writes its state and exits
+    for (int i = 0; i < 200; ++i) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+
+  const std::string& url() const { return url_; }
+
+ private:
+  DevChain() = default;
+  pid_t pid_ = -1;
+  std::string url_;
+};
 
 std::string provider_data_dir(const ProviderArgs& a) {
   return a.data.empty() ? (fs::path(xdg_data_dir()) / "provider").string() : a.data;
@@ -114,6 +225,12 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   onenode_cmd->add_option("--heartbeat-interval", on.heartbeat_interval, "seconds between agent heartbeats (default 5)");
   onenode_cmd->add_option("--offline-after", on.offline_after, "seconds without heartbeat before offline (default 3 heartbeats)");
   onenode_cmd->add_option("--threads", on.threads, "server threads (default 2)");
+  onenode_cmd->add_option("--rpc-url", on.rpc_url, "JSON-RPC URL of the EVM chain (enables settlement)");
+  onenode_cmd->add_option("--operator-keystore", on.operator_keystore, "keystore of the operator key that sends chain writes");
+  onenode_cmd->add_option("--operator-password-file", on.operator_password_file, "password of the operator keystore");
+  onenode_cmd->add_option("--contracts-file", on.contracts_file, "contract addresses (JSON; default DATA/contracts.json)");
+  onenode_cmd->add_flag("--deploy-contracts", on.deploy_contracts, "deploy the contracts when the contracts file is missing");
+  onenode_cmd->add_option("--confirmations", on.confirmations, "blocks before a chain write or event is final (default 1)");
   onenode_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
@@ -240,6 +357,7 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   dev_cmd->add_option("--listen", dev.listen, "HOST:PORT for OneNode (default 127.0.0.1:8080)");
   dev_cmd->add_option("--data", dev.data, "directory for all state (default .kaisar-dev)");
   dev_cmd->add_option("--heartbeat-interval", dev.heartbeat_interval, "seconds between heartbeats");
+  dev_cmd->add_option("--anvil", dev.anvil, "anvil binary (default: the one `make setup` installed, else PATH)");
   dev_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
@@ -251,8 +369,29 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       const fs::path wallets = root / "wallets";
       auto provider_wallet = dev_wallet(wallets, "provider");
       auto renter_wallet = dev_wallet(wallets, "renter");
-      if (!provider_wallet) return report(provider_wallet.error(), false);
-      if (!renter_wallet) return report(renter_wallet.error(), false);
+      auto checker_wallet = dev_wallet(wallets, "checker");
+      auto operator_wallet = dev_wallet(wallets, "operator");
+      for (auto* w : {&provider_wallet, &renter_wallet, &checker_wallet, &operator_wallet}) {
+        if (!*w) return report(w->error(), false);
+      }
+
+      // The chain: anvil, the operator funded with gas money; OneNode deploys the contracts.
+      auto chain = DevChain::start(find_anvil(args.anvil), root / "chain");
+      if (!chain) return report(chain.error(), false);
+      {
+        chain::HttpRpcTransport transport((*chain)->url());
+        eth::RpcClient rpc(transport);
+        const eth::Uint256 gas_money = eth::Uint256(10000) * 1000000000000000000ULL;
+        auto funded = rpc.request("anvil_setBalance",
+                                  json::array{operator_wallet->address().to_lower_hex(), gas_money.to_hex()});
+        if (!funded) return report(funded.error(), false);
+      }
+      config->rpc_url = (*chain)->url();
+      config->chain_id = 31337;
+      config->operator_keystore = (wallets / "operator.json").string();
+      config->operator_password_file = (wallets / "operator.password").string();
+      config->deploy_contracts = true;
+      config->faucet = true;
 
       const std::string provider_dir = (root / "provider").string();
       auto pw = read_password((wallets / "provider.password").string(), false);
@@ -268,6 +407,9 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       auto url = node.start();
       if (!url) return report(url.error(), false);
       announce(*url);
+      for (auto* w : {&renter_wallet, &provider_wallet, &checker_wallet}) {
+        if (auto f = node.faucet((*w)->address()); !f) spdlog::warn("faucet: {}", f.error().message);
+      }
       provider::AgentOptions agent_options;
       agent_options.onenode_url = *url;
       agent_options.region = "dev";
@@ -280,13 +422,19 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
                 << "  live events:  " << *url << "/api/v1/events\n"
                 << "  metrics:      " << *url << "/metrics\n"
                 << "  provider:     " << identity->node_key.address().to_checksum() << " (data " << provider_dir << ")\n"
-                << "  wallets:      " << wallets.string() << "/{renter,provider}.json with .password files\n"
+                << "  chain:        " << (*chain)->url() << " (anvil, chain id 31337; contracts in "
+                << (fs::path(config->data_dir) / "contracts.json").string() << ")\n"
+                << "  wallets:      " << wallets.string()
+                << "/{renter,provider,checker}.json with .password files (faucet: 100 ETH, +1,000 KAI each start)\n"
                 << "                renter   " << renter_wallet->address().to_checksum() << "\n"
                 << "                provider " << provider_wallet->address().to_checksum() << "\n"
+                << "                checker  " << checker_wallet->address().to_checksum() << "\n"
                 << "Try:\n"
                 << "  kaisar providers --onenode " << *url << "\n"
                 << "  kaisar login --onenode " << *url << " --wallet " << (wallets / "renter.json").string()
                 << " --password-file " << (wallets / "renter.password").string() << "\n"
+                << "  kaisar wallet balance --onenode " << *url << " --wallet " << (wallets / "renter.json").string()
+                << "\n"
                 << "Press Ctrl-C to stop.\n"
                 << std::flush;
       int sig = signals.wait();

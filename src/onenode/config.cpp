@@ -33,12 +33,25 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
       out = std::chrono::seconds{*v};
       return {};
     };
+    auto want_bool = [&](bool& out) -> Result<void> {
+      if (auto v = node.value<bool>()) { out = *v; return {}; }
+      return fail(ErrorCode::kInvalidArgument, "config " + path + ": " + k + " must be true or false");
+    };
     Result<void> r;
     if (k == "listen") r = want_string(c.listen);
     else if (k == "data_dir") r = want_string(c.data_dir);
     else if (k == "public_url") r = want_string(c.public_url);
     else if (k == "geoip_database") r = want_string(c.geoip_database);
     else if (k == "chain_id") r = want_int(c.chain_id);
+    else if (k == "rpc_url") r = want_string(c.rpc_url);
+    else if (k == "wallet_rpc_url") r = want_string(c.wallet_rpc_url);
+    else if (k == "operator_keystore") r = want_string(c.operator_keystore);
+    else if (k == "operator_password_file") r = want_string(c.operator_password_file);
+    else if (k == "contracts_file") r = want_string(c.contracts_file);
+    else if (k == "deploy_contracts") r = want_bool(c.deploy_contracts);
+    else if (k == "payment_token") r = want_string(c.payment_token);
+    else if (k == "confirmations") r = want_int(c.confirmations);
+    else if (k == "faucet") r = want_bool(c.faucet);
     else if (k == "body_limit") r = want_int(c.body_limit);
     else if (k == "threads") r = want_int(c.threads);
     else if (k == "heartbeat_interval") r = want_seconds(c.heartbeat_interval);

@@ -25,6 +25,18 @@ struct OneNodeConfig {
   std::chrono::seconds session_ttl{std::chrono::hours{24}};
   std::string geoip_database = "/usr/share/GeoIP/GeoIP.dat";
 
+  // Settlement on an EVM chain. Empty rpc_url: no chain (sign-in and the registry only).
+  std::string rpc_url;
+  std::string wallet_rpc_url;          // what wallets are told to use; default rpc_url
+  std::string operator_keystore;       // keystore v3 of the operator key (used by the outbox only)
+  std::string operator_password_file;  // its password
+  // Contract addresses (JSON as written by a deployment); default DATA/contracts.json.
+  std::string contracts_file;
+  bool deploy_contracts = false;       // deploy when contracts_file does not exist yet
+  std::string payment_token;           // an existing ERC-20 to deploy with instead of KaiToken
+  std::uint64_t confirmations = 1;     // blocks holding a write or log before it is final
+  bool faucet = false;                 // POST /api/v1/faucet (dev chains only)
+
   // Reads a TOML file; keys are the field names above (durations in seconds).
   static Result<OneNodeConfig> load_toml(const std::string& path);
   // "host:port" → pieces; the error says what is wrong.

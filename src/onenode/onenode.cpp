@@ -17,6 +17,7 @@
 #include "onenode/metrics.hpp"
 #include "onenode/registry.hpp"
 #include "onenode/schema.hpp"
+#include "onenode/settlement.hpp"
 #include "onenode/siwe.hpp"
 
 namespace kaisar::onenode {
@@ -35,6 +36,7 @@ struct OneNode::Impl {
   std::unique_ptr<ProviderRegistry> registry;
   std::unique_ptr<AuthService> auth;
   std::unique_ptr<ControlChannel> control;
+  std::unique_ptr<Settlement> settlement;
   std::unique_ptr<net::HttpServer> server;
   std::atomic<bool> ready{false};
   std::thread monitor;
@@ -167,6 +169,24 @@ struct OneNode::Impl {
             if (!p) return Response::error(p.error());
             return Response::json(200, *p);
           }));
+    r.add("GET", "/api/v1/chain", counted("GET", "/api/v1/chain", [this](Request&) {
+            if (!settlement) {
+              return Response::json(200, json::object{{"enabled", false}, {"chain_id", config.chain_id}});
+            }
+            return Response::json(200, settlement->info());
+          }));
+    r.add("POST", "/api/v1/faucet", counted("POST", "/api/v1/faucet", [this](Request& req) {
+            auto session = session_of(req);
+            if (!session) return Response::error(session.error());
+            if (!req.body.empty()) {
+              auto body = parse_json_object(req.body);
+              if (!body) return Response::error(body.error());
+            }
+            if (!settlement) return Response::error(ErrorCode::kNotFound, "this OneNode has no chain configured");
+            auto out = settlement->faucet(session->address);
+            if (!out) return Response::error(out.error());
+            return Response::json(200, *out);
+          }));
     r.add_sse("/api/v1/events", [this](Request&, std::shared_ptr<net::SseStream> stream) -> std::optional<Response> {
       metrics.count_request("GET", "/api/v1/events", 200);
       events.subscribe(std::move(stream));
@@ -213,6 +233,15 @@ Result<std::string> OneNode::start() {
   auto db = store::open_sqlite((std::filesystem::path(s.config.data_dir) / "onenode.db").string(), migrations());
   if (!db) return std::unexpected(db.error());
   s.db = std::move(*db);
+  if (!s.config.rpc_url.empty()) {
+    auto settlement = Settlement::open(s.config, *s.db, s.clock);
+    if (!settlement) return std::unexpected(settlement.error());
+    s.settlement = std::move(*settlement);
+    s.metrics.gauge("kaisar_chain_indexed_block", "Last block the chain indexer has read.", [&s] {
+      auto next = s.settlement->indexer().next_block();
+      return next ? static_cast<double>(*next) - 1 : -1.0;
+    });
+  }
   s.geoip = std::make_unique<GeoIpLocator>(s.config.geoip_database);
   s.registry = std::make_unique<ProviderRegistry>(*s.db, s.clock, s.events, s.config.offline_after,
                                                   [&s](const std::string& ip) { return s.geoip->country(ip); });
@@ -252,6 +281,11 @@ Result<std::string> OneNode::start() {
   return s.base_url;
 }
 
+Result<boost::json::object> OneNode::faucet(const crypto::Address& address) {
+  if (!impl_->settlement) return fail(ErrorCode::kNotFound, "this OneNode has no chain configured");
+  return impl_->settlement->faucet(address);
+}
+
 void OneNode::stop() {
   auto& s = *impl_;
   if (!s.server) return;
@@ -265,6 +299,7 @@ void OneNode::stop() {
   s.events.close_all();
   s.server->stop();
   s.registry->sweep(/*force_flush=*/true);  // last-seen times survive the restart
+  if (s.settlement) s.settlement->stop();
   s.server.reset();
 }
 

@@ -1,9 +1,12 @@
 #pragma once
 
+#include <boost/json/object.hpp>
+
 #include <memory>
 #include <string>
 
 #include "core/error.hpp"
+#include "crypto/address.hpp"
 #include "onenode/config.hpp"
 
 namespace kaisar::onenode {
@@ -21,6 +24,8 @@ class OneNode {
   Result<std::string> start();
   // Graceful: /readyz turns 503, in-flight requests finish, connections close, data is flushed.
   void stop();
+  // The dev-chain faucet (see POST /api/v1/faucet); kNotFound when it is off.
+  Result<boost::json::object> faucet(const crypto::Address& address);
 
  private:
   struct Impl;

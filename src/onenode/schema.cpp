@@ -1,5 +1,7 @@
 #include "onenode/schema.hpp"
 
+#include "chain/schema.hpp"
+
 namespace kaisar::onenode {
 
 const std::vector<store::Migration>& migrations() {
@@ -46,6 +48,7 @@ CREATE INDEX uptime_provider ON uptime_intervals(provider_id, started_at);
 CREATE INDEX auth_nonces_address ON auth_nonces(address, expires_at);
 CREATE INDEX auth_nonces_expiry ON auth_nonces(expires_at);
 )sql"},
+      {3, "chain outbox and indexer", chain::schema_sql()},
   };
   return kMigrations;
 }

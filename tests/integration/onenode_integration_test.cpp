@@ -552,7 +552,36 @@ TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
                             "--password-file", dir + "/wallets/renter.password"},
                            {}, {{"XDG_CONFIG_HOME", dir + "/config"}});
   EXPECT_EQ(login.exit_code, 0) << login.err;
+  EXPECT_TRUE(fs::exists(dir + "/wallets/checker.json"));
+
+  // The dev chain: contracts deployed, wallets funded with ETH and KAI.
+  auto chain = call("GET", *url + "/api/v1/chain");
+  ASSERT_EQ(chain.status, 200) << chain.raw;
+  EXPECT_TRUE(chain.body.at("enabled").as_bool());
+  EXPECT_TRUE(chain.body.at("faucet").as_bool());
+  const json::value contracts = chain.body.at("contracts");
+  auto balance = [&] {
+    auto r = run_process({kaisar_binary(), "wallet", "balance", "--onenode", *url, "--wallet",
+                          dir + "/wallets/renter.json", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? json::parse(r.out) : json::value{};
+  };
+  EXPECT_TRUE(eventually([&] {
+    auto b = balance();
+    return b.is_object() && b.at("token_base_units").as_string() != "0";
+  })) << dev.output();
+  EXPECT_EQ(balance().at("eth_wei").as_string(), "100000000000000000000");
   EXPECT_EQ(dev.stop(SIGINT), 0) << dev.output();
+
+  // A second start keeps the chain: same contracts, the KAI still there.
+  ChildProcess again({kaisar_binary(), "dev", "--listen", "127.0.0.1:0", "--data", dir, "--heartbeat-interval", "1"});
+  url = again.wait_for_line("listening on ");
+  ASSERT_TRUE(url) << again.output();
+  auto chain2 = call("GET", *url + "/api/v1/chain");
+  ASSERT_EQ(chain2.status, 200) << chain2.raw;
+  EXPECT_EQ(chain2.body.at("contracts"), contracts);
+  EXPECT_NE(balance().at("token_base_units").as_string(), "0");
+  EXPECT_EQ(again.stop(SIGINT), 0) << again.output();
   fs::remove_all(dir);
 }
 

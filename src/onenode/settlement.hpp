@@ -1,0 +1,51 @@
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include <memory>
+
+#include "chain/contracts.hpp"
+#include "chain/http_transport.hpp"
+#include "chain/indexer.hpp"
+#include "chain/outbox.hpp"
+#include "core/error.hpp"
+#include "core/time.hpp"
+#include "crypto/address.hpp"
+#include "onenode/config.hpp"
+#include "store/database.hpp"
+
+namespace kaisar::onenode {
+
+// OneNode's link to the chain: the contracts, the outbox that carries every chain write
+// and the indexer that follows the contracts' events.
+class Settlement {
+ public:
+  // Checks the node's chain id, unlocks the operator key, loads the contract addresses
+  // (or deploys them when allowed) and starts the outbox and indexer threads.
+  static Result<std::unique_ptr<Settlement>> open(const OneNodeConfig& config, store::Database& db, const Clock& clock);
+  ~Settlement();
+
+  void stop();
+  // GET /api/v1/chain
+  boost::json::object info();
+  // Dev chains: tops `address` up to 100 ETH (anvil_setBalance) and mints it 1,000 KAI
+  // through the outbox (once per address per minute).
+  Result<boost::json::object> faucet(const crypto::Address& address);
+
+  const chain::Deployment& deployment() const { return deployment_; }
+  chain::Outbox& outbox() { return *outbox_; }
+  chain::Indexer& indexer() { return *indexer_; }
+
+ private:
+  Settlement() = default;
+
+  OneNodeConfig config_;
+  const Clock* clock_ = nullptr;
+  std::unique_ptr<chain::HttpRpcTransport> transport_;
+  chain::Deployment deployment_;
+  crypto::Address operator_;
+  std::unique_ptr<chain::Outbox> outbox_;
+  std::unique_ptr<chain::Indexer> indexer_;
+};
+
+}  // namespace kaisar::onenode
