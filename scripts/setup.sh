@@ -13,7 +13,7 @@ DEBIAN_PACKAGES=(
   libcrypto++-dev libsqlite3-dev libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
   libgeoip-dev geoip-database libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
   # runtime and test clients
-  curl jq procps sqlite3 openssh-client
+  curl jq procps sqlite3 openssh-client openssl ca-certificates
   # containers (Podman's Docker-compatible API) and the browser for web/extension tests
   podman runc uidmap slirp4netns fuse-overlayfs catatonit chromium
 )

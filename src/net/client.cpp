@@ -9,6 +9,9 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,6 +20,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -109,11 +113,11 @@ Result<Url> Url::parse(std::string_view text) noexcept {
     boost::urls::url_view u = *parsed;
     Url url;
     url.scheme = lower(u.scheme());
-    if (url.scheme == "https" || url.scheme == "wss") {
-      return fail(ErrorCode::kInvalidArgument, "TLS URLs are not supported yet: '" + std::string(text) + "'");
+    if (url.scheme == "wss") {
+      return fail(ErrorCode::kInvalidArgument, "wss URLs are not supported yet: '" + std::string(text) + "'");
     }
-    if (url.scheme != "http" && url.scheme != "ws") {
-      return fail(ErrorCode::kInvalidArgument, "URL scheme must be http or ws: '" + std::string(text) + "'");
+    if (url.scheme != "http" && url.scheme != "https" && url.scheme != "ws") {
+      return fail(ErrorCode::kInvalidArgument, "URL scheme must be http, https or ws: '" + std::string(text) + "'");
     }
     if (!u.has_authority() || u.encoded_host().empty()) {
       return fail(ErrorCode::kInvalidArgument, "URL has no host: '" + std::string(text) + "'");
@@ -123,7 +127,7 @@ Result<Url> Url::parse(std::string_view text) noexcept {
     }
     url.host = u.host_type() == boost::urls::host_type::ipv6 ? std::string(u.encoded_host_address())
                                                              : std::string(u.host());
-    url.port = 80;
+    url.port = url.scheme == "https" ? 443 : 80;
     if (u.has_port()) {
       std::string_view port = u.port();
       unsigned value = 0;
@@ -151,19 +155,11 @@ std::optional<std::string_view> ClientResponse::header(std::string_view lower_na
 
 namespace {
 
-asio::awaitable<Result<ClientResponse>> do_http_request(std::string method, Url url, std::string body,
-                                                        Headers headers, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  auto [rec, endpoints] = co_await resolve(url);
-  if (rec) co_return fail(ErrorCode::kUnavailable, "cannot resolve " + url.host + ": " + rec.message());
-
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
-  stream.expires_at(deadline);
-  {
-    auto [ec, endpoint] = co_await stream.async_connect(endpoints, kTuple);
-    if (ec) co_return std::unexpected(connect_error(url, ec));
-  }
-
+// Writes the request and reads the response on a connected (plain or TLS) stream.
+template <class Stream>
+asio::awaitable<Result<ClientResponse>> exchange(Stream& stream, const std::string& method, const Url& url,
+                                                 std::string body, const Headers& headers,
+                                                 std::chrono::milliseconds timeout) {
   http::request<http::string_body> request;
   request.version(11);
   request.method_string(method);
@@ -199,9 +195,55 @@ asio::awaitable<Result<ClientResponse>> do_http_request(std::string method, Url 
   response.status = static_cast<int>(message.result_int());
   response.headers = lowered_headers(message.base());
   response.body = std::move(message.body());
-  error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   co_return response;
+}
+
+asio::awaitable<Result<ClientResponse>> do_http_request(std::string method, Url url, std::string body,
+                                                        Headers headers, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  auto [rec, endpoints] = co_await resolve(url);
+  if (rec) co_return fail(ErrorCode::kUnavailable, "cannot resolve " + url.host + ": " + rec.message());
+
+  beast::tcp_stream stream(co_await asio::this_coro::executor);
+  stream.expires_at(deadline);
+  {
+    auto [ec, endpoint] = co_await stream.async_connect(endpoints, kTuple);
+    if (ec) co_return std::unexpected(connect_error(url, ec));
+  }
+  if (url.scheme != "https") {
+    auto result = co_await exchange(stream, method, url, std::move(body), headers, timeout);
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    co_return result;
+  }
+
+  // TLS: the system's trusted CAs (or $SSL_CERT_FILE / $SSL_CERT_DIR), the certificate must
+  // name the host, SNI is sent.
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  error_code tls_ec;
+  tls.set_default_verify_paths(tls_ec);
+  if (tls_ec) co_return fail(ErrorCode::kUnavailable, "no trusted CA certificates: " + tls_ec.message());
+  tls.set_verify_mode(asio::ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> secure(std::move(stream), tls);
+  secure.set_verify_callback(asio::ssl::host_name_verification(url.host));
+  // SSL_set_tlsext_host_name without the macro's C cast.
+  if (SSL_ctrl(secure.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               static_cast<void*>(url.host.data())) != 1) {
+    co_return fail(ErrorCode::kInvalidArgument, "cannot use '" + url.host + "' as a TLS server name");
+  }
+  {
+    auto [ec] = co_await secure.async_handshake(asio::ssl::stream_base::client, kTuple);
+    if (ec) {
+      if (ec == beast::error::timeout) co_return fail(ErrorCode::kTimeout, "TLS handshake with " + host_header(url) + " timed out");
+      co_return fail(ErrorCode::kUnavailable, "TLS handshake with " + host_header(url) + " failed: " + ec.message());
+    }
+  }
+  auto result = co_await exchange(secure, method, url, std::move(body), headers, timeout);
+  beast::get_lowest_layer(secure).expires_after(std::chrono::seconds{1});
+  (void)co_await secure.async_shutdown(kTuple);
+  co_return result;
 }
 
 }  // namespace
@@ -210,7 +252,9 @@ Result<ClientResponse> http_request(std::string_view method, std::string_view ur
                                     const Headers& headers, std::chrono::milliseconds timeout) {
   auto parsed = Url::parse(url);
   if (!parsed) return std::unexpected(parsed.error());
-  if (parsed->scheme != "http") return fail(ErrorCode::kInvalidArgument, "not an http URL: '" + std::string(url) + "'");
+  if (parsed->scheme != "http" && parsed->scheme != "https") {
+    return fail(ErrorCode::kInvalidArgument, "not an http(s) URL: '" + std::string(url) + "'");
+  }
   if (method.empty()) return fail(ErrorCode::kInvalidArgument, "empty HTTP method");
   try {
     asio::io_context ioc(1);

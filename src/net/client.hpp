@@ -15,12 +15,12 @@
 namespace kaisar::net {
 
 struct Url {
-  std::string scheme;  // "http" or "ws"
+  std::string scheme;  // "http", "https" or "ws"
   std::string host;
   std::uint16_t port = 0;
   std::string target;  // path + query, at least "/"
 
-  // http://host[:port][/path], ws://host[:port][/path]. (TLS schemes are refused for now.)
+  // http://, https:// (http_request only) and ws:// URLs: scheme://host[:port][/path][?query].
   static Result<Url> parse(std::string_view text) noexcept;
 };
 
@@ -31,8 +31,10 @@ struct ClientResponse {
   std::optional<std::string_view> header(std::string_view lower_name) const;
 };
 
-// Blocking HTTP/1.1 request on a fresh connection. Errors: kUnavailable when the server
-// cannot be reached, kTimeout past `timeout`, kInvalidArgument for a bad URL.
+// Blocking HTTP/1.1 request on a fresh connection, over TLS for https:// (certificates are
+// checked against the system's CAs, or $SSL_CERT_FILE, and must name the host). Errors:
+// kUnavailable when the server cannot be reached or its certificate is not trusted,
+// kTimeout past `timeout`, kInvalidArgument for a bad URL.
 Result<ClientResponse> http_request(std::string_view method, std::string_view url, std::string_view body = {},
                                     const Headers& headers = {},
                                     std::chrono::milliseconds timeout = std::chrono::milliseconds{10000});
