@@ -21,6 +21,7 @@
 #include "chain/http_transport.hpp"
 #include "chain/indexer.hpp"
 #include "chain/outbox.hpp"
+#include "chain/payments.hpp"
 #include "chain/schema.hpp"
 #include "core/time.hpp"
 #include "eth/abi.hpp"
@@ -549,6 +550,113 @@ TEST_F(ChainTest, IndexerReportsAnUnreachableNodeAndKeepsItsCursor) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(indexer.next_block().value(), *next);
+}
+
+// --- the lease payment path ----------------------------------------------------------------
+
+TEST_F(ChainTest, LeasePaymentIsDepositedIndexedAndSettledThroughTheOutbox) {
+  const PrivateKey renter = PrivateKey::generate();
+  const Address provider = PrivateKey::generate().address();
+  ASSERT_TRUE(rpc_->request("anvil_setBalance", json::array{renter.address().to_lower_hex(), "0xde0b6b3a7640000"}));
+  mint(renter.address(), 10000);
+
+  LeasePayment payment{kAnvilChainId, deployment_.escrow, deployment_.token, escrow_lease_id("lease-42"), 6000};
+  // The payment round-trips through JSON as the API hands it out.
+  auto parsed = payment_from_json(json::value(to_json(payment)));
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->lease_id, payment.lease_id);
+  EXPECT_EQ(parsed->amount, payment.amount);
+  for (std::string_view bad : {R"({})", R"({"chain_id":1,"escrow":"0x1","token":"0x2","lease_id":"0x","amount":"1"})"}) {
+    EXPECT_FALSE(payment_from_json(json::parse(bad))) << bad;
+  }
+  json::object zero = to_json(payment);
+  zero["amount"] = "0";
+  EXPECT_FALSE(payment_from_json(json::value(zero)));
+
+  // Wrong chain, not enough tokens: clear errors, nothing sent.
+  LeasePayment wrong_chain = payment;
+  wrong_chain.chain_id = 1;
+  eth::NonceManager renter_nonces(*rpc_);
+  EXPECT_EQ(pay_lease(*rpc_, renter, renter_nonces, wrong_chain).error().code, ErrorCode::kInvalidArgument);
+  LeasePayment too_much = payment;
+  too_much.amount = 20000;
+  auto poor = pay_lease(*rpc_, renter, renter_nonces, too_much);
+  ASSERT_FALSE(poor);
+  EXPECT_NE(poor.error().message.find("not enough tokens"), std::string::npos) << poor.error().message;
+
+  auto paid = pay_lease(*rpc_, renter, renter_nonces, payment, milliseconds{10000}, milliseconds{20});
+  ASSERT_TRUE(paid) << paid.error().message;
+  EXPECT_TRUE(paid->approve_tx && paid->deposit_tx);
+  // Paying again is a no-op; another wallet cannot pay the same lease.
+  auto again = pay_lease(*rpc_, renter, renter_nonces, payment, milliseconds{10000}, milliseconds{20});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_FALSE(again->deposit_tx);
+  const PrivateKey other = deployer();
+  mint(other.address(), 6000);
+  auto taken = pay_lease(*rpc_, other, *nonces_, payment, milliseconds{10000}, milliseconds{20});
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, ErrorCode::kConflict);
+
+  // The indexer sees the deposit.
+  EscrowLedger ledger(*db_, deployment_.escrow);
+  IndexerOptions options;
+  options.addresses = {deployment_.escrow};
+  options.start_block = deployment_.deployed_block;
+  Indexer indexer(*db_, *http_, options, &ledger);
+  ASSERT_TRUE(indexer.poll_once());
+  auto funds = ledger.funds(payment.lease_id);
+  ASSERT_TRUE(funds && *funds);
+  EXPECT_EQ((*funds)->renter, renter.address());
+  EXPECT_EQ((*funds)->deposited, Uint256(6000));
+  EXPECT_FALSE((*funds)->settled);
+  EXPECT_FALSE(ledger.funds(escrow_lease_id("nobody"))->has_value());
+
+  // Settlement through the outbox: 4500 delivered, 1500 back, 3 points of credit.
+  Outbox outbox(*db_, *http_, deployer(), fast_options(), clock_);
+  auto settle = settle_calldata(payment.lease_id, provider, 4500, 1500, 3);
+  ASSERT_TRUE(settle);
+  ASSERT_TRUE(outbox.enqueue("settle:lease-42", "settle", deployment_.escrow, *settle));
+  drain(outbox);
+  EXPECT_EQ(outbox.find("settle:lease-42").value()->state, WriteState::kConfirmed);
+  ASSERT_TRUE(indexer.poll_once());
+  funds = ledger.funds(payment.lease_id);
+  ASSERT_TRUE(funds && *funds);
+  EXPECT_TRUE((*funds)->settled);
+  EXPECT_EQ((*funds)->paid_to_provider, Uint256(4500));
+  EXPECT_EQ((*funds)->refunded, Uint256(1500));
+  EXPECT_EQ(balance(provider), 4500U);
+  EXPECT_EQ(balance(renter.address()), 4000U + 1500U);
+  EXPECT_EQ(call_view(*rpc_, deployment_.points, "balanceOf(address)", {AbiValue::address(renter.address())},
+                      "(uint256)")
+                .value()
+                .at(0),
+            AbiValue::uint(3));
+  // A second settlement of the same lease fails in the outbox (it would revert) and moves nothing.
+  ASSERT_TRUE(outbox.enqueue("settle:lease-42:again", "settle", deployment_.escrow, *settle));
+  drain(outbox);
+  EXPECT_EQ(outbox.find("settle:lease-42:again").value()->state, WriteState::kFailed);
+  EXPECT_EQ(balance(provider), 4500U);
+}
+
+TEST(EscrowEvents, HostileLogsAreRejectedOrIgnored) {
+  eth::Log log;
+  log.address = PrivateKey::generate().address();
+  EXPECT_FALSE(decode_escrow_event(log).value().has_value());  // no topics: not ours
+  log.topics = {eth::event_topic0("Deposited(bytes32,address,uint256)")};
+  EXPECT_FALSE(decode_escrow_event(log));  // too few topics
+  Hash32 renter{};
+  renter[0] = 1;  // high bits set in an address topic
+  log.topics = {eth::event_topic0("Deposited(bytes32,address,uint256)"), Hash32{}, renter};
+  log.data = Bytes(32, 0);
+  EXPECT_FALSE(decode_escrow_event(log));
+  renter[0] = 0;
+  log.topics[2] = renter;
+  log.data = Bytes(31, 0);  // short data
+  EXPECT_FALSE(decode_escrow_event(log));
+  log.data = Bytes(32, 0);
+  auto ok = decode_escrow_event(log);
+  ASSERT_TRUE(ok && *ok);
+  EXPECT_EQ((*ok)->kind, EscrowEvent::Kind::kDeposited);
 }
 
 }  // namespace

@@ -170,6 +170,14 @@ Result<std::vector<OutboxEntry>> Outbox::list(std::size_t limit) {
   return out;
 }
 
+Result<std::map<std::string, std::int64_t>> Outbox::counts() {
+  auto rows = db_.query("SELECT state, COUNT(*) FROM chain_outbox GROUP BY state");
+  if (!rows) return std::unexpected(rows.error());
+  std::map<std::string, std::int64_t> out;
+  for (const auto& row : *rows) out[row.text(0)] = row.integer(1);
+  return out;
+}
+
 Result<std::vector<OutboxEntry>> Outbox::load_open() {
   auto rows = db_.query("SELECT " + std::string(kColumns) +
                         " FROM chain_outbox WHERE state IN ('queued', 'sent', 'mined') ORDER BY id LIMIT 1000");

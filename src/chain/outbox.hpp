@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -84,6 +85,8 @@ class Outbox {
   Result<OutboxEntry> enqueue(std::string_view key, std::string_view kind, const crypto::Address& to, ByteView data);
   Result<std::optional<OutboxEntry>> find(std::string_view key);
   Result<std::vector<OutboxEntry>> list(std::size_t limit = 100);
+  // Number of writes in each state (states without writes are absent).
+  Result<std::map<std::string, std::int64_t>> counts();
 
   // One round: sign and broadcast what is due, follow receipts, confirm. Returns the
   // problem of this round (the entries keep theirs), or success.

@@ -49,6 +49,20 @@ CREATE TABLE chain_logs (
   data BLOB NOT NULL,
   PRIMARY KEY (name, block_number, log_index)
 );
+CREATE TABLE escrow_events (
+  block_number INTEGER NOT NULL,
+  log_index INTEGER NOT NULL,
+  lease_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  renter TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  amount TEXT NOT NULL,
+  refund TEXT NOT NULL,
+  credit_points TEXT NOT NULL,
+  tx_hash TEXT NOT NULL,
+  PRIMARY KEY (block_number, log_index)
+);
+CREATE INDEX escrow_events_lease ON escrow_events(lease_id);
 )sql";
 }
 

@@ -1,0 +1,274 @@
+#include "chain/payments.hpp"
+
+#include "chain/contracts.hpp"
+#include "crypto/keccak.hpp"
+#include "eth/abi.hpp"
+
+namespace kaisar::chain {
+
+namespace json = boost::json;
+using crypto::Address;
+using eth::AbiValue;
+using eth::Uint256;
+
+namespace {
+
+constexpr std::string_view kDeposited = "Deposited(bytes32,address,uint256)";
+constexpr std::string_view kToppedUp = "ToppedUp(bytes32,address,uint256,uint256)";
+constexpr std::string_view kSettled = "Settled(bytes32,address,address,uint256,uint256,uint256)";
+constexpr std::string_view kPointsUsed = "PointsUsed(bytes32,address,uint256)";
+
+Result<Address> topic_address(const Hash32& topic) {
+  for (std::size_t i = 0; i < 12; ++i) {
+    if (topic[i] != 0) return fail(ErrorCode::kInvalidArgument, "escrow event: address topic has high bits set");
+  }
+  std::array<std::uint8_t, 20> bytes{};
+  std::copy(topic.begin() + 12, topic.end(), bytes.begin());
+  return Address(bytes);
+}
+
+Result<Uint256> as_uint(const AbiValue& v) {
+  if (const auto* u = std::get_if<Uint256>(&v.value)) return *u;
+  return fail(ErrorCode::kInvalidArgument, "escrow event: expected a uint256");
+}
+
+Result<Uint256> parse_amount(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || !v->is_string()) {
+    return fail(ErrorCode::kInvalidArgument, "payment: \"" + std::string(key) + "\" must be a decimal string");
+  }
+  auto u = Uint256::from_decimal(v->get_string());
+  if (!u) return fail(ErrorCode::kInvalidArgument, "payment: \"" + std::string(key) + "\": " + u.error().message);
+  return *u;
+}
+
+std::string decimal(const Uint256& u) { return u.to_decimal(); }
+
+}  // namespace
+
+json::object to_json(const LeasePayment& p) {
+  return json::object{{"chain_id", p.chain_id},
+                      {"escrow", p.escrow.to_checksum()},
+                      {"token", p.token.to_checksum()},
+                      {"lease_id", to_hex(p.lease_id)},
+                      {"amount", p.amount.to_decimal()}};
+}
+
+Result<LeasePayment> payment_from_json(const json::value& value) {
+  if (!value.is_object()) return fail(ErrorCode::kInvalidArgument, "payment must be a JSON object");
+  const json::object& o = value.get_object();
+  LeasePayment p;
+  const json::value* chain_id = o.if_contains("chain_id");
+  if (chain_id == nullptr || !(chain_id->is_uint64() || (chain_id->is_int64() && chain_id->get_int64() > 0))) {
+    return fail(ErrorCode::kInvalidArgument, "payment: \"chain_id\" must be a positive integer");
+  }
+  p.chain_id = chain_id->is_uint64() ? chain_id->get_uint64() : static_cast<std::uint64_t>(chain_id->get_int64());
+  for (auto [key, target] : {std::pair<std::string_view, Address*>{"escrow", &p.escrow}, {"token", &p.token}}) {
+    const json::value* v = o.if_contains(key);
+    if (v == nullptr || !v->is_string()) {
+      return fail(ErrorCode::kInvalidArgument, "payment: \"" + std::string(key) + "\" must be an address");
+    }
+    auto a = Address::parse(v->get_string());
+    if (!a) return fail(ErrorCode::kInvalidArgument, "payment: \"" + std::string(key) + "\": " + a.error().message);
+    *target = *a;
+  }
+  const json::value* id = o.if_contains("lease_id");
+  if (id == nullptr || !id->is_string()) return fail(ErrorCode::kInvalidArgument, "payment: \"lease_id\" missing");
+  auto lease = eth::parse_hash(id->get_string());
+  if (!lease) return fail(ErrorCode::kInvalidArgument, "payment: \"lease_id\" must be 32 bytes of 0x-hex");
+  p.lease_id = *lease;
+  auto amount = parse_amount(o, "amount");
+  if (!amount) return std::unexpected(amount.error());
+  if (amount->is_zero()) return fail(ErrorCode::kInvalidArgument, "payment: \"amount\" must be positive");
+  p.amount = *amount;
+  return p;
+}
+
+Hash32 escrow_lease_id(std::string_view lease_id) { return crypto::keccak256(lease_id); }
+
+Result<PaymentResult> pay_lease(eth::RpcClient& rpc, const crypto::PrivateKey& renter, eth::NonceManager& nonces,
+                                const LeasePayment& payment, std::chrono::milliseconds timeout,
+                                std::chrono::milliseconds poll_interval) {
+  auto chain_id = rpc.chain_id();
+  if (!chain_id) return std::unexpected(chain_id.error());
+  if (*chain_id != payment.chain_id) {
+    return fail(ErrorCode::kInvalidArgument, "the payment is for chain id " + std::to_string(payment.chain_id) +
+                                                 ", the RPC node is on " + std::to_string(*chain_id));
+  }
+  const Address me = renter.address();
+  auto lease = call_view(rpc, payment.escrow, "leaseOf(bytes32)",
+                         {AbiValue::bytes(Bytes(payment.lease_id.begin(), payment.lease_id.end()))},
+                         "(address,uint256,uint8)");
+  if (!lease) return fail(lease.error().code, "reading the lease from the escrow: " + lease.error().message);
+  const auto state = std::get<Uint256>(lease->at(2).value).low_u64();
+  if (state != 0) {
+    if (state == 1 && std::get<Address>(lease->at(0).value) == me) return PaymentResult{};
+    return fail(ErrorCode::kConflict, state == 1 ? "this lease was paid by another wallet"
+                                                 : "this lease is already settled");
+  }
+  auto balance = token_balance(rpc, payment.token, me);
+  if (!balance) return std::unexpected(balance.error());
+  if (*balance < payment.amount) {
+    return fail(ErrorCode::kConflict, "not enough tokens: the wallet holds " + balance->to_decimal() +
+                                          " base units, the lease costs " + payment.amount.to_decimal());
+  }
+  PaymentResult result;
+  auto allowance = call_view(rpc, payment.token, "allowance(address,address)",
+                             {AbiValue::address(me), AbiValue::address(payment.escrow)}, "(uint256)");
+  if (!allowance) return std::unexpected(allowance.error());
+  if (std::get<Uint256>(allowance->at(0).value) < payment.amount) {
+    auto approved = transact(rpc, renter, nonces, payment.token, "approve(address,uint256)",
+                             {AbiValue::address(payment.escrow), AbiValue::uint(payment.amount)}, timeout,
+                             poll_interval);
+    if (!approved) return fail(approved.error().code, "approving the escrow: " + approved.error().message);
+    result.approve_tx = approved->transaction_hash;
+    result.gas_used += approved->gas_used;
+  }
+  auto deposited = transact(rpc, renter, nonces, payment.escrow, "deposit(bytes32,uint256)",
+                            {AbiValue::bytes(Bytes(payment.lease_id.begin(), payment.lease_id.end())),
+                             AbiValue::uint(payment.amount)},
+                            timeout, poll_interval);
+  if (!deposited) return fail(deposited.error().code, "depositing: " + deposited.error().message);
+  result.deposit_tx = deposited->transaction_hash;
+  result.gas_used += deposited->gas_used;
+  return result;
+}
+
+Result<Bytes> settle_calldata(const Hash32& lease_id, const Address& provider, const Uint256& to_provider,
+                              const Uint256& refund_to_renter, const Uint256& credit_points) {
+  return eth::abi_encode_call("settle(bytes32,address,uint256,uint256,uint256)",
+                              AbiValue::list({AbiValue::bytes(Bytes(lease_id.begin(), lease_id.end())),
+                                              AbiValue::address(provider), AbiValue::uint(to_provider),
+                                              AbiValue::uint(refund_to_renter), AbiValue::uint(credit_points)}));
+}
+
+std::string_view to_string(EscrowEvent::Kind kind) {
+  switch (kind) {
+    case EscrowEvent::Kind::kDeposited: return "deposited";
+    case EscrowEvent::Kind::kToppedUp: return "topped_up";
+    case EscrowEvent::Kind::kSettled: return "settled";
+    case EscrowEvent::Kind::kPointsUsed: return "points_used";
+  }
+  return "unknown";
+}
+
+Result<std::optional<EscrowEvent>> decode_escrow_event(const eth::Log& log) {
+  if (log.topics.empty()) return std::optional<EscrowEvent>{};
+  struct Shape {
+    std::string_view signature;
+    EscrowEvent::Kind kind;
+    std::vector<bool> indexed;
+  };
+  static const Shape kShapes[] = {
+      {kDeposited, EscrowEvent::Kind::kDeposited, {true, true, false}},
+      {kToppedUp, EscrowEvent::Kind::kToppedUp, {true, true, false, false}},
+      {kSettled, EscrowEvent::Kind::kSettled, {true, true, true, false, false, false}},
+      {kPointsUsed, EscrowEvent::Kind::kPointsUsed, {true, true, false}},
+  };
+  for (const Shape& shape : kShapes) {
+    if (log.topics[0] != eth::event_topic0(shape.signature)) continue;
+    std::size_t indexed_count = 0;
+    for (bool b : shape.indexed) indexed_count += b ? 1 : 0;
+    if (log.topics.size() != indexed_count + 1) {
+      return fail(ErrorCode::kInvalidArgument, "escrow event " + std::string(shape.signature) + " has " +
+                                                   std::to_string(log.topics.size()) + " topics");
+    }
+    auto data = eth::decode_event_data(shape.signature, shape.indexed, log.data);
+    if (!data) return fail(ErrorCode::kInvalidArgument, "escrow event data: " + data.error().message);
+    EscrowEvent e;
+    e.kind = shape.kind;
+    e.lease_id = log.topics[1];
+    e.block_number = log.block_number.value_or(0);
+    e.tx_hash = log.transaction_hash.value_or(Hash32{});
+    e.log_index = log.log_index.value_or(0);
+    if (shape.kind == EscrowEvent::Kind::kSettled) {
+      auto provider = topic_address(log.topics[2]);
+      auto renter = topic_address(log.topics[3]);
+      if (!provider || !renter) return fail(ErrorCode::kInvalidArgument, "escrow event: bad address topic");
+      e.provider = *provider;
+      e.renter = *renter;
+      auto paid = as_uint(data->at(0));
+      auto refund = as_uint(data->at(1));
+      auto points = as_uint(data->at(2));
+      if (!paid || !refund || !points) return fail(ErrorCode::kInvalidArgument, "escrow event: bad amounts");
+      e.amount = *paid;
+      e.refund = *refund;
+      e.credit_points = *points;
+    } else {
+      auto renter = topic_address(log.topics[2]);
+      if (!renter) return std::unexpected(renter.error());
+      e.renter = *renter;
+      auto amount = as_uint(data->at(0));
+      if (!amount) return std::unexpected(amount.error());
+      e.amount = *amount;
+    }
+    return std::optional<EscrowEvent>{e};
+  }
+  return std::optional<EscrowEvent>{};
+}
+
+Result<void> EscrowLedger::apply(const eth::Log& log) {
+  if (log.address != escrow_) return {};
+  auto event = decode_escrow_event(log);
+  if (!event) return {};  // a log we cannot read is not ours to act on; it stays in chain_logs
+  if (!*event) return {};
+  const EscrowEvent& e = **event;
+  auto r = db_.execute(
+      "INSERT OR IGNORE INTO escrow_events (block_number, log_index, lease_id, kind, renter, provider, amount, "
+      "refund, credit_points, tx_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      {static_cast<std::int64_t>(e.block_number), static_cast<std::int64_t>(e.log_index), to_hex(e.lease_id),
+       std::string(to_string(e.kind)), e.renter.to_checksum(), e.provider.to_checksum(), decimal(e.amount),
+       decimal(e.refund), decimal(e.credit_points), to_hex(e.tx_hash)});
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Result<void> EscrowLedger::rewind(std::uint64_t first_block) {
+  auto r = db_.execute("DELETE FROM escrow_events WHERE block_number >= ?", {static_cast<std::int64_t>(first_block)});
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Result<std::optional<LeaseFunds>> EscrowLedger::funds(const Hash32& lease_id) {
+  auto rows = db_.query(
+      "SELECT block_number, log_index, kind, renter, provider, amount, refund, credit_points, tx_hash "
+      "FROM escrow_events WHERE lease_id = ? ORDER BY block_number, log_index",
+      {to_hex(lease_id)});
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty()) return std::optional<LeaseFunds>{};
+  LeaseFunds f;
+  for (const auto& row : *rows) {
+    EscrowEvent e;
+    e.lease_id = lease_id;
+    e.block_number = static_cast<std::uint64_t>(row.integer(0));
+    e.log_index = static_cast<std::uint64_t>(row.integer(1));
+    const std::string kind = row.text(2);
+    if (kind == "deposited") e.kind = EscrowEvent::Kind::kDeposited;
+    else if (kind == "topped_up") e.kind = EscrowEvent::Kind::kToppedUp;
+    else if (kind == "settled") e.kind = EscrowEvent::Kind::kSettled;
+    else e.kind = EscrowEvent::Kind::kPointsUsed;
+    e.renter = Address::parse(row.text(3)).value_or(Address{});
+    e.provider = Address::parse(row.text(4)).value_or(Address{});
+    e.amount = Uint256::from_decimal(row.text(5)).value_or(Uint256{});
+    e.refund = Uint256::from_decimal(row.text(6)).value_or(Uint256{});
+    e.credit_points = Uint256::from_decimal(row.text(7)).value_or(Uint256{});
+    e.tx_hash = eth::parse_hash(row.text(8)).value_or(Hash32{});
+    switch (e.kind) {
+      case EscrowEvent::Kind::kDeposited:
+        f.renter = e.renter;
+        f.deposited = f.deposited + e.amount;
+        break;
+      case EscrowEvent::Kind::kToppedUp: f.deposited = f.deposited + e.amount; break;
+      case EscrowEvent::Kind::kSettled:
+        f.settled = true;
+        f.paid_to_provider = e.amount;
+        f.refunded = e.refund;
+        break;
+      case EscrowEvent::Kind::kPointsUsed: break;
+    }
+    f.events.push_back(e);
+  }
+  return std::optional<LeaseFunds>{std::move(f)};
+}
+
+}  // namespace kaisar::chain
