@@ -5,6 +5,7 @@
 
 #include "chain/contracts.hpp"
 #include "chain/http_transport.hpp"
+#include "chain/payments.hpp"
 #include "cli/commands.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/keystore.hpp"
@@ -80,6 +81,7 @@ void add_wallet_commands(CLI::App& app, CommandArgs& all, Action& action) {
   });
 
   add_wallet_chain_commands(*wallet, all, action);
+  add_pay_command(app, all, action);
 
   auto* address = wallet->add_subcommand("address", "Print the wallet's address (no password needed)");
   add_client_flags(*address, o);
@@ -119,7 +121,93 @@ Result<crypto::Address> wallet_address(const ClientOptions& o, const std::string
   return crypto::keystore_address(*text);
 }
 
+// OneNode's chain (GET /api/v1/chain), checked against the RPC node it names.
+struct ChainView {
+  chain::Deployment deployment;
+  std::unique_ptr<chain::HttpRpcTransport> transport;
+  std::unique_ptr<eth::RpcClient> rpc;
+};
+
+Result<ChainView> chain_view(const ClientOptions& o) {
+  auto info = api_call(o, "GET", "/api/v1/chain");
+  if (!info) return std::unexpected(info.error());
+  const json::object* chain_info = info->if_object();
+  if (chain_info == nullptr || !chain_info->contains("enabled") || !chain_info->at("enabled").is_bool() ||
+      !chain_info->at("enabled").as_bool()) {
+    return fail(ErrorCode::kNotFound, "OneNode " + o.onenode + " has no chain configured");
+  }
+  const json::value* rpc_url = chain_info->if_contains("rpc_url");
+  const json::value* contracts = chain_info->if_contains("contracts");
+  if (rpc_url == nullptr || !rpc_url->is_string() || contracts == nullptr || !contracts->is_object()) {
+    return fail(ErrorCode::kUnavailable, "OneNode's /api/v1/chain answer is incomplete");
+  }
+  auto deployment_json = contracts->as_object();
+  deployment_json["chain_id"] = chain_info->at("chain_id");
+  auto deployment = chain::deployment_from_json(json::value(deployment_json));
+  if (!deployment) return std::unexpected(deployment.error());
+  ChainView view;
+  view.deployment = *deployment;
+  view.transport = std::make_unique<chain::HttpRpcTransport>(std::string(rpc_url->as_string()));
+  view.rpc = std::make_unique<eth::RpcClient>(*view.transport);
+  auto chain_id = view.rpc->chain_id();
+  if (!chain_id) return std::unexpected(chain_id.error());
+  if (*chain_id != deployment->chain_id) {
+    return fail(ErrorCode::kConflict, "the RPC node is on chain " + std::to_string(*chain_id) + ", OneNode says " +
+                                          std::to_string(deployment->chain_id));
+  }
+  return view;
+}
+
 }  // namespace
+
+void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
+  ClientOptions& o = all.client;
+  WalletArgs& args = all.wallet;
+  auto* pay = app.add_subcommand("pay", "Pay a lease into the escrow: approve the token, then deposit");
+  add_client_flags(*pay, o);
+  pay->add_option("--lease", args.lease, "the lease id OneNode gave (or the escrow's 0x lease id)")->required();
+  pay->add_option("--amount", args.amount, "token base units (the quote's amount)")->required();
+  pay->callback([&] {
+    action = [&] {
+      auto amount = eth::Uint256::from_decimal(args.amount);
+      if (!amount || amount->is_zero()) {
+        return report(Error{ErrorCode::kInvalidArgument, "--amount must be a positive whole number of base units"},
+                      o.json);
+      }
+      if (args.lease.empty() || args.lease.size() > 200) {
+        return report(Error{ErrorCode::kInvalidArgument, "--lease must be 1 to 200 characters"}, o.json);
+      }
+      auto view = chain_view(o);
+      if (!view) return report(view.error(), o.json);
+      auto key = unlock_wallet(o);
+      if (!key) return report(key.error(), o.json);
+      chain::LeasePayment payment;
+      payment.chain_id = view->deployment.chain_id;
+      payment.escrow = view->deployment.escrow;
+      payment.token = view->deployment.token;
+      auto explicit_id = eth::parse_hash(args.lease);
+      payment.lease_id = explicit_id ? *explicit_id : chain::escrow_lease_id(args.lease);
+      payment.amount = *amount;
+      eth::NonceManager nonces(*view->rpc);
+      if (!o.json) std::cerr << "paying " << amount->to_decimal() << " base units into escrow " << payment.escrow.to_checksum() << "\n";
+      auto paid = chain::pay_lease(*view->rpc, *key, nonces, payment);
+      if (!paid) return report(paid.error(), o.json);
+      json::object out = chain::to_json(payment);
+      out["approve_tx"] = paid->approve_tx ? json::value(to_hex(*paid->approve_tx)) : json::value(nullptr);
+      out["deposit_tx"] = paid->deposit_tx ? json::value(to_hex(*paid->deposit_tx)) : json::value(nullptr);
+      out["gas_used"] = paid->gas_used;
+      if (o.json) {
+        print_json(out);
+      } else if (!paid->deposit_tx) {
+        std::cout << "already paid: lease " << to_hex(payment.lease_id) << "\n";
+      } else {
+        std::cout << "paid: lease " << to_hex(payment.lease_id) << " in " << to_hex(*paid->deposit_tx) << " ("
+                  << paid->gas_used << " gas)\n";
+      }
+      return kExitOk;
+    };
+  });
+}
 
 void add_wallet_chain_commands(CLI::App& wallet, CommandArgs& all, Action& action) {
   ClientOptions& o = all.client;
@@ -131,44 +219,24 @@ void add_wallet_chain_commands(CLI::App& wallet, CommandArgs& all, Action& actio
     action = [&] {
       auto address = wallet_address(o, args.address);
       if (!address) return report(address.error(), o.json);
-      auto info = api_call(o, "GET", "/api/v1/chain");
-      if (!info) return report(info.error(), o.json);
-      const json::object& chain_info = info->as_object();
-      if (!chain_info.contains("enabled") || !chain_info.at("enabled").is_bool() || !chain_info.at("enabled").as_bool()) {
-        return report(Error{ErrorCode::kNotFound, "OneNode " + o.onenode + " has no chain configured"}, o.json);
-      }
-      const json::value* rpc_url = chain_info.if_contains("rpc_url");
-      const json::value* contracts = chain_info.if_contains("contracts");
-      if (rpc_url == nullptr || !rpc_url->is_string() || contracts == nullptr || !contracts->is_object()) {
-        return report(Error{ErrorCode::kUnavailable, "OneNode's /api/v1/chain answer is incomplete"}, o.json);
-      }
-      auto deployment_json = contracts->as_object();
-      deployment_json["chain_id"] = chain_info.at("chain_id");
-      auto deployment = chain::deployment_from_json(json::value(deployment_json));
-      if (!deployment) return report(deployment.error(), o.json);
-      chain::HttpRpcTransport transport(std::string(rpc_url->as_string()));
-      eth::RpcClient rpc(transport);
-      auto chain_id = rpc.chain_id();
-      if (!chain_id) return report(chain_id.error(), o.json);
-      if (*chain_id != deployment->chain_id) {
-        return report(Error{ErrorCode::kConflict, "the RPC node is on chain " + std::to_string(*chain_id) +
-                                                      ", OneNode says " + std::to_string(deployment->chain_id)},
-                      o.json);
-      }
+      auto view = chain_view(o);
+      if (!view) return report(view.error(), o.json);
+      eth::RpcClient& rpc = *view->rpc;
+      const chain::Deployment& deployment = view->deployment;
       auto eth_balance = rpc.get_balance(*address);
       if (!eth_balance) return report(eth_balance.error(), o.json);
-      auto token_balance = chain::token_balance(rpc, deployment->token, *address);
+      auto token_balance = chain::token_balance(rpc, deployment.token, *address);
       if (!token_balance) return report(token_balance.error(), o.json);
       if (o.json) {
         print_json(json::object{{"address", address->to_checksum()},
-                                {"chain_id", *chain_id},
+                                {"chain_id", deployment.chain_id},
                                 {"eth_wei", eth_balance->to_decimal()},
-                                {"token", deployment->token.to_checksum()},
+                                {"token", deployment.token.to_checksum()},
                                 {"token_base_units", token_balance->to_decimal()}});
       } else {
-        std::cout << "address:  " << address->to_checksum() << " (chain " << *chain_id << ")\n"
+        std::cout << "address:  " << address->to_checksum() << " (chain " << deployment.chain_id << ")\n"
                   << "ETH:      " << format_units(*eth_balance) << "\n"
-                  << "KAI:      " << format_units(*token_balance) << "  (token " << deployment->token.to_checksum()
+                  << "KAI:      " << format_units(*token_balance) << "  (token " << deployment.token.to_checksum()
                   << ")\n";
       }
       return kExitOk;

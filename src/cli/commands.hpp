@@ -12,6 +12,8 @@ namespace kaisar::cli {
 struct WalletArgs {
   std::string key_file;
   std::string address;  // wallet balance --address
+  std::string lease;    // pay --lease
+  std::string amount;   // pay --amount
   bool force = false;
   bool light_kdf = false;
 };
@@ -56,6 +58,8 @@ using Action = std::function<int()>;
 void add_wallet_commands(CLI::App& app, CommandArgs& args, Action& action);
 // wallet balance | faucet (the wallet's side of the chain).
 void add_wallet_chain_commands(CLI::App& wallet, CommandArgs& args, Action& action);
+// pay --lease ID --amount N: the renter's deposit into the escrow.
+void add_pay_command(CLI::App& app, CommandArgs& args, Action& action);
 void add_client_commands(CLI::App& app, CommandArgs& args, Action& action);
 void add_node_commands(CLI::App& app, CommandArgs& args, Action& action);
 

@@ -187,6 +187,32 @@ struct OneNode::Impl {
             if (!out) return Response::error(out.error());
             return Response::json(200, *out);
           }));
+    r.add("GET", "/api/v1/payments/{lease_id}", counted("GET", "/api/v1/payments/{lease_id}", [this](Request& req) {
+            auto lease_id = eth::parse_hash(req.path_params["lease_id"]);
+            if (!lease_id) {
+              return Response::error(ErrorCode::kInvalidArgument, "lease_id must be the escrow's 32-byte lease id as 0x-hex");
+            }
+            if (!settlement) return Response::error(ErrorCode::kNotFound, "this OneNode has no chain configured");
+            auto funds = settlement->lease_funds(*lease_id);
+            if (!funds) return Response::error(funds.error());
+            if (!*funds) return Response::error(ErrorCode::kNotFound, "no payment for this lease has been seen on chain");
+            const chain::LeaseFunds& f = **funds;
+            json::array history;
+            for (const auto& e : f.events) {
+              history.push_back(json::object{{"kind", chain::to_string(e.kind)},
+                                            {"amount", e.amount.to_decimal()},
+                                            {"block", e.block_number},
+                                            {"tx_hash", to_hex(e.tx_hash)}});
+            }
+            return Response::json(200, json::object{{"lease_id", to_hex(*lease_id)},
+                                                    {"escrow", settlement->deployment().escrow.to_checksum()},
+                                                    {"renter", f.renter.to_checksum()},
+                                                    {"deposited", f.deposited.to_decimal()},
+                                                    {"settled", f.settled},
+                                                    {"paid_to_provider", f.paid_to_provider.to_decimal()},
+                                                    {"refunded", f.refunded.to_decimal()},
+                                                    {"events", std::move(history)}});
+          }));
     r.add_sse("/api/v1/events", [this](Request&, std::shared_ptr<net::SseStream> stream) -> std::optional<Response> {
       metrics.count_request("GET", "/api/v1/events", 200);
       events.subscribe(std::move(stream));
@@ -241,6 +267,20 @@ Result<std::string> OneNode::start() {
       auto next = s.settlement->indexer().next_block();
       return next ? static_cast<double>(*next) - 1 : -1.0;
     });
+    auto outbox_count = [&s](std::initializer_list<std::string_view> states) {
+      auto counts = s.settlement->outbox().counts();
+      double n = 0;
+      if (counts) {
+        for (auto st : states) {
+          if (auto it = counts->find(std::string(st)); it != counts->end()) n += static_cast<double>(it->second);
+        }
+      }
+      return n;
+    };
+    s.metrics.gauge("kaisar_chain_outbox_open", "Chain writes not yet final (queued, sent or mined).",
+                    [outbox_count] { return outbox_count({"queued", "sent", "mined"}); });
+    s.metrics.gauge("kaisar_chain_outbox_failed", "Chain writes that failed for good.",
+                    [outbox_count] { return outbox_count({"failed"}); });
   }
   s.geoip = std::make_unique<GeoIpLocator>(s.config.geoip_database);
   s.registry = std::make_unique<ProviderRegistry>(*s.db, s.clock, s.events, s.config.offline_after,

@@ -122,7 +122,8 @@ Result<std::unique_ptr<Settlement>> Settlement::open(const OneNodeConfig& config
                                s->deployment_.registry};
   indexer_options.start_block = s->deployment_.deployed_block;
   indexer_options.confirmations = config.confirmations > 0 ? config.confirmations - 1 : 0;
-  s->indexer_ = std::make_unique<chain::Indexer>(db, *s->transport_, indexer_options);
+  s->ledger_ = std::make_unique<chain::EscrowLedger>(db, s->deployment_.escrow);
+  s->indexer_ = std::make_unique<chain::Indexer>(db, *s->transport_, indexer_options, s->ledger_.get());
   s->outbox_->start();
   s->indexer_->start();
   return s;
@@ -147,6 +148,11 @@ json::object Settlement::info() {
                    {"faucet", config_.faucet}};
   if (auto next = indexer_->next_block()) {
     out["indexed_block"] = *next > 0 ? static_cast<std::int64_t>(*next - 1) : -1;
+  }
+  if (auto counts = outbox_->counts()) {
+    json::object writes;
+    for (const auto& [state, n] : *counts) writes[state] = n;
+    out["outbox"] = std::move(writes);
   }
   eth::RpcClient rpc(*transport_);
   if (auto head = rpc.block_number()) out["head_block"] = *head;

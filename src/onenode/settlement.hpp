@@ -8,6 +8,7 @@
 #include "chain/http_transport.hpp"
 #include "chain/indexer.hpp"
 #include "chain/outbox.hpp"
+#include "chain/payments.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "crypto/address.hpp"
@@ -32,6 +33,9 @@ class Settlement {
   // through the outbox (once per address per minute).
   Result<boost::json::object> faucet(const crypto::Address& address);
 
+  // What the indexed escrow events say about one lease (GET /api/v1/payments/{lease_id}).
+  Result<std::optional<chain::LeaseFunds>> lease_funds(const Hash32& lease_id) { return ledger_->funds(lease_id); }
+
   const chain::Deployment& deployment() const { return deployment_; }
   chain::Outbox& outbox() { return *outbox_; }
   chain::Indexer& indexer() { return *indexer_; }
@@ -44,6 +48,7 @@ class Settlement {
   std::unique_ptr<chain::HttpRpcTransport> transport_;
   chain::Deployment deployment_;
   crypto::Address operator_;
+  std::unique_ptr<chain::EscrowLedger> ledger_;
   std::unique_ptr<chain::Outbox> outbox_;
   std::unique_ptr<chain::Indexer> indexer_;
 };

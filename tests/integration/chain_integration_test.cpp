@@ -142,6 +142,64 @@ TEST_F(ChainOneNodeTest, FaucetNeedsSignInAndMintsOncePerMinute) {
   EXPECT_NE(bad.err.find("--address"), std::string::npos) << bad.err;
 }
 
+TEST_F(ChainOneNodeTest, RenterPaysALeaseWithTheCliAndOneNodeSeesIt) {
+  std::vector<std::string> flags = chain_flags(anvil_.url);
+  write_text(dir_ + "/onenode.toml", "faucet = true\n");
+  flags.push_back("--config");
+  flags.push_back(dir_ + "/onenode.toml");
+  OneNodeProcess node(dir_ + "/data", flags);
+  auto renter = crypto::PrivateKey::generate();
+  write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
+  write_text(dir_ + "/renter.password", "pw\n");
+  const std::string token = sign_in(node.url(), renter);
+  ASSERT_EQ(call("POST", node.url() + "/api/v1/faucet", "{}", {{"authorization", "Bearer " + token}}).status, 200);
+  const std::string token_address(call("GET", node.url() + "/api/v1/chain").body.at("contracts").at("token").as_string());
+  ASSERT_TRUE(eventually([&] {
+    return cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()}) !=
+           "0";
+  }));
+
+  auto pay = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{kaisar_binary(), "pay", "--onenode", node.url(), "--wallet", dir_ + "/renter.json",
+                                  "--password-file", dir_ + "/renter.password"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run_process(argv);
+  };
+  // Bad input first: nothing is sent.
+  EXPECT_EQ(pay({"--lease", "lease-1", "--amount", "abc"}).exit_code, 2);
+  EXPECT_EQ(pay({"--lease", "lease-1", "--amount", "0"}).exit_code, 2);
+  EXPECT_EQ(pay({"--lease", std::string(300, 'x'), "--amount", "5"}).exit_code, 2);
+  auto too_much = pay({"--lease", "lease-1", "--amount", "2000000000000000000000"});
+  EXPECT_EQ(too_much.exit_code, 6) << too_much.err;
+  EXPECT_NE(too_much.err.find("not enough tokens"), std::string::npos) << too_much.err;
+
+  auto paid = pay({"--lease", "lease-1", "--amount", "5000", "--json"});
+  ASSERT_EQ(paid.exit_code, 0) << paid.err;
+  auto receipt = json::parse(paid.out);
+  const std::string lease_id(receipt.at("lease_id").as_string());
+  EXPECT_TRUE(receipt.at("deposit_tx").is_string());
+  // Paying again sends nothing.
+  auto again = pay({"--lease", "lease-1", "--amount", "5000"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("already paid"), std::string::npos) << again.out;
+
+  // OneNode's indexer sees the deposit.
+  Reply seen;
+  EXPECT_TRUE(eventually([&] {
+    seen = call("GET", node.url() + "/api/v1/payments/" + lease_id);
+    return seen.status == 200;
+  })) << seen.raw;
+  EXPECT_EQ(seen.body.at("deposited").as_string(), "5000");
+  EXPECT_EQ(seen.body.at("renter").as_string(), renter.address().to_checksum());
+  EXPECT_FALSE(seen.body.at("settled").as_bool());
+  EXPECT_EQ(seen.body.at("events").as_array().size(), 1U);
+  EXPECT_EQ(call("GET", node.url() + "/api/v1/payments/0x1234").status, 400);
+  EXPECT_EQ(call("GET", node.url() + "/api/v1/payments/0x" + std::string(64, 'a')).status, 404);
+  // cast sees the escrow holding it.
+  const std::string escrow(call("GET", node.url() + "/api/v1/chain").body.at("contracts").at("escrow").as_string());
+  EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", escrow}), "5000");
+}
+
 TEST_F(ChainOneNodeTest, FaucetIsOffUnlessConfigured) {
   OneNodeProcess node(dir_ + "/data", chain_flags(anvil_.url));
   const std::string token = sign_in(node.url(), crypto::PrivateKey::generate());

@@ -55,6 +55,9 @@ TEST_F(OneNodeTest, HealthReadinessMetricsOpenApi) {
       if (auto p = concrete.find("{id}"); p != std::string::npos) {
         concrete.replace(p, 4, "0x0000000000000000000000000000000000000001");
       }
+      if (auto p = concrete.find("{lease_id}"); p != std::string::npos) {
+        concrete.replace(p, 10, "0x" + std::string(64, '0'));
+      }
       std::string upper;
       for (char c : std::string(method)) upper += static_cast<char>(std::toupper(c));
       if (concrete == "/api/v1/events") continue;  // a stream: checked in its own test
@@ -553,6 +556,12 @@ TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
                            {}, {{"XDG_CONFIG_HOME", dir + "/config"}});
   EXPECT_EQ(login.exit_code, 0) << login.err;
   EXPECT_TRUE(fs::exists(dir + "/wallets/checker.json"));
+  auto faucet = run_process({kaisar_binary(), "wallet", "faucet", "--onenode", *url}, {},
+                            {{"XDG_CONFIG_HOME", dir + "/config"}});
+  EXPECT_EQ(faucet.exit_code, 0) << faucet.err;
+  auto anonymous_faucet = run_process({kaisar_binary(), "wallet", "faucet", "--onenode", *url}, {},
+                                      {{"XDG_CONFIG_HOME", dir + "/elsewhere"}});
+  EXPECT_EQ(anonymous_faucet.exit_code, 3) << anonymous_faucet.err;
 
   // The dev chain: contracts deployed, wallets funded with ETH and KAI.
   auto chain = call("GET", *url + "/api/v1/chain");
