@@ -1,0 +1,487 @@
+#include "provider/runtime/docker.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <cctype>
+#include <set>
+
+#include "provider/runtime/unix_http.hpp"
+
+namespace kaisar::provider::runtime {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::size_t kMaxEnv = 128;
+constexpr std::size_t kMaxPorts = 32;
+constexpr std::size_t kMaxLabels = 64;
+
+bool printable(std::string_view s) {
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+bool valid_image(std::string_view image) {
+  if (image.empty() || image.size() > 255) return false;
+  for (const char ch : image) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!(std::isalnum(c) || c == '/' || c == ':' || c == '.' || c == '-' || c == '_' || c == '@')) return false;
+  }
+  return true;
+}
+
+bool valid_env_name(std::string_view name) {
+  if (name.empty() || name.size() > 128 || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!(std::isalnum(c) || c == '_')) return false;
+  }
+  return true;
+}
+
+bool valid_name(std::string_view name) {
+  if (name.size() > 128 || !std::isalnum(static_cast<unsigned char>(name[0]))) return false;
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!(std::isalnum(c) || c == '_' || c == '.' || c == '-')) return false;
+  }
+  return true;
+}
+
+// The engine's {"message": …} for a failed call, mapped to our codes.
+Error engine_error(int status, const std::string& body, std::string_view what) {
+  std::string message = body.substr(0, 500);
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (!ec && v.is_object()) {
+    if (const json::value* m = v.get_object().if_contains("message"); m != nullptr && m->is_string()) {
+      message = std::string(m->get_string());
+    }
+  }
+  ErrorCode code = ErrorCode::kUnavailable;
+  if (status == 404) code = ErrorCode::kNotFound;
+  else if (status == 409) code = ErrorCode::kConflict;
+  else if (status == 400) code = ErrorCode::kInvalidArgument;
+  // Podman answers 500 for some of these; its message says what happened.
+  if (message.find("already in use") != std::string::npos) code = ErrorCode::kConflict;
+  if (message.find("no such") != std::string::npos || message.find("not known") != std::string::npos) {
+    code = ErrorCode::kNotFound;
+  }
+  return Error{code, std::string(what) + ": " + message};
+}
+
+const json::object* object_at(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_object() ? &v->get_object() : nullptr;
+}
+
+std::uint64_t u64_at(const json::object* o, std::string_view key) {
+  if (o == nullptr) return 0;
+  const json::value* v = o->if_contains(key);
+  if (v == nullptr) return 0;
+  if (v->is_uint64()) return v->get_uint64();
+  if (v->is_int64() && v->get_int64() > 0) return static_cast<std::uint64_t>(v->get_int64());
+  if (v->is_double() && v->get_double() > 0) return static_cast<std::uint64_t>(v->get_double());
+  return 0;
+}
+
+std::string string_at(const json::object* o, std::string_view key) {
+  if (o == nullptr) return {};
+  const json::value* v = o->if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
+}
+
+Result<ContainerInfo> parse_inspect(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return fail(ErrorCode::kUnavailable, "container engine: inspect answer is not JSON");
+  const json::object& o = v.get_object();
+  ContainerInfo info;
+  info.id = string_at(&o, "Id");
+  info.name = string_at(&o, "Name");
+  if (!info.name.empty() && info.name.front() == '/') info.name.erase(0, 1);
+  const json::object* config = object_at(o, "Config");
+  info.image = string_at(config, "Image");
+  if (config != nullptr) {
+    if (const json::object* labels = object_at(*config, "Labels")) {
+      for (const auto& [k, val] : *labels) {
+        if (val.is_string()) info.labels[std::string(k)] = std::string(val.get_string());
+      }
+    }
+  }
+  const json::object* state = object_at(o, "State");
+  info.status = string_at(state, "Status");
+  if (state != nullptr) {
+    if (const json::value* r = state->if_contains("Running"); r != nullptr && r->is_bool()) info.running = r->get_bool();
+    if (const json::value* c = state->if_contains("ExitCode"); c != nullptr && c->is_int64()) {
+      info.exit_code = static_cast<int>(c->get_int64());
+    }
+  }
+  if (const json::object* network = object_at(o, "NetworkSettings")) {
+    if (const json::object* ports = object_at(*network, "Ports")) {
+      for (const auto& [key, bindings] : *ports) {
+        const std::string spec(key);
+        if (spec.size() < 5 || spec.substr(spec.size() - 4) != "/tcp" || !bindings.is_array()) continue;
+        const unsigned long container_port = std::strtoul(spec.c_str(), nullptr, 10);
+        for (const auto& b : bindings.get_array()) {
+          if (!b.is_object()) continue;
+          const std::string host_port = string_at(&b.get_object(), "HostPort");
+          const unsigned long hp = std::strtoul(host_port.c_str(), nullptr, 10);
+          if (container_port > 0 && container_port < 65536 && hp > 0 && hp < 65536) {
+            info.ports[static_cast<std::uint16_t>(container_port)] = static_cast<std::uint16_t>(hp);
+          }
+        }
+      }
+    }
+  }
+  if (info.id.empty()) return fail(ErrorCode::kUnavailable, "container engine: inspect answer has no Id");
+  return info;
+}
+
+// "registry/name:tag" → ("registry/name", "tag"); a digest reference stays whole.
+std::pair<std::string, std::string> split_reference(const std::string& image) {
+  if (image.find('@') != std::string::npos) return {image, ""};
+  const std::size_t slash = image.rfind('/');
+  const std::size_t colon = image.rfind(':');
+  if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+    return {image.substr(0, colon), image.substr(colon + 1)};
+  }
+  return {image, "latest"};
+}
+
+}  // namespace
+
+std::string url_encode(std::string_view text) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+Result<void> validate(const ContainerSpec& spec) {
+  if (!valid_image(spec.image)) {
+    return fail(ErrorCode::kInvalidArgument, "image must be a reference like registry/name:tag (letters, digits, /:.-_@)");
+  }
+  if (!spec.name.empty() && !valid_name(spec.name)) {
+    return fail(ErrorCode::kInvalidArgument, "container name may hold letters, digits, '_', '.' and '-'");
+  }
+  if (spec.command.size() > 256) return fail(ErrorCode::kInvalidArgument, "command has too many arguments");
+  for (const auto& arg : spec.command) {
+    if (arg.find('\0') != std::string::npos || arg.size() > 4096) {
+      return fail(ErrorCode::kInvalidArgument, "command arguments must be text of at most 4096 bytes");
+    }
+  }
+  if (spec.env.size() > kMaxEnv) return fail(ErrorCode::kInvalidArgument, "at most 128 environment variables");
+  for (const auto& [name, value] : spec.env) {
+    if (!valid_env_name(name)) {
+      return fail(ErrorCode::kInvalidArgument, "environment name '" + name.substr(0, 64) + "' is not [A-Za-z_][A-Za-z0-9_]*");
+    }
+    if (value.find('\0') != std::string::npos || value.size() > 32768) {
+      return fail(ErrorCode::kInvalidArgument, "environment value of " + name + " is not text of at most 32 KiB");
+    }
+  }
+  if (spec.labels.size() > kMaxLabels) return fail(ErrorCode::kInvalidArgument, "at most 64 labels");
+  for (const auto& [key, value] : spec.labels) {
+    if (key.empty() || key.size() > 256 || !printable(key) || !printable(value) || value.size() > 4096) {
+      return fail(ErrorCode::kInvalidArgument, "labels must be printable text");
+    }
+  }
+  if (spec.ports.size() > kMaxPorts) return fail(ErrorCode::kInvalidArgument, "at most 32 ports");
+  std::set<std::uint16_t> seen;
+  for (std::uint16_t p : spec.ports) {
+    if (p == 0) return fail(ErrorCode::kInvalidArgument, "port 0 cannot be published");
+    if (!seen.insert(p).second) return fail(ErrorCode::kInvalidArgument, "port " + std::to_string(p) + " given twice");
+  }
+  if (spec.memory_bytes != 0 && spec.memory_bytes < (6u << 20)) {
+    return fail(ErrorCode::kInvalidArgument, "a memory limit must be at least 6 MiB");
+  }
+  return {};
+}
+
+std::string create_body(const ContainerSpec& spec) {
+  json::object body;
+  body["Image"] = spec.image;
+  if (!spec.command.empty()) {
+    json::array cmd;
+    for (const auto& a : spec.command) cmd.push_back(json::value(a));
+    body["Cmd"] = std::move(cmd);
+  }
+  json::array env;
+  for (const auto& [k, v] : spec.env) env.push_back(json::value(k + "=" + v));
+  body["Env"] = std::move(env);
+  json::object labels;
+  for (const auto& [k, v] : spec.labels) labels[k] = v;
+  body["Labels"] = std::move(labels);
+  json::object exposed;
+  json::object bindings;
+  for (std::uint16_t p : spec.ports) {
+    const std::string key = std::to_string(p) + "/tcp";
+    exposed[key] = json::object{};
+    bindings[key] = json::array{json::object{{"HostIp", "127.0.0.1"}, {"HostPort", ""}}};
+  }
+  body["ExposedPorts"] = std::move(exposed);
+  json::object host;
+  host["PortBindings"] = std::move(bindings);
+  if (spec.memory_bytes != 0) {
+    host["Memory"] = spec.memory_bytes;
+    host["MemorySwap"] = spec.memory_bytes;  // no swap beyond the limit
+  }
+  if (spec.nano_cpus != 0) host["NanoCpus"] = spec.nano_cpus;
+  if (!spec.gpu_ids.empty() || spec.gpu_count != 0) {
+    json::object request{{"Driver", "nvidia"}, {"Capabilities", json::array{json::array{"gpu"}}}};
+    if (!spec.gpu_ids.empty()) {
+      json::array ids;
+      for (const auto& id : spec.gpu_ids) ids.push_back(json::value(id));
+      request["DeviceIDs"] = std::move(ids);
+    } else {
+      request["Count"] = spec.gpu_count;
+    }
+    host["DeviceRequests"] = json::array{std::move(request)};
+  }
+  body["HostConfig"] = std::move(host);
+  return json::serialize(body);
+}
+
+Result<std::string> DockerClient::call(std::string_view method, const std::string& target, std::string_view body,
+                                       std::string_view content_type) {
+  auto r = unix_request(socket_, method, target, body, content_type, timeout_);
+  if (!r) return std::unexpected(r.error());
+  if (r->status == 304) return std::string{};  // "already in that state"
+  if (r->status < 200 || r->status >= 300) {
+    return std::unexpected(engine_error(r->status, r->body, std::string(method) + " " + target.substr(0, target.find('?'))));
+  }
+  return std::move(r->body);
+}
+
+Result<void> DockerClient::ping() {
+  auto r = call("GET", "/_ping");
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Result<std::string> DockerClient::engine() {
+  auto r = call("GET", "/version");
+  if (!r) return std::unexpected(r.error());
+  boost::system::error_code ec;
+  json::value v = json::parse(*r, ec);
+  if (ec || !v.is_object()) return fail(ErrorCode::kUnavailable, "container engine: /version is not JSON");
+  const json::object& o = v.get_object();
+  std::string name = "Docker Engine";
+  if (const json::value* components = o.if_contains("Components"); components != nullptr && components->is_array()) {
+    for (const auto& c : components->get_array()) {
+      if (c.is_object()) {
+        const std::string n = string_at(&c.get_object(), "Name");
+        if (n.find("Podman") != std::string::npos) name = n;
+      }
+    }
+  }
+  return name + " " + string_at(&o, "Version");
+}
+
+Result<bool> DockerClient::image_exists(const std::string& image) {
+  auto r = call("GET", "/images/" + image + "/json");
+  if (r) return true;
+  if (r.error().code == ErrorCode::kNotFound) return false;
+  return std::unexpected(r.error());
+}
+
+Result<void> DockerClient::pull(const std::string& image, const std::function<void(const PullProgress&)>& progress) {
+  if (!valid_image(image)) return fail(ErrorCode::kInvalidArgument, "bad image reference '" + image + "'");
+  auto present = image_exists(image);
+  if (!present) return std::unexpected(present.error());
+  if (*present) return {};
+  auto [name, tag] = split_reference(image);
+  std::string target = "/images/create?fromImage=" + url_encode(name);
+  if (!tag.empty()) target += "&tag=" + url_encode(tag);
+  PullProgressReader reader;
+  std::string failure;
+  auto streamed = unix_stream(socket_, "POST", target, {}, "application/json",
+                              [&](std::string_view data) {
+                                auto lines = reader.feed(data);
+                                if (!lines) {
+                                  failure = lines.error().message;
+                                  return false;
+                                }
+                                for (const auto& p : *lines) {
+                                  if (!p.error.empty()) failure = p.error;
+                                  if (progress) progress(p);
+                                }
+                                return failure.empty();
+                              },
+                              std::chrono::minutes{30});
+  if (!streamed) {
+    const bool missing = streamed.error().message.find("not found") != std::string::npos ||
+                         streamed.error().message.find("manifest unknown") != std::string::npos;
+    return fail(missing ? ErrorCode::kNotFound : streamed.error().code, "pulling " + image + ": " + streamed.error().message);
+  }
+  if (!failure.empty()) {
+    const bool missing = failure.find("not found") != std::string::npos || failure.find("manifest unknown") != std::string::npos;
+    return fail(missing ? ErrorCode::kNotFound : ErrorCode::kUnavailable, "pulling " + image + ": " + failure);
+  }
+  auto now = image_exists(image);
+  if (!now) return std::unexpected(now.error());
+  if (!*now) return fail(ErrorCode::kUnavailable, "pulling " + image + ": the engine reported no image afterwards");
+  return {};
+}
+
+Result<void> DockerClient::import_rootfs(ByteView tar, const std::string& repo, const std::string& tag) {
+  if (!valid_image(repo + ":" + tag)) return fail(ErrorCode::kInvalidArgument, "bad image name " + repo + ":" + tag);
+  auto r = call("POST", "/images/create?fromSrc=-&repo=" + url_encode(repo) + "&tag=" + url_encode(tag),
+                std::string_view(reinterpret_cast<const char*>(tar.data()), tar.size()), "application/x-tar");
+  if (!r) return std::unexpected(r.error());
+  // The answer is one or more JSON objects; the last names the image ("sha256:…").
+  std::string image_id;
+  std::size_t at = 0;
+  while (true) {
+    const std::size_t key = r->find("\"id\":\"", at);
+    if (key == std::string::npos) break;
+    const std::size_t start = key + 6;
+    const std::size_t end = r->find('"', start);
+    if (end == std::string::npos) break;
+    image_id = r->substr(start, end - start);
+    at = end;
+  }
+  if (r->find("\"error\"") != std::string::npos || image_id.empty() || !valid_image(image_id)) {
+    return fail(ErrorCode::kUnavailable, "import failed: " + r->substr(0, 300));
+  }
+  // Podman names imports REPO:latest whatever the tag; name it as asked either way.
+  auto tagged = call("POST", "/images/" + image_id + "/tag?repo=" + url_encode(repo) + "&tag=" + url_encode(tag));
+  if (!tagged) return std::unexpected(tagged.error());
+  return {};
+}
+
+Result<void> DockerClient::remove_image(const std::string& image) {
+  auto r = call("DELETE", "/images/" + image + "?force=1");
+  if (!r && r.error().code != ErrorCode::kNotFound) return std::unexpected(r.error());
+  return {};
+}
+
+Result<std::string> DockerClient::create(const ContainerSpec& spec) {
+  if (auto v = validate(spec); !v) return std::unexpected(v.error());
+  std::string target = "/containers/create";
+  if (!spec.name.empty()) target += "?name=" + url_encode(spec.name);
+  auto r = call("POST", target, create_body(spec));
+  if (!r) return std::unexpected(r.error());
+  boost::system::error_code ec;
+  json::value v = json::parse(*r, ec);
+  if (ec || !v.is_object()) return fail(ErrorCode::kUnavailable, "container engine: create answer is not JSON");
+  std::string id = string_at(&v.get_object(), "Id");
+  if (id.empty()) return fail(ErrorCode::kUnavailable, "container engine: create answer has no Id");
+  return id;
+}
+
+Result<void> DockerClient::start(const std::string& id) {
+  auto r = call("POST", "/containers/" + url_encode(id) + "/start");
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Result<ContainerInfo> DockerClient::inspect(const std::string& id) {
+  auto r = call("GET", "/containers/" + url_encode(id) + "/json");
+  if (!r) return std::unexpected(r.error());
+  return parse_inspect(*r);
+}
+
+Result<void> DockerClient::stop(const std::string& id, std::chrono::seconds grace) {
+  auto r = call("POST", "/containers/" + url_encode(id) + "/stop?t=" + std::to_string(grace.count()));
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Result<void> DockerClient::remove(const std::string& id) {
+  auto r = call("DELETE", "/containers/" + url_encode(id) + "?force=1&v=1");
+  if (!r && r.error().code != ErrorCode::kNotFound) return std::unexpected(r.error());
+  return {};
+}
+
+Result<std::vector<ContainerInfo>> DockerClient::list(const std::string& key, const std::string& value) {
+  const std::string label = value.empty() ? key : key + "=" + value;
+  const std::string filters = json::serialize(json::object{{"label", json::array{json::value(label)}}});
+  auto r = call("GET", "/containers/json?all=1&filters=" + url_encode(filters));
+  if (!r) return std::unexpected(r.error());
+  boost::system::error_code ec;
+  json::value v = json::parse(*r, ec);
+  if (ec || !v.is_array()) return fail(ErrorCode::kUnavailable, "container engine: list answer is not a JSON array");
+  std::vector<ContainerInfo> out;
+  for (const auto& c : v.get_array()) {
+    if (!c.is_object()) continue;
+    const std::string id = string_at(&c.get_object(), "Id");
+    if (id.empty()) continue;
+    auto info = inspect(id);
+    if (!info) {
+      if (info.error().code == ErrorCode::kNotFound) continue;  // removed meanwhile
+      return std::unexpected(info.error());
+    }
+    // The engine filtered already; check again, the answer is not trusted blindly.
+    auto it = info->labels.find(key);
+    if (it == info->labels.end() || (!value.empty() && it->second != value)) continue;
+    out.push_back(std::move(*info));
+  }
+  return out;
+}
+
+Result<ContainerStats> DockerClient::stats(const std::string& id) {
+  auto r = call("GET", "/containers/" + url_encode(id) + "/stats?stream=false");
+  if (!r) return std::unexpected(r.error());
+  boost::system::error_code ec;
+  json::value v = json::parse(*r, ec);
+  if (ec || !v.is_object()) return fail(ErrorCode::kUnavailable, "container engine: stats answer is not JSON");
+  const json::object& o = v.get_object();
+  ContainerStats s;
+  if (const json::object* cpu = object_at(o, "cpu_stats")) s.cpu_total_ns = u64_at(object_at(*cpu, "cpu_usage"), "total_usage");
+  s.memory_bytes = u64_at(object_at(o, "memory_stats"), "usage");
+  if (const json::object* networks = object_at(o, "networks")) {
+    for (const auto& [name, n] : *networks) {
+      if (!n.is_object()) continue;
+      s.network_rx_bytes += u64_at(&n.get_object(), "rx_bytes");
+      s.network_tx_bytes += u64_at(&n.get_object(), "tx_bytes");
+    }
+  }
+  return s;
+}
+
+Result<void> DockerClient::logs(const std::string& id, bool follow, const std::function<bool(const LogFrame&)>& on_frame,
+                                std::optional<std::chrono::milliseconds> timeout) {
+  LogDemuxer demux;
+  std::optional<Error> broken;
+  auto r = unix_stream(socket_, "GET",
+                       "/containers/" + url_encode(id) + "/logs?stdout=1&stderr=1&follow=" + (follow ? "1" : "0"), {},
+                       "application/json",
+                       [&](std::string_view data) {
+                         auto frames = demux.feed(data);
+                         if (!frames) {
+                           broken = frames.error();
+                           return false;
+                         }
+                         for (const auto& f : *frames) {
+                           if (!on_frame(f)) return false;
+                         }
+                         return true;
+                       },
+                       timeout.value_or(follow ? std::chrono::milliseconds{std::chrono::hours{24}} : timeout_));
+  if (!r) {
+    if (r.error().message.find("404") != std::string::npos || r.error().message.find("no such") != std::string::npos) {
+      return fail(ErrorCode::kNotFound, "no container " + id);
+    }
+    return std::unexpected(r.error());
+  }
+  if (broken) return std::unexpected(*broken);
+  return {};
+}
+
+}  // namespace kaisar::provider::runtime

@@ -1,0 +1,272 @@
+// The Docker Engine API client against a real, private Podman service, and its parsers of
+// the engine's streams against hostile bytes.
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "net/client.hpp"
+#include "podman.hpp"
+#include "provider/runtime/docker.hpp"
+#include "provider/runtime/docker_stream.hpp"
+
+namespace kaisar::provider::runtime {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
+std::string frame(std::uint8_t stream, std::string_view payload) {
+  std::string out{static_cast<char>(stream), 0, 0, 0};
+  const auto n = static_cast<std::uint32_t>(payload.size());
+  out.push_back(static_cast<char>((n >> 24) & 0xff));
+  out.push_back(static_cast<char>((n >> 16) & 0xff));
+  out.push_back(static_cast<char>((n >> 8) & 0xff));
+  out.push_back(static_cast<char>(n & 0xff));
+  return out + std::string(payload);
+}
+
+// --- parsers --------------------------------------------------------------------------------
+
+TEST(LogDemuxer, SplitsFramesArrivingInPieces) {
+  const std::string stream = frame(1, "hello\n") + frame(2, "oops\n") + frame(1, "");
+  for (std::size_t piece : {std::size_t{1}, std::size_t{3}, std::size_t{7}, stream.size()}) {
+    LogDemuxer demux;
+    std::vector<LogFrame> all;
+    for (std::size_t at = 0; at < stream.size(); at += piece) {
+      auto frames = demux.feed(std::string_view(stream).substr(at, piece));
+      ASSERT_TRUE(frames) << frames.error().message;
+      all.insert(all.end(), frames->begin(), frames->end());
+    }
+    ASSERT_EQ(all.size(), 3U) << piece;
+    EXPECT_EQ(all[0].data, "hello\n");
+    EXPECT_EQ(all[1].stream, LogFrame::Stream::kStderr);
+    EXPECT_EQ(all[1].data, "oops\n");
+    EXPECT_TRUE(demux.idle());
+  }
+}
+
+TEST(LogDemuxer, HostileHeadersAreErrors) {
+  LogDemuxer demux;
+  EXPECT_FALSE(demux.feed(std::string("\x03\0\0\0\0\0\0\x01x", 9)));
+  EXPECT_FALSE(demux.feed(frame(1, "after a bad header")));  // stays broken
+  LogDemuxer reserved;
+  EXPECT_FALSE(reserved.feed(std::string("\x01\x01\0\0\0\0\0\x01x", 9)));
+  LogDemuxer small(16);
+  auto big = small.feed(frame(1, std::string(17, 'x')));
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, ErrorCode::kPayloadTooLarge);
+  LogDemuxer text;
+  EXPECT_FALSE(text.feed("plain text, not a multiplexed stream\n"));
+}
+
+TEST(PullProgress, ParsesLinesAndErrors) {
+  PullProgressReader reader;
+  auto lines = reader.feed(
+      "{\"status\":\"Pulling fs layer\",\"id\":\"abc\"}\r\n{\"status\":\"Downloading\",\"progressDetail\":{\"current\":5,"
+      "\"total\":10},\"id\":\"abc\"}\n{\"errorDetail\":{\"message\":\"manifest unknown\"},\"error\":\"manifest unknown\"}\n{\"sta");
+  ASSERT_TRUE(lines) << lines.error().message;
+  ASSERT_EQ(lines->size(), 3U);
+  EXPECT_EQ((*lines)[1].current, 5U);
+  EXPECT_EQ((*lines)[1].total, 10U);
+  EXPECT_EQ((*lines)[2].error, "manifest unknown");
+  EXPECT_FALSE(reader.feed("tus\": \n"));  // the rest of that line is not JSON
+  EXPECT_FALSE(parse_pull_progress("[]"));
+}
+
+TEST(ContainerSpec, BadSpecsAreRefusedBeforeTheEngine) {
+  ContainerSpec good;
+  good.image = "localhost/kaisar/demo:latest";
+  good.env = {{"GREETING", "hi"}};
+  good.ports = {8080, 22};
+  EXPECT_TRUE(validate(good));
+  auto bad = [&](auto mutate) {
+    ContainerSpec s = good;
+    mutate(s);
+    auto r = validate(s);
+    EXPECT_FALSE(r);
+    if (!r) {
+      EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    }
+  };
+  bad([](ContainerSpec& s) { s.image = ""; });
+  bad([](ContainerSpec& s) { s.image = "evil image; rm -rf /"; });
+  bad([](ContainerSpec& s) { s.env = {{"1BAD", "x"}}; });
+  bad([](ContainerSpec& s) { s.env = {{"A=B", "x"}}; });
+  bad([](ContainerSpec& s) { s.env = {{"OK", std::string("a\0b", 3)}}; });
+  bad([](ContainerSpec& s) { s.ports = {0}; });
+  bad([](ContainerSpec& s) { s.ports = {80, 80}; });
+  bad([](ContainerSpec& s) { s.ports = std::vector<std::uint16_t>(33, 1); });
+  bad([](ContainerSpec& s) { s.name = "-starts-with-dash"; });
+  bad([](ContainerSpec& s) { s.memory_bytes = 1024; });
+  bad([](ContainerSpec& s) { s.labels = {{"", "x"}}; });
+
+  // Published ports bind to loopback only; GPUs become a device request.
+  ContainerSpec gpu = good;
+  gpu.gpu_count = 2;
+  auto body = json::parse(create_body(gpu));
+  const auto& bindings = body.at("HostConfig").at("PortBindings").at("8080/tcp").as_array();
+  EXPECT_EQ(bindings.at(0).at("HostIp").as_string(), "127.0.0.1");
+  EXPECT_EQ(body.at("HostConfig").at("DeviceRequests").at(0).at("Count").as_int64(), 2);
+}
+
+TEST(DockerClient, NoEngineIsUnavailable) {
+  DockerClient client("/nonexistent/kaisar/podman.sock", milliseconds{2000});
+  auto r = client.ping();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+}
+
+// --- against Podman ---------------------------------------------------------------------------
+
+class PodmanTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(kaisar::testing::make_temp_dir("podman"));
+    service_ = new kaisar::testing::PodmanService(*dir_ + "/engine");
+  }
+  static void TearDownTestSuite() {
+    delete service_;
+    service_ = nullptr;
+    std::error_code ec;
+    std::filesystem::remove_all(*dir_, ec);
+    delete dir_;
+  }
+  void SetUp() override {
+    ASSERT_TRUE(service_->ok()) << "podman system service did not start:\n" << service_->output();
+    client_ = std::make_unique<DockerClient>(service_->socket());
+    auto present = client_->image_exists("localhost/kaisar/httpd:test");
+    ASSERT_TRUE(present) << present.error().message;
+    if (!*present) {
+      const std::string tar_path = kaisar::testing::static_httpd_rootfs(*dir_);
+      ASSERT_FALSE(tar_path.empty());
+      std::ifstream in(tar_path, std::ios::binary);
+      std::stringstream bytes;
+      bytes << in.rdbuf();
+      const std::string tar = bytes.str();
+      auto imported = client_->import_rootfs(as_bytes(tar), "localhost/kaisar/httpd", "test");
+      ASSERT_TRUE(imported) << imported.error().message;
+    }
+  }
+  ContainerSpec httpd(const std::string& lease) {
+    ContainerSpec s;
+    s.image = "localhost/kaisar/httpd:test";
+    s.command = {"/httpd"};
+    s.env = {{"GREETING", "lease " + lease}};
+    s.labels = {{"kaisar.lease", lease}};
+    s.ports = {8080};
+    s.memory_bytes = 64 << 20;
+    s.nano_cpus = 500000000;
+    return s;
+  }
+
+  static std::string* dir_;
+  static kaisar::testing::PodmanService* service_;
+  std::unique_ptr<DockerClient> client_;
+};
+
+std::string* PodmanTest::dir_ = nullptr;
+kaisar::testing::PodmanService* PodmanTest::service_ = nullptr;
+
+TEST_F(PodmanTest, EngineAnswers) {
+  ASSERT_TRUE(client_->ping());
+  auto engine = client_->engine();
+  ASSERT_TRUE(engine) << engine.error().message;
+  EXPECT_NE(engine->find("Podman"), std::string::npos) << *engine;
+}
+
+TEST_F(PodmanTest, ContainerLifecycle) {
+  auto id = client_->create(httpd("lease-a"));
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(client_->start(*id));
+  auto info = client_->inspect(*id);
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_TRUE(info->running);
+  EXPECT_EQ(info->labels.at("kaisar.lease"), "lease-a");
+  ASSERT_EQ(info->ports.count(8080), 1U) << "port 8080 not published";
+  const std::string url = "http://127.0.0.1:" + std::to_string(info->ports.at(8080)) + "/hi";
+
+  // The container's server answers on the published loopback port.
+  std::optional<net::ClientResponse> reply;
+  for (int i = 0; i < 100 && !reply; ++i) {
+    auto r = net::http_request("GET", url, {}, {}, milliseconds{1000});
+    if (r) reply = *r;
+    else std::this_thread::sleep_for(milliseconds{50});
+  }
+  ASSERT_TRUE(reply) << "no answer from " << url;
+  EXPECT_EQ(reply->body, "hello from kaisar lease lease-a\n");
+
+  // Its output, demultiplexed.
+  std::string out;
+  ASSERT_TRUE(client_->logs(*id, false, [&](const LogFrame& f) {
+    out += f.data;
+    return true;
+  }));
+  EXPECT_NE(out.find("listening on 8080"), std::string::npos) << out;
+  EXPECT_NE(out.find("request: GET /hi"), std::string::npos) << out;
+
+  auto stats = client_->stats(*id);
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_GT(stats->memory_bytes, 0U);
+
+  auto listed = client_->list("kaisar.lease", "lease-a");
+  ASSERT_TRUE(listed) << listed.error().message;
+  ASSERT_EQ(listed->size(), 1U);
+  EXPECT_EQ(listed->front().id, *id);
+  EXPECT_TRUE(client_->list("kaisar.lease", "someone-else").value().empty());
+
+  ASSERT_TRUE(client_->stop(*id, std::chrono::seconds{2}));
+  EXPECT_FALSE(client_->inspect(*id).value().running);
+  ASSERT_TRUE(client_->stop(*id));  // stopping a stopped container is fine
+  ASSERT_TRUE(client_->remove(*id));
+  EXPECT_EQ(client_->inspect(*id).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(client_->remove(*id));  // removing twice is fine
+  EXPECT_TRUE(client_->list("kaisar.lease", "lease-a").value().empty());
+}
+
+TEST_F(PodmanTest, FollowedLogsStreamUntilStopped) {
+  auto id = client_->create(httpd("lease-follow"));
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(client_->start(*id));
+  std::string seen;
+  auto r = client_->logs(
+      *id, true,
+      [&](const LogFrame& f) {
+        seen += f.data;
+        return seen.find("listening") == std::string::npos;  // stop once the first line came
+      },
+      milliseconds{20000});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_NE(seen.find("listening on 8080"), std::string::npos);
+  ASSERT_TRUE(client_->remove(*id));
+}
+
+TEST_F(PodmanTest, EngineErrorsAreClear) {
+  EXPECT_EQ(client_->inspect("no-such-container").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(client_->start("no-such-container").error().code, ErrorCode::kNotFound);
+  ContainerSpec missing = httpd("x");
+  missing.image = "localhost/kaisar/not-there:1";
+  auto created = client_->create(missing);
+  ASSERT_FALSE(created);
+  EXPECT_EQ(created.error().code, ErrorCode::kNotFound) << created.error().message;
+  // No registry is reachable from the test machine: a pull fails cleanly.
+  auto pulled = client_->pull("localhost:1/kaisar/nothing:1");
+  ASSERT_FALSE(pulled);
+  EXPECT_NE(pulled.error().message.find("pulling"), std::string::npos) << pulled.error().message;
+  // A name taken twice is a conflict.
+  ContainerSpec named = httpd("dup");
+  named.name = "kaisar-dup-test";
+  auto first = client_->create(named);
+  ASSERT_TRUE(first) << first.error().message;
+  auto second = client_->create(named);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::kConflict) << second.error().message;
+  ASSERT_TRUE(client_->remove(*first));
+}
+
+}  // namespace
+}  // namespace kaisar::provider::runtime
