@@ -46,3 +46,31 @@ if [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
+
+# The demo container image is built offline from Debian packages: download them (they are
+# unpacked into the image's root filesystem at build time, never installed on this system).
+debs=.cache/debs
+mapfile -t demo_packages < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' images/demo/packages.txt)
+need=()
+for p in "${demo_packages[@]}"; do
+  compgen -G "$debs/${p}_*.deb" >/dev/null || need+=("$p")
+done
+if ((${#need[@]})); then
+  mkdir -p "$debs"
+  echo "setup: downloading Debian packages for the demo image: ${need[*]}"
+  download() { (cd "$debs" && apt-get download -qq "${need[@]}" 2>&1 | grep -v 'unsandboxed' || true); }
+  download
+  for p in "${need[@]}"; do
+    if ! compgen -G "$debs/${p}_*.deb" >/dev/null; then
+      # No package lists yet on this machine: fetch them once and try again.
+      SUDO=""
+      if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+      $SUDO apt-get update -qq
+      download
+      break
+    fi
+  done
+  for p in "${need[@]}"; do
+    compgen -G "$debs/${p}_*.deb" >/dev/null || { echo "setup: could not download $p" >&2; exit 1; }
+  done
+fi

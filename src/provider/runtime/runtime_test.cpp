@@ -245,6 +245,71 @@ TEST_F(PodmanTest, FollowedLogsStreamUntilStopped) {
   ASSERT_TRUE(client_->remove(*id));
 }
 
+// The demo image (built offline from Debian packages): HTTP on 8080 and SSH on 22 for the
+// lease's key, reached with curl's peer (our client) and the real OpenSSH client.
+TEST_F(PodmanTest, DemoImageServesHttpAndSshWithTheLeaseKey) {
+  const std::string tar_path = kaisar::testing::binary_dir() + "/images/demo.tar";
+  ASSERT_TRUE(std::filesystem::exists(tar_path)) << "build the demo_image target";
+  std::ifstream in(tar_path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  const std::string tar = bytes.str();
+  ASSERT_TRUE(client_->import_rootfs(as_bytes(tar), "localhost/kaisar/demo", "latest"));
+
+  const std::string key = *dir_ + "/renter_key";
+  const std::string other_key = *dir_ + "/other_key";
+  for (const auto& k : {key, other_key}) {
+    std::filesystem::remove(k);
+    auto gen = kaisar::testing::run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k});
+    ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  }
+  std::ifstream pub_in(key + ".pub");
+  std::string pub;
+  std::getline(pub_in, pub);
+
+  ContainerSpec spec;
+  spec.image = "localhost/kaisar/demo:latest";
+  spec.command = {"/init.sh"};
+  spec.env = {{"SSH_PUBLIC_KEY", pub}, {"KAISAR_LEASE", "demo-1"}};
+  spec.labels = {{"kaisar.lease", "demo-1"}};
+  spec.ports = {8080, 22};
+  spec.memory_bytes = 128 << 20;
+  auto id = client_->create(spec);
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(client_->start(*id));
+  auto info = client_->inspect(*id);
+  ASSERT_TRUE(info && info->ports.count(8080) && info->ports.count(22));
+
+  std::optional<net::ClientResponse> reply;
+  for (int i = 0; i < 100 && !reply; ++i) {
+    auto r = net::http_request("GET", "http://127.0.0.1:" + std::to_string(info->ports.at(8080)) + "/", {}, {},
+                               milliseconds{1000});
+    if (r && r->status == 200) reply = *r;
+    else std::this_thread::sleep_for(milliseconds{50});
+  }
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->body, "hello from a Kaisar container (lease demo-1)\n");
+
+  auto ssh = [&](const std::string& identity) {
+    return kaisar::testing::run_process(
+        {"ssh", "-i", identity, "-p", std::to_string(info->ports.at(22)), "-o", "StrictHostKeyChecking=no", "-o",
+         "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+         "root@127.0.0.1", "echo ssh-ok; id -u"},
+        {}, {}, std::chrono::seconds{30});
+  };
+  kaisar::testing::RunResult in_ok;
+  for (int i = 0; i < 50; ++i) {  // dropbear starts beside the HTTP server
+    in_ok = ssh(key);
+    if (in_ok.exit_code == 0) break;
+    std::this_thread::sleep_for(milliseconds{100});
+  }
+  EXPECT_EQ(in_ok.exit_code, 0) << in_ok.err;
+  EXPECT_EQ(in_ok.out, "ssh-ok\n0\n");
+  auto refused = ssh(other_key);
+  EXPECT_NE(refused.exit_code, 0) << "a key that is not the lease's must not get in";
+  ASSERT_TRUE(client_->remove(*id));
+}
+
 TEST_F(PodmanTest, EngineErrorsAreClear) {
   EXPECT_EQ(client_->inspect("no-such-container").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(client_->start("no-such-container").error().code, ErrorCode::kNotFound);
