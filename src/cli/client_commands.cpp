@@ -1,5 +1,6 @@
 // Wallet and client commands: wallet new|import|address, login, logout, providers, status.
 #include <boost/json.hpp>
+#include <cctype>
 #include <filesystem>
 #include <iostream>
 
@@ -7,6 +8,7 @@
 #include "chain/http_transport.hpp"
 #include "chain/payments.hpp"
 #include "cli/commands.hpp"
+#include "onenode/query.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/keystore.hpp"
 #include "store/files.hpp"
@@ -119,6 +121,23 @@ Result<crypto::Address> wallet_address(const ClientOptions& o, const std::string
   auto text = store::read_file(o.wallet, 1 << 16);
   if (!text) return fail(ErrorCode::kNotFound, "no wallet at " + o.wallet + " (give --wallet or --address)");
   return crypto::keystore_address(*text);
+}
+
+// Percent-encodes a query-string value.
+std::string query_escape(std::string_view text) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(ch);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 // OneNode's chain (GET /api/v1/chain), checked against the RPC node it names.
@@ -346,6 +365,51 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         return kExitOk;
       }
       print_table({"PROVIDER", "STATUS", "GPUS", "CPU", "RAM", "LOCATION", "UPTIME 24H", "LAST SEEN"}, rows);
+      return kExitOk;
+    };
+  });
+
+  OffersArgs& oa = all.offers;
+  auto* offers = app.add_subcommand("offers", "Search what can be rented now, e.g. 'gpu_name=RTX_4090 num_gpus>=2'");
+  add_client_flags(*offers, o);
+  offers->add_option("query", oa.query, "conditions, all of which must hold: FIELD OP VALUE …");
+  {
+    std::string fields = "Fields:\n";
+    for (const auto& f : onenode::offer_fields()) fields += "  " + std::string(f.name) + "  " + std::string(f.help) + "\n";
+    fields += "Operators: = != < <= > >=; text: '_' is a space, \"quotes\" allow spaces, A,B means any of.";
+    offers->footer(fields);
+  }
+  offers->add_option("--sort", oa.sort, "price_hour (default), -reliability, perf_per_price-, …");
+  offers->callback([&] {
+    action = [&] {
+      std::string path = "/api/v1/offers?q=" + query_escape(oa.query);
+      if (!oa.sort.empty()) path += "&sort=" + query_escape(oa.sort);
+      auto r = api_call(o, "GET", path);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(*r);
+        return kExitOk;
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& offer : r->as_object().at("offers").as_array()) {
+        const auto& of = offer.as_object();
+        char price[32];
+        std::snprintf(price, sizeof price, "%.4f", of.at("price_hour").to_number<double>());
+        char reliability[16];
+        std::snprintf(reliability, sizeof reliability, "%.1f%%", of.at("reliability").to_number<double>() * 100);
+        std::string gpus = "-";
+        if (of.at("num_gpus").to_number<double>() > 0) {
+          gpus = field(offer, "num_gpus") + "x " + (of.at("gpu_name").is_string() ? std::string(of.at("gpu_name").as_string()) : "GPU");
+        }
+        rows.push_back({field(offer, "id"), gpus, field(offer, "gpu_ram") + " GB", field(offer, "cpu_cores"),
+                        field(offer, "ram") + " GB", price, reliability, field(offer, "country"),
+                        of.at("verified").as_bool() ? "yes" : "no"});
+      }
+      if (rows.empty()) {
+        std::cout << "no offers match\n";
+        return kExitOk;
+      }
+      print_table({"OFFER", "GPUS", "VRAM", "CORES", "RAM", "KAI/HOUR", "RELIABILITY", "COUNTRY", "VERIFIED"}, rows);
       return kExitOk;
     };
   });

@@ -39,12 +39,21 @@ struct OneNodeArgs {
 struct ProviderArgs {
   std::string data;
   std::string region;
+  std::string price_gpu_hour;       // token base units
+  std::string price_cpu_core_hour;
+  std::string price_ram_gb_hour;
   bool import_wallet = false;
   bool light_kdf = false;
 };
 
+struct OffersArgs {
+  std::string query;
+  std::string sort;
+};
+
 struct CommandArgs {
   ClientOptions client;
+  OffersArgs offers;
   WalletArgs wallet;
   std::string status_filter;
   OneNodeArgs onenode;

@@ -13,12 +13,14 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
 #include "chain/http_transport.hpp"
 #include "cli/commands.hpp"
 #include "eth/rpc.hpp"
+#include "eth/uint256.hpp"
 #include "crypto/keystore.hpp"
 #include "crypto/random.hpp"
 #include "onenode/onenode.hpp"
@@ -304,6 +306,9 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   add_client_flags(*run_cmd, o);
   run_cmd->add_option("--data", pa.data, "agent data directory (default: $XDG_DATA_HOME/kaisar/provider)");
   run_cmd->add_option("--region", pa.region, "declared region shown next to the GeoIP country, e.g. eu-west");
+  run_cmd->add_option("--price-gpu-hour", pa.price_gpu_hour, "price per GPU-hour in token base units (1 KAI = 10^18)");
+  run_cmd->add_option("--price-cpu-core-hour", pa.price_cpu_core_hour, "price per CPU-core-hour in token base units");
+  run_cmd->add_option("--price-ram-gb-hour", pa.price_ram_gb_hour, "price per GB-of-RAM-hour in token base units");
   run_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
@@ -319,6 +324,25 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       provider::AgentOptions options;
       options.onenode_url = o.onenode;
       if (!pa.region.empty()) options.region = pa.region;
+      if (!pa.price_gpu_hour.empty() || !pa.price_cpu_core_hour.empty() || !pa.price_ram_gb_hour.empty()) {
+        provider::Prices prices;
+        for (auto [flag, text, out] : {std::tuple{"--price-gpu-hour", &pa.price_gpu_hour, &prices.gpu_hour},
+                                       std::tuple{"--price-cpu-core-hour", &pa.price_cpu_core_hour, &prices.cpu_core_hour},
+                                       std::tuple{"--price-ram-gb-hour", &pa.price_ram_gb_hour, &prices.ram_gb_hour}}) {
+          if (text->empty()) continue;
+          auto amount = eth::Uint256::from_decimal(*text);
+          if (!amount) {
+            return report(Error{ErrorCode::kInvalidArgument,
+                                std::string(flag) + " must be a whole number of token base units"},
+                          false);
+          }
+          *out = amount->to_decimal();
+        }
+        options.prices = prices;
+      } else {
+        spdlog::warn("no prices set (--price-gpu-hour, --price-cpu-core-hour, --price-ram-gb-hour): "
+                     "this machine registers but offers nothing for rent");
+      }
       provider::Agent agent(options, *identity, hardware);
       std::thread waiter([&] {
         signals.wait();
@@ -413,6 +437,8 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       provider::AgentOptions agent_options;
       agent_options.onenode_url = *url;
       agent_options.region = "dev";
+      // Dev prices: 0.5 KAI per GPU-hour, 0.01 per core-hour, 0.002 per GB-hour.
+      agent_options.prices = provider::Prices{"500000000000000000", "10000000000000000", "2000000000000000"};
       provider::Agent agent(agent_options, *identity, provider::detect_hardware(provider_dir));
       std::thread agent_thread([&] { run_agent(agent); });
 

@@ -1,5 +1,7 @@
 #include "onenode/control.hpp"
 
+#include "eth/uint256.hpp"
+
 #include <boost/json.hpp>
 
 #include "core/protocol.hpp"
@@ -90,6 +92,20 @@ Result<Registration> parse_hello(const json::object& o, const std::string& nonce
   }
   if (const auto* version = get_string(o, "agent_version"); version != nullptr) {
     reg.agent_version = std::string(version->subview().substr(0, 64));
+  }
+  if (auto p = o.find("prices"); p != o.end()) {
+    if (!p->value().is_object()) return bad("hello.prices must be an object");
+    json::object prices;
+    for (const char* key : {"gpu_hour", "cpu_core_hour", "ram_gb_hour"}) {
+      const auto* price_text = get_string(p->value().get_object(), key);
+      if (price_text == nullptr || price_text->size() > 40) {
+        return bad(std::string("hello.prices.") + key + " must be a decimal string of token base units");
+      }
+      auto amount = eth::Uint256::from_decimal(*price_text);
+      if (!amount) return bad(std::string("hello.prices.") + key + ": " + amount.error().message);
+      prices[key] = amount->to_decimal();
+    }
+    reg.prices = std::move(prices);
   }
   reg.remote_ip = remote_ip;
   return reg;

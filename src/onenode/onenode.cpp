@@ -15,6 +15,7 @@
 #include "onenode/events.hpp"
 #include "onenode/geoip.hpp"
 #include "onenode/metrics.hpp"
+#include "onenode/offers.hpp"
 #include "onenode/registry.hpp"
 #include "onenode/schema.hpp"
 #include "onenode/settlement.hpp"
@@ -168,6 +169,17 @@ struct OneNode::Impl {
             auto p = registry->get(id->to_lower_hex());
             if (!p) return Response::error(p.error());
             return Response::json(200, *p);
+          }));
+    r.add("GET", "/api/v1/offers", counted("GET", "/api/v1/offers", [this](Request& req) {
+            auto providers = registry->list();
+            if (!providers) return Response::error(providers.error());
+            const std::string q = req.query("q").value_or("");
+            const std::string sort = req.query("sort").value_or("");
+            auto offers = search_offers(*providers, q, sort);
+            if (!offers) return Response::error(offers.error());
+            return Response::json(200, json::object{{"query", q},
+                                                    {"sort", sort.empty() ? "price_hour" : sort},
+                                                    {"offers", std::move(*offers)}});
           }));
     r.add("GET", "/api/v1/chain", counted("GET", "/api/v1/chain", [this](Request&) {
             if (!settlement) {

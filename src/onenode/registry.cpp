@@ -14,7 +14,7 @@ std::int64_t now_ms(const Clock& clock) {
 constexpr std::int64_t kFlushEveryMs = 5000;
 
 constexpr char kProviderColumns[] =
-    "id, owner, hardware, region, country, agent_version, status, registered_at, last_seen, binding_issued_at";
+    "id, owner, hardware, region, country, agent_version, status, registered_at, last_seen, binding_issued_at, prices";
 }  // namespace
 
 ProviderRegistry::ProviderRegistry(store::Database& db, const Clock& clock, EventHub& events,
@@ -59,13 +59,14 @@ Result<std::shared_ptr<Liveness>> ProviderRegistry::connect(const Registration& 
     store::Value region = reg.region ? store::Value{*reg.region} : store::Value{};
     auto r = db_.execute(
         "INSERT INTO providers(id, owner, binding_signature, binding_issued_at, hardware, region, country, "
-        "agent_version, status, registered_at, last_seen) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'online', ?, ?) "
+        "agent_version, status, registered_at, last_seen, prices) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'online', ?, ?, ?) "
         "ON CONFLICT(id) DO UPDATE SET binding_signature = excluded.binding_signature, "
         "binding_issued_at = excluded.binding_issued_at, hardware = excluded.hardware, region = excluded.region, "
         "country = excluded.country, agent_version = excluded.agent_version, status = 'online', "
-        "last_seen = excluded.last_seen",
+        "last_seen = excluded.last_seen, prices = excluded.prices",
         {id, reg.owner.to_lower_hex(), reg.binding_signature, reg.binding_issued_at, hardware, region, country,
-         reg.agent_version, now_s, now_s});
+         reg.agent_version, now_s, now_s,
+         reg.prices ? store::Value{json::serialize(*reg.prices)} : store::Value{std::monostate{}}});
     if (!r) return std::unexpected(r.error());
     if (!was_online) {
       auto ins = db_.execute("INSERT INTO uptime_intervals(provider_id, started_at, ended_at, open) VALUES(?, ?, ?, 1)",
@@ -150,11 +151,15 @@ boost::json::object ProviderRegistry::view(const store::Row& row) const {
   const std::int64_t now_s = to_unix_seconds(clock_.now());
   std::int64_t last_seen = row.integer(8);
   std::string status = row.text(6);
+  json::value available = nullptr;
   {
     std::shared_lock lock(mutex_);
     if (auto it = online_.find(id); it != online_.end()) {
       last_seen = it->second.live->last_seen_ms.load() / 1000;
       status = "online";
+      available = json::object{{"gpus", it->second.live->available_gpus.load()},
+                               {"cpu_cores", it->second.live->available_cpu_cores.load()},
+                               {"ram_bytes", it->second.live->available_ram_bytes.load()}};
     } else {
       status = "offline";
     }
@@ -202,6 +207,11 @@ boost::json::object ProviderRegistry::view(const store::Row& row) const {
   boost::system::error_code ec;
   hardware = json::parse(row.text(2), ec);
   if (ec) hardware = json::object{};
+  json::value prices = nullptr;
+  if (!row.is_null(10)) {
+    json::value parsed = json::parse(row.text(10), ec);
+    if (!ec && parsed.is_object()) prices = std::move(parsed);
+  }
   auto node = crypto::Address::parse(id);
   auto owner = crypto::Address::parse(row.text(1));
   json::object location{{"country", row.text(4)},
@@ -214,7 +224,9 @@ boost::json::object ProviderRegistry::view(const store::Row& row) const {
                       {"agent_version", row.text(5)},
                       {"registered_at", format_rfc3339(from_unix_seconds(row.integer(7)))},
                       {"last_seen", format_rfc3339(from_unix_seconds(last_seen))},
-                      {"uptime", std::move(uptime)}};
+                      {"uptime", std::move(uptime)},
+                      {"available", std::move(available)},
+                      {"prices", std::move(prices)}};
 }
 
 Result<boost::json::array> ProviderRegistry::list() const {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <cstdint>
 #include <memory>
@@ -30,6 +31,9 @@ struct Registration {
   std::optional<std::string> region;
   std::string agent_version;
   std::string remote_ip;
+  // {"gpu_hour","cpu_core_hour","ram_gb_hour"} as canonical decimal token base units;
+  // empty when the provider set no prices (it then offers nothing).
+  std::optional<boost::json::object> prices;
 };
 
 struct Availability {

@@ -49,6 +49,7 @@ CREATE INDEX auth_nonces_address ON auth_nonces(address, expires_at);
 CREATE INDEX auth_nonces_expiry ON auth_nonces(expires_at);
 )sql"},
       {3, "chain outbox and indexer", chain::schema_sql()},
+      {4, "provider prices", "ALTER TABLE providers ADD COLUMN prices TEXT;"},
   };
   return kMigrations;
 }

@@ -90,6 +90,11 @@ void Agent::run() {
         {"hardware", s.hardware.to_json()},
         {"agent_version", s.options.agent_version}};
     if (s.options.region) hello["region"] = *s.options.region;
+    if (s.options.prices) {
+      hello["prices"] = json::object{{"gpu_hour", s.options.prices->gpu_hour},
+                                     {"cpu_core_hour", s.options.prices->cpu_core_hour},
+                                     {"ram_gb_hour", s.options.prices->ram_gb_hour}};
+    }
     s.client->send(json::serialize(hello));
     auto welcome_text = co_await s.client->read();
     if (!welcome_text) co_return std::unexpected(welcome_text.error());

@@ -12,9 +12,18 @@
 
 namespace kaisar::provider {
 
+struct Prices {
+  std::string gpu_hour = "0";
+  std::string cpu_core_hour = "0";
+  std::string ram_gb_hour = "0";
+};
+
 struct AgentOptions {
   std::string onenode_url;                 // http://host:port of OneNode
   std::optional<std::string> region;       // declared region, e.g. "eu-west"
+  // Prices in token base units (decimal): per GPU-hour, per CPU-core-hour, per GB-of-RAM-hour.
+  // Without prices the provider registers but offers nothing for rent.
+  std::optional<Prices> prices;
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
   std::string agent_version = "kaisar-agent/0.1.0";

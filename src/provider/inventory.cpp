@@ -1,5 +1,7 @@
 #include "provider/inventory.hpp"
 
+#include <cstdlib>
+
 #include <dlfcn.h>
 #include <sched.h>
 #include <sys/statvfs.h>
@@ -121,7 +123,9 @@ Hardware detect_hardware(const std::string& data_dir) {
     h.disk_bytes = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
     h.disk_free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
   }
-  h.gpus = detect_nvidia_gpus();
+  // KAISAR_NVML_LIBRARY names NVML when it is not where the driver usually puts it.
+  const char* nvml = std::getenv("KAISAR_NVML_LIBRARY");
+  h.gpus = nvml != nullptr && *nvml != '\0' ? detect_nvidia_gpus(nullptr, nvml) : detect_nvidia_gpus();
   return h;
 }
 

@@ -3,6 +3,8 @@
 #include <boost/asio.hpp>
 #include <map>
 #include <set>
+#include <cctype>
+#include <cstdio>
 #include <sstream>
 
 #include "core/protocol.hpp"
@@ -538,6 +540,80 @@ TEST_F(ProviderTest, StolenNodeKeyCannotChangeOwner) {
   EXPECT_EQ(provider(node).at("owner").as_string(), ids.at("owner").as_string());
 }
 
+TEST_F(ProviderTest, OffersReflectPricesAndHardwareAndAnswerQueries) {
+  const std::string data = dir_ + "/agent";
+  ASSERT_EQ(kaisar({"provider", "init", "--data", data, "--password-file", dir_ + "/password", "--light-kdf"}).exit_code, 0);
+  const std::string plain = dir_ + "/plain";
+  ASSERT_EQ(kaisar({"provider", "init", "--data", plain, "--password-file", dir_ + "/password", "--light-kdf"}).exit_code, 0);
+  // A bad price is refused before anything starts.
+  auto bad_price = kaisar({"provider", "run", "--data", data, "--onenode", url(), "--price-gpu-hour", "1.5"});
+  EXPECT_EQ(bad_price.exit_code, 2) << bad_price.err;
+
+  auto env = env_;
+  env["KAISAR_NVML_LIBRARY"] = binary_dir() + "/tests/fakes/libfake_nvml.so";  // two GPUs
+  ChildProcess priced({kaisar_binary(), "provider", "run", "--data", data, "--onenode", url(), "--price-gpu-hour",
+                       "500000000000000000", "--price-cpu-core-hour", "10000000000000000", "--price-ram-gb-hour",
+                       "2000000000000000"},
+                      env);
+  ChildProcess unpriced({kaisar_binary(), "provider", "run", "--data", plain, "--onenode", url()}, env_);
+  ASSERT_TRUE(eventually([&] {
+    auto r = call("GET", url() + "/api/v1/providers?status=online");
+    return r.status == 200 && r.body.at("providers").as_array().size() == 2;
+  })) << priced.output() << unpriced.output();
+
+  auto all = call("GET", url() + "/api/v1/offers");
+  ASSERT_EQ(all.status, 200) << all.raw;
+  const auto& offers = all.body.at("offers").as_array();
+  ASSERT_EQ(offers.size(), 1U) << "only the provider with prices offers anything: " << all.raw;
+  const auto& offer = offers[0].as_object();
+  EXPECT_EQ(offer.at("num_gpus").to_number<int>(), 2);
+  EXPECT_NEAR(offer.at("gpu_ram").to_number<double>(), 79.6, 0.05);  // GiB of the H100 (the first GPU)
+  EXPECT_EQ(offer.at("gpu_name").as_string(), "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(offer.at("country").as_string(), "local");
+  EXPECT_FALSE(offer.at("verified").as_bool());
+  // The hourly price is exactly what the prices and the free resources say.
+  const auto cores = offer.at("cpu_cores").to_number<std::uint64_t>();
+  const auto ram = offer.at("ram").to_number<std::uint64_t>();
+  const unsigned __int128 expected = static_cast<unsigned __int128>(2) * 500000000000000000ULL +
+                                     static_cast<unsigned __int128>(cores) * 10000000000000000ULL +
+                                     static_cast<unsigned __int128>(ram) * 2000000000000000ULL;
+  std::string digits;
+  for (unsigned __int128 v = expected; v > 0; v /= 10) digits.insert(digits.begin(), static_cast<char>('0' + v % 10));
+  EXPECT_EQ(offer.at("price_hour_base_units").as_string(), digits);
+
+  auto search = [&](const std::string& q) {
+    std::string escaped;
+    for (char c : q) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-') escaped += c;
+      else {
+        char buf[4];
+        std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+        escaped += buf;
+      }
+    }
+    return call("GET", url() + "/api/v1/offers?q=" + escaped);
+  };
+  EXPECT_EQ(search("num_gpus>=2 gpu_ram>=24 price_hour<=100 country=local").body.at("offers").as_array().size(), 1U);
+  EXPECT_EQ(search("num_gpus>=3").body.at("offers").as_array().size(), 0U);
+  EXPECT_EQ(search("verified=true").body.at("offers").as_array().size(), 0U);
+  auto syntax = search("num_gpus>=two");
+  EXPECT_EQ(syntax.status, 400);
+  EXPECT_NE(syntax.raw.find("at position 10"), std::string::npos) << syntax.raw;
+  EXPECT_EQ(call("GET", url() + "/api/v1/offers?sort=cheapness").status, 400);
+  EXPECT_EQ(call("GET", url() + "/api/v1/offers?q=" + std::string(3000, 'a')).status, 400);
+
+  // The CLI, as a renter would type it.
+  auto cli = kaisar({"offers", "--onenode", url(), "gpu_name=H100 num_gpus>=2 price_hour<=100", "--sort", "-reliability", "--json"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_EQ(json::parse(cli.out).at("offers").as_array().size(), 1U);
+  auto table = kaisar({"offers", "--onenode", url(), "num_gpus>=2"});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("KAI/HOUR"), std::string::npos) << table.out;
+  auto wrong = kaisar({"offers", "--onenode", url(), "gpu_nam=RTX"});
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.err.find("unknown field 'gpu_nam'"), std::string::npos) << wrong.err;
+}
+
 TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
   auto dir = make_temp_dir("dev");
   ChildProcess dev({kaisar_binary(), "dev", "--listen", "127.0.0.1:0", "--data", dir, "--heartbeat-interval", "1"});
@@ -580,6 +656,10 @@ TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
     return b.is_object() && b.at("token_base_units").as_string() != "0";
   })) << dev.output();
   EXPECT_EQ(balance().at("eth_wei").as_string(), "100000000000000000000");
+  // The dev provider has prices, so there is something to rent.
+  auto offers = call("GET", *url + "/api/v1/offers");
+  ASSERT_EQ(offers.status, 200) << offers.raw;
+  EXPECT_EQ(offers.body.at("offers").as_array().size(), 1U) << offers.raw;
   EXPECT_EQ(dev.stop(SIGINT), 0) << dev.output();
 
   // A second start keeps the chain: same contracts, the KAI still there.
