@@ -3,6 +3,7 @@
 #include <cctype>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "chain/contracts.hpp"
 #include "chain/http_transport.hpp"
@@ -410,6 +411,131 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         return kExitOk;
       }
       print_table({"OFFER", "GPUS", "VRAM", "CORES", "RAM", "KAI/HOUR", "RELIABILITY", "COUNTRY", "VERIFIED"}, rows);
+      return kExitOk;
+    };
+  });
+
+  RentArgs& ra = all.rent;
+  auto* rent = app.add_subcommand("rent", "Rent an offer: reserve, pay from your wallet, and follow the lease");
+  add_client_flags(*rent, o);
+  rent->add_option("--offer", ra.offer, "offer id from `kaisar offers`")->required();
+  rent->add_option("--image", ra.image, "container image, e.g. localhost/kaisar/demo:latest")->required();
+  rent->add_option("--gpus", ra.gpus, "GPUs (default 0)");
+  rent->add_option("--cpus", ra.cpus, "CPU cores (default 1)");
+  rent->add_option("--memory-gb", ra.memory_gb, "memory in GiB (default 1)");
+  rent->add_option("--hours", ra.hours, "hours paid in advance (default 1)");
+  rent->add_option("--port", ra.ports, "container port to expose (repeatable)");
+  rent->add_option("--env", ra.env, "NAME=value for the container (repeatable)");
+  rent->add_option("--ssh-key", ra.ssh_key_file, "your SSH public key file (e.g. ~/.ssh/id_ed25519.pub)");
+  rent->add_option("--wait", ra.wait_seconds, "seconds to wait for the payment to be seen (default 120)");
+  rent->callback([&] {
+    action = [&] {
+      json::object body{{"offer", ra.offer}, {"image", ra.image}, {"gpus", ra.gpus}, {"cpus", ra.cpus},
+                        {"memory_gb", ra.memory_gb}, {"hours", ra.hours}};
+      json::array ports;
+      for (auto p : ra.ports) ports.push_back(p);
+      body["ports"] = std::move(ports);
+      json::object env;
+      for (const auto& kv : ra.env) {
+        const auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) {
+          return report(Error{ErrorCode::kInvalidArgument, "--env takes NAME=value, got '" + kv + "'"}, o.json);
+        }
+        env[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+      body["env"] = std::move(env);
+      if (!ra.ssh_key_file.empty()) {
+        auto key = store::read_file(ra.ssh_key_file, 8192);
+        if (!key) return report(Error{ErrorCode::kNotFound, "cannot read --ssh-key " + ra.ssh_key_file}, o.json);
+        std::string line = *key;
+        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+        body["ssh_key"] = line;
+      }
+      if (!saved_token(o.onenode)) {
+        return report(Error{ErrorCode::kUnauthenticated, "sign in first: kaisar login --onenode " + o.onenode}, o.json);
+      }
+      json::value request = body;
+      auto lease = api_call(o, "POST", "/api/v1/leases", &request, true);
+      if (!lease) return report(lease.error(), o.json);
+      const std::string id(lease->at("id").as_string());
+      auto payment = chain::payment_from_json(lease->at("payment"));
+      if (!payment) return report(payment.error(), o.json);
+      if (!o.json) {
+        std::cerr << "lease " << id << " reserved; paying " << payment->amount.to_decimal() << " base units\n";
+      }
+      auto view = chain_view(o);
+      if (!view) return report(view.error(), o.json);
+      auto key = unlock_wallet(o);
+      if (!key) return report(key.error(), o.json);
+      eth::NonceManager nonces(*view->rpc);
+      auto paid = chain::pay_lease(*view->rpc, *key, nonces, *payment);
+      if (!paid) return report(paid.error(), o.json);
+      if (!o.json) std::cerr << "paid; waiting for OneNode to see the deposit\n";
+      json::value current = *lease;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{ra.wait_seconds};
+      while (std::chrono::steady_clock::now() < deadline) {
+        auto now = api_call(o, "GET", "/api/v1/leases/" + id, nullptr, true);
+        if (now) {
+          current = *now;
+          if (current.at("state").as_string() != "pending_payment") break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{500});
+      }
+      if (o.json) {
+        print_json(current);
+      } else {
+        std::cout << "lease " << id << ": " << field(current, "state") << " (" << field(current, "reason") << ")\n";
+      }
+      return current.at("state").as_string() == "pending_payment" ? kExitUnavailable : kExitOk;
+    };
+  });
+
+  auto* leases = app.add_subcommand("leases", "Your leases");
+  add_client_flags(*leases, o);
+  leases->callback([&] {
+    action = [&] {
+      auto r = api_call(o, "GET", "/api/v1/leases", nullptr, true);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(*r);
+        return kExitOk;
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& l : r->at("leases").as_array()) {
+        rows.push_back({field(l, "id"), field(l, "state"), field(l, "provider"), field(l.at("spec"), "image"),
+                        field(l, "created_at")});
+      }
+      if (rows.empty()) {
+        std::cout << "no leases yet\n";
+        return kExitOk;
+      }
+      print_table({"LEASE", "STATE", "PROVIDER", "IMAGE", "CREATED"}, rows);
+      return kExitOk;
+    };
+  });
+
+  auto* lease_cmd = app.add_subcommand("lease", "One lease: show");
+  lease_cmd->require_subcommand(1);
+  auto* show = lease_cmd->add_subcommand("show", "State, price, payment and history of a lease");
+  add_client_flags(*show, o);
+  show->add_option("id", ra.lease_id, "lease id")->required();
+  show->callback([&] {
+    action = [&] {
+      auto r = api_call(o, "GET", "/api/v1/leases/" + query_escape(ra.lease_id), nullptr, true);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(*r);
+        return kExitOk;
+      }
+      std::cout << "lease:    " << field(*r, "id") << "\n"
+                << "state:    " << field(*r, "state") << " (" << field(*r, "reason") << ")\n"
+                << "provider: " << field(*r, "provider") << "\n"
+                << "image:    " << field(r->at("spec"), "image") << "\n"
+                << "amount:   " << field(*r, "amount") << " base units (" << field(*r, "price_hour") << " per hour)\n"
+                << "history:\n";
+      for (const auto& h : r->at("history").as_array()) {
+        std::cout << "  " << field(h, "at") << "  " << field(h, "state") << "  " << field(h, "reason") << "\n";
+      }
       return kExitOk;
     };
   });

@@ -51,9 +51,24 @@ struct OffersArgs {
   std::string sort;
 };
 
+struct RentArgs {
+  std::string offer;
+  std::string image;
+  std::uint32_t gpus = 0;
+  std::uint32_t cpus = 1;
+  std::uint32_t memory_gb = 1;
+  std::uint32_t hours = 1;
+  std::vector<std::uint16_t> ports;
+  std::vector<std::string> env;
+  std::string ssh_key_file;
+  std::string lease_id;  // lease show
+  std::uint32_t wait_seconds = 120;
+};
+
 struct CommandArgs {
   ClientOptions client;
   OffersArgs offers;
+  RentArgs rent;
   WalletArgs wallet;
   std::string status_filter;
   OneNodeArgs onenode;

@@ -52,6 +52,7 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
     else if (k == "payment_token") r = want_string(c.payment_token);
     else if (k == "confirmations") r = want_int(c.confirmations);
     else if (k == "faucet") r = want_bool(c.faucet);
+    else if (k == "payment_timeout") r = want_seconds(c.payment_timeout);
     else if (k == "body_limit") r = want_int(c.body_limit);
     else if (k == "threads") r = want_int(c.threads);
     else if (k == "heartbeat_interval") r = want_seconds(c.heartbeat_interval);

@@ -36,6 +36,8 @@ struct OneNodeConfig {
   std::string payment_token;           // an existing ERC-20 to deploy with instead of KaiToken
   std::uint64_t confirmations = 1;     // blocks holding a write or log before it is final
   bool faucet = false;                 // POST /api/v1/faucet (dev chains only)
+  // A lease not paid within this time is failed and its capacity freed.
+  std::chrono::seconds payment_timeout{900};
 
   // Reads a TOML file; keys are the field names above (durations in seconds).
   static Result<OneNodeConfig> load_toml(const std::string& path);

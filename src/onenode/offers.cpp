@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "crypto/address.hpp"
 #include "eth/uint256.hpp"
 
 namespace kaisar::onenode {
@@ -38,6 +39,30 @@ double tokens(const eth::Uint256& base_units) {
 }
 
 }  // namespace
+
+void apply_reservations(json::array& providers, const std::map<std::string, Reserved>& held) {
+  for (auto& p : providers) {
+    if (!p.is_object()) continue;
+    json::object& provider = p.as_object();
+    if (text(provider, "status") != "online") continue;
+    const json::value* hw = provider.if_contains("hardware");
+    if (hw == nullptr || !hw->is_object()) continue;
+    const json::object& hardware = hw->get_object();
+    const std::uint64_t gpus =
+        hardware.contains("gpus") && hardware.at("gpus").is_array() ? hardware.at("gpus").as_array().size() : 0;
+    const std::uint64_t cores = u64(hardware.if_contains("cpu_cores"));
+    const std::uint64_t ram = u64(hardware.if_contains("ram_bytes"));
+    Reserved r;
+    auto id = crypto::Address::parse(text(provider, "id"));
+    if (id) {
+      if (auto it = held.find(id->to_lower_hex()); it != held.end()) r = it->second;
+    }
+    const std::uint64_t held_ram = r.memory_gb * static_cast<std::uint64_t>(kGiB);
+    provider["available"] = json::object{{"gpus", gpus - std::min<std::uint64_t>(gpus, r.gpus)},
+                                         {"cpu_cores", cores - std::min<std::uint64_t>(cores, r.cpu_cores)},
+                                         {"ram_bytes", ram - std::min<std::uint64_t>(ram, held_ram)}};
+  }
+}
 
 json::array build_offers(const json::array& providers) {
   json::array offers;

@@ -15,6 +15,7 @@
 #include "onenode/events.hpp"
 #include "onenode/geoip.hpp"
 #include "onenode/metrics.hpp"
+#include "onenode/leases.hpp"
 #include "onenode/offers.hpp"
 #include "onenode/registry.hpp"
 #include "onenode/schema.hpp"
@@ -37,6 +38,7 @@ struct OneNode::Impl {
   std::unique_ptr<ProviderRegistry> registry;
   std::unique_ptr<AuthService> auth;
   std::unique_ptr<ControlChannel> control;
+  std::unique_ptr<LeaseBook> leases;
   std::unique_ptr<Settlement> settlement;
   std::unique_ptr<net::HttpServer> server;
   std::atomic<bool> ready{false};
@@ -173,6 +175,9 @@ struct OneNode::Impl {
     r.add("GET", "/api/v1/offers", counted("GET", "/api/v1/offers", [this](Request& req) {
             auto providers = registry->list();
             if (!providers) return Response::error(providers.error());
+            auto held = leases->reserved();
+            if (!held) return Response::error(held.error());
+            apply_reservations(*providers, *held);
             const std::string q = req.query("q").value_or("");
             const std::string sort = req.query("sort").value_or("");
             auto offers = search_offers(*providers, q, sort);
@@ -180,6 +185,37 @@ struct OneNode::Impl {
             return Response::json(200, json::object{{"query", q},
                                                     {"sort", sort.empty() ? "price_hour" : sort},
                                                     {"offers", std::move(*offers)}});
+          }));
+    r.add("POST", "/api/v1/leases", counted("POST", "/api/v1/leases", [this](Request& req) {
+            auto session = session_of(req);
+            if (!session) return Response::error(session.error());
+            auto body = parse_json_object(req.body);
+            if (!body) return Response::error(body.error());
+            auto spec = LeaseSpec::from_json(*body);
+            if (!spec) return Response::error(spec.error());
+            if (!settlement) return Response::error(ErrorCode::kUnavailable, "this OneNode has no chain to be paid on");
+            auto lease = leases->create(session->address, *spec, settlement->deployment());
+            if (!lease) return Response::error(lease.error());
+            return Response::json(201, *lease);
+          }));
+    r.add("GET", "/api/v1/leases", counted("GET", "/api/v1/leases", [this](Request& req) {
+            auto session = session_of(req);
+            if (!session) return Response::error(session.error());
+            auto list = leases->list_for(session->address);
+            if (!list) return Response::error(list.error());
+            return Response::json(200, json::object{{"leases", std::move(*list)}});
+          }));
+    r.add("GET", "/api/v1/leases/{id}", counted("GET", "/api/v1/leases/{id}", [this](Request& req) {
+            auto session = session_of(req);
+            if (!session) return Response::error(session.error());
+            const std::string& id = req.path_params["id"];
+            if (id.size() > 64) return Response::error(ErrorCode::kInvalidArgument, "lease id is too long");
+            auto lease = leases->get(id);
+            // Someone else's lease is as unknown as a missing one.
+            if (!lease || lease->at("renter").as_string() != session->address.to_checksum()) {
+              return Response::error(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
+            }
+            return Response::json(200, *lease);
           }));
     r.add("GET", "/api/v1/chain", counted("GET", "/api/v1/chain", [this](Request&) {
             if (!settlement) {
@@ -246,6 +282,7 @@ struct OneNode::Impl {
       lock.unlock();
       registry->sweep();
       control->sweep();
+      leases->expire_unpaid();
       if (std::chrono::steady_clock::now() >= next_purge) {
         auth->purge_expired();
         next_purge = std::chrono::steady_clock::now() + std::chrono::minutes{1};
@@ -271,8 +308,14 @@ Result<std::string> OneNode::start() {
   auto db = store::open_sqlite((std::filesystem::path(s.config.data_dir) / "onenode.db").string(), migrations());
   if (!db) return std::unexpected(db.error());
   s.db = std::move(*db);
+  s.geoip = std::make_unique<GeoIpLocator>(s.config.geoip_database);
+  s.registry = std::make_unique<ProviderRegistry>(*s.db, s.clock, s.events, s.config.offline_after,
+                                                  [&s](const std::string& ip) { return s.geoip->country(ip); });
+  if (auto r = s.registry->recover(); !r) return std::unexpected(r.error());
+  s.control = std::make_unique<ControlChannel>(*s.registry, s.metrics, s.config.heartbeat_interval);
+  s.leases = std::make_unique<LeaseBook>(*s.db, s.clock, s.events, *s.registry, s.config.payment_timeout);
   if (!s.config.rpc_url.empty()) {
-    auto settlement = Settlement::open(s.config, *s.db, s.clock);
+    auto settlement = Settlement::open(s.config, *s.db, s.clock, s.leases.get());
     if (!settlement) return std::unexpected(settlement.error());
     s.settlement = std::move(*settlement);
     s.metrics.gauge("kaisar_chain_indexed_block", "Last block the chain indexer has read.", [&s] {
@@ -294,11 +337,6 @@ Result<std::string> OneNode::start() {
     s.metrics.gauge("kaisar_chain_outbox_failed", "Chain writes that failed for good.",
                     [outbox_count] { return outbox_count({"failed"}); });
   }
-  s.geoip = std::make_unique<GeoIpLocator>(s.config.geoip_database);
-  s.registry = std::make_unique<ProviderRegistry>(*s.db, s.clock, s.events, s.config.offline_after,
-                                                  [&s](const std::string& ip) { return s.geoip->country(ip); });
-  if (auto r = s.registry->recover(); !r) return std::unexpected(r.error());
-  s.control = std::make_unique<ControlChannel>(*s.registry, s.metrics, s.config.heartbeat_interval);
 
   net::ServerOptions options;
   options.host = listen->first;

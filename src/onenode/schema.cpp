@@ -50,6 +50,40 @@ CREATE INDEX auth_nonces_expiry ON auth_nonces(expires_at);
 )sql"},
       {3, "chain outbox and indexer", chain::schema_sql()},
       {4, "provider prices", "ALTER TABLE providers ADD COLUMN prices TEXT;"},
+      {5, "leases", R"sql(
+CREATE TABLE leases (
+  id              TEXT PRIMARY KEY,
+  renter          TEXT NOT NULL,
+  provider        TEXT NOT NULL,
+  spec            TEXT NOT NULL,
+  state           TEXT NOT NULL,
+  reason          TEXT NOT NULL,
+  price_hour      TEXT NOT NULL,   -- token base units, decimal
+  amount          TEXT NOT NULL,   -- what the renter deposits
+  escrow_lease_id TEXT NOT NULL UNIQUE,
+  chain_id        INTEGER NOT NULL,
+  escrow          TEXT NOT NULL,
+  token           TEXT NOT NULL,
+  created_at      INTEGER NOT NULL,
+  pay_by          INTEGER NOT NULL,
+  paid_at         INTEGER,
+  paid_block      INTEGER,
+  gpus            INTEGER NOT NULL,
+  cpu_cores       INTEGER NOT NULL,
+  memory_gb       INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL
+);
+CREATE INDEX leases_renter ON leases(renter, created_at);
+CREATE INDEX leases_provider_state ON leases(provider, state);
+CREATE TABLE lease_events (
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  lease_id TEXT NOT NULL,
+  at       INTEGER NOT NULL,
+  state    TEXT NOT NULL,
+  reason   TEXT NOT NULL
+);
+CREATE INDEX lease_events_lease ON lease_events(lease_id, id);
+)sql"},
   };
   return kMigrations;
 }

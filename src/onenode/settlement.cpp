@@ -56,7 +56,7 @@ Result<void> verify_deployment(eth::RpcClient& rpc, const chain::Deployment& d, 
 }  // namespace
 
 Result<std::unique_ptr<Settlement>> Settlement::open(const OneNodeConfig& config, store::Database& db,
-                                                     const Clock& clock) {
+                                                     const Clock& clock, LeaseBook* leases) {
   std::unique_ptr<Settlement> s(new Settlement());
   s->config_ = config;
   s->clock_ = &clock;
@@ -123,7 +123,12 @@ Result<std::unique_ptr<Settlement>> Settlement::open(const OneNodeConfig& config
   indexer_options.start_block = s->deployment_.deployed_block;
   indexer_options.confirmations = config.confirmations > 0 ? config.confirmations - 1 : 0;
   s->ledger_ = std::make_unique<chain::EscrowLedger>(db, s->deployment_.escrow);
-  s->indexer_ = std::make_unique<chain::Indexer>(db, *s->transport_, indexer_options, s->ledger_.get());
+  chain::LogHandler* handler = s->ledger_.get();
+  if (leases != nullptr) {
+    leases->set_ledger(s->ledger_.get());
+    handler = leases;
+  }
+  s->indexer_ = std::make_unique<chain::Indexer>(db, *s->transport_, indexer_options, handler);
   s->outbox_->start();
   s->indexer_->start();
   return s;

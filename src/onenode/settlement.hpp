@@ -13,6 +13,7 @@
 #include "core/time.hpp"
 #include "crypto/address.hpp"
 #include "onenode/config.hpp"
+#include "onenode/leases.hpp"
 #include "store/database.hpp"
 
 namespace kaisar::onenode {
@@ -23,7 +24,10 @@ class Settlement {
  public:
   // Checks the node's chain id, unlocks the operator key, loads the contract addresses
   // (or deploys them when allowed) and starts the outbox and indexer threads.
-  static Result<std::unique_ptr<Settlement>> open(const OneNodeConfig& config, store::Database& db, const Clock& clock);
+  // `leases`, when given, receives the escrow's events (it keeps the ledger up to date and
+  // marks leases paid in the same transaction).
+  static Result<std::unique_ptr<Settlement>> open(const OneNodeConfig& config, store::Database& db, const Clock& clock,
+                                                  LeaseBook* leases = nullptr);
   ~Settlement();
 
   void stop();

@@ -1,6 +1,9 @@
 // OneNode on a real anvil chain: deployment, GET /api/v1/chain, the faucet, restarts, bad
 // configuration, and the CLI's wallet commands, checked with cast as the independent client.
+#include <atomic>
 #include <filesystem>
+#include <map>
+#include <thread>
 
 #include "crypto/keystore.hpp"
 #include "harness.hpp"
@@ -259,6 +262,177 @@ TEST_F(ChainOneNodeTest, UnfundedOperatorCannotDeployAndSaysSo) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("funds"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ + "/poor/contracts.json"));
+}
+
+// ---- leases: reserve, pay, paid; unpaid leases expire; racing renters ------------------------
+
+class LeaseTest : public ChainOneNodeTest {
+ protected:
+  void SetUp() override {
+    ChainOneNodeTest::SetUp();
+    if (HasFatalFailure()) return;
+    std::vector<std::string> flags = chain_flags(anvil_.url);
+    write_text(dir_ + "/onenode.toml", "faucet = true\npayment_timeout = 3\n");
+    flags.push_back("--config");
+    flags.push_back(dir_ + "/onenode.toml");
+    node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags);
+    env_ = {{"XDG_CONFIG_HOME", dir_ + "/config"}, {"XDG_DATA_HOME", dir_ + "/share"},
+            {"KAISAR_NVML_LIBRARY", binary_dir() + "/tests/fakes/libfake_nvml.so"}};
+    write_text(dir_ + "/pw", "pw\n");
+    auto init = run_process({kaisar_binary(), "provider", "init", "--data", dir_ + "/agent", "--password-file",
+                             dir_ + "/pw", "--light-kdf", "--json"},
+                            {}, env_);
+    ASSERT_EQ(init.exit_code, 0) << init.err;
+    provider_id_ = std::string(json::parse(init.out).at("node").as_string());
+    agent_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{kaisar_binary(), "provider", "run", "--data", dir_ + "/agent", "--onenode",
+                                 node_->url(), "--price-gpu-hour", "500000000000000000", "--price-cpu-core-hour",
+                                 "10000000000000000", "--price-ram-gb-hour", "2000000000000000"},
+        env_);
+    ASSERT_TRUE(eventually([&] {
+      auto r = call("GET", node_->url() + "/api/v1/offers");
+      return r.status == 200 && r.body.at("offers").as_array().size() == 1;
+    })) << agent_->output();
+  }
+  int free_gpus() {
+    auto r = call("GET", node_->url() + "/api/v1/offers");
+    return r.status == 200 && !r.body.at("offers").as_array().empty()
+               ? r.body.at("offers").as_array()[0].at("num_gpus").to_number<int>()
+               : -1;
+  }
+  Reply post_lease(const std::string& token, const json::object& body) {
+    return call("POST", node_->url() + "/api/v1/leases", json::serialize(body), {{"authorization", "Bearer " + token}});
+  }
+  json::object spec(int gpus) {
+    return json::object{{"offer", provider_id_}, {"image", "localhost/kaisar/demo:latest"}, {"gpus", gpus},
+                        {"cpus", 1},           {"memory_gb", 1},                        {"hours", 2}};
+  }
+
+  std::unique_ptr<OneNodeProcess> node_;
+  std::unique_ptr<ChildProcess> agent_;
+  std::map<std::string, std::string> env_;
+  std::string provider_id_;
+};
+
+TEST_F(LeaseTest, RentPaysAndOneNodeMarksTheLeasePaid) {
+  auto renter = crypto::PrivateKey::generate();
+  write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
+  auto kaisar = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kaisar_binary());
+    args.insert(args.end(), {"--onenode", node_->url(), "--wallet", dir_ + "/renter.json", "--password-file", dir_ + "/pw"});
+    return run_process(args, {}, env_, std::chrono::seconds{120});
+  };
+  ASSERT_EQ(kaisar({"login"}).exit_code, 0);
+  ASSERT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] {
+    auto b = kaisar({"wallet", "balance", "--json"});
+    return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
+  }));
+
+  EXPECT_EQ(free_gpus(), 2);
+  auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--gpus", "1",
+                      "--hours", "2", "--port", "8080", "--env", "GREETING=hi", "--json"});
+  ASSERT_EQ(rent.exit_code, 0) << rent.err << rent.out;
+  auto lease = json::parse(rent.out);
+  EXPECT_EQ(lease.at("state").as_string(), "paid") << rent.out;
+  EXPECT_EQ(lease.at("renter").as_string(), renter.address().to_checksum());
+  // 2 hours of 1 GPU + 1 core + 1 GiB, to the base unit.
+  EXPECT_EQ(lease.at("amount").as_string(), std::to_string(2 * (500000000000000000ULL + 10000000000000000ULL + 2000000000000000ULL)));
+  const std::string escrow_id(lease.at("payment").at("lease_id").as_string());
+  auto payment = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+  EXPECT_EQ(payment.body.at("deposited"), lease.at("amount"));
+  EXPECT_EQ(free_gpus(), 1) << "a paid lease holds its GPU";
+  // The lease and its history, as the renter sees them.
+  auto shown = kaisar({"lease", "show", std::string(lease.at("id").as_string()), "--json"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_EQ(json::parse(shown.out).at("history").as_array().size(), 2U);
+  auto listed = kaisar({"leases", "--json"});
+  ASSERT_EQ(listed.exit_code, 0);
+  EXPECT_EQ(json::parse(listed.out).at("leases").as_array().size(), 1U);
+  auto bad_env = kaisar({"rent", "--offer", provider_id_, "--image", "x", "--env", "NOEQUALS"});
+  EXPECT_EQ(bad_env.exit_code, 2);
+  // A restart of OneNode keeps the lease and its state.
+  EXPECT_EQ(node_->stop(), 0);
+  std::vector<std::string> flags = chain_flags(anvil_.url);
+  flags.push_back("--config");
+  flags.push_back(dir_ + "/onenode.toml");
+  node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags);
+  ASSERT_EQ(kaisar({"login"}).exit_code, 0);  // the new process listens on another port: another URL
+  auto again = kaisar({"lease", "show", std::string(lease.at("id").as_string()), "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(json::parse(again.out).at("state").as_string(), "paid");
+}
+
+TEST_F(LeaseTest, UnpaidLeasesExpireAndFreeTheirCapacity) {
+  const std::string token = sign_in(node_->url(), crypto::PrivateKey::generate());
+  auto first = post_lease(token, spec(2));
+  ASSERT_EQ(first.status, 201) << first.raw;
+  EXPECT_EQ(first.body.at("state").as_string(), "pending_payment");
+  EXPECT_EQ(free_gpus(), 0);
+  auto second = post_lease(token, spec(1));
+  EXPECT_EQ(second.status, 409) << second.raw;
+  EXPECT_NE(second.raw.find("not enough free GPUs"), std::string::npos);
+  const std::string id(first.body.at("id").as_string());
+  ASSERT_TRUE(eventually([&] {
+    auto l = call("GET", node_->url() + "/api/v1/leases/" + id, {}, {{"authorization", "Bearer " + token}});
+    return l.status == 200 && l.body.at("state").as_string() == "failed";
+  }, std::chrono::seconds{15}));
+  EXPECT_EQ(free_gpus(), 2);
+  EXPECT_EQ(post_lease(token, spec(1)).status, 201);
+}
+
+TEST_F(LeaseTest, BadLeaseRequestsAreRefused) {
+  const std::string token = sign_in(node_->url(), crypto::PrivateKey::generate());
+  const std::string url = node_->url() + "/api/v1/leases";
+  EXPECT_EQ(call("POST", url, json::serialize(spec(1))).status, 401);
+  EXPECT_EQ(call("POST", url, json::serialize(spec(1)), {{"authorization", "Bearer nope"}}).status, 401);
+  const net::Headers auth{{"authorization", "Bearer " + token}};
+  EXPECT_EQ(call("POST", url, "{not json", auth).status, 400);
+  EXPECT_EQ(call("POST", url, std::string(2 << 20, ' '), auth).status, 413);
+  auto with = [&](std::string_view key, json::value v) {
+    json::object s = spec(1);
+    s[key] = std::move(v);
+    return post_lease(token, s);
+  };
+  EXPECT_EQ(with("gpus", -1).status, 400);
+  EXPECT_EQ(with("hours", 0).status, 400);
+  EXPECT_EQ(with("image", "bad image!").status, 400);
+  EXPECT_EQ(with("ports", json::array{0}).status, 400);
+  EXPECT_EQ(with("env", json::object{{"1X", "y"}}).status, 400);
+  EXPECT_EQ(with("ssh_key", "not a key").status, 400);
+  EXPECT_EQ(with("surprise", 1).status, 400);
+  EXPECT_EQ(with("offer", "0x00000000000000000000000000000000000000aa").status, 404);
+  EXPECT_EQ(with("gpus", 3).status, 409);
+  // Someone else's lease does not exist for you.
+  auto mine = post_lease(token, spec(1));
+  ASSERT_EQ(mine.status, 201);
+  const std::string other = sign_in(node_->url(), crypto::PrivateKey::generate());
+  EXPECT_EQ(call("GET", url + "/" + std::string(mine.body.at("id").as_string()), {},
+                 {{"authorization", "Bearer " + other}})
+                .status,
+            404);
+}
+
+TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 100; ++i) tokens.push_back(sign_in(node_->url(), crypto::PrivateKey::generate()));
+  std::atomic<int> created{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> renters;
+  const std::string body = json::serialize(spec(2));
+  for (const auto& token : tokens) {
+    renters.emplace_back([&, token] {
+      auto r = net::http_request("POST", node_->url() + "/api/v1/leases", body,
+                                 {{"authorization", "Bearer " + token}, {"content-type", "application/json"}},
+                                 std::chrono::seconds{30});
+      if (r && r->status == 201) ++created;
+      else if (r && r->status == 409) ++refused;
+    });
+  }
+  for (auto& t : renters) t.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(refused.load(), 99);
+  EXPECT_EQ(free_gpus(), 0);
 }
 
 }  // namespace

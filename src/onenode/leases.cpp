@@ -1,0 +1,380 @@
+#include "onenode/leases.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <cctype>
+#include <set>
+
+#include "crypto/random.hpp"
+#include "eth/uint256.hpp"
+
+namespace kaisar::onenode {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kColumns =
+    "id, renter, provider, spec, state, reason, price_hour, amount, escrow_lease_id, chain_id, escrow, token, "
+    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb";
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+Result<std::uint32_t> small_uint(const json::object& o, std::string_view key, std::uint32_t fallback, std::uint32_t max) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr) return fallback;
+  std::int64_t n = -1;
+  if (v->is_int64()) n = v->get_int64();
+  else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(max)) n = static_cast<std::int64_t>(v->get_uint64());
+  if (n < 0 || n > static_cast<std::int64_t>(max)) {
+    return fail(ErrorCode::kInvalidArgument, std::string(key) + " must be a whole number from 0 to " + std::to_string(max));
+  }
+  return static_cast<std::uint32_t>(n);
+}
+
+bool env_name_ok(std::string_view name) {
+  if (name.empty() || name.size() > 128 || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!(std::isalnum(c) || c == '_')) return false;
+  }
+  return true;
+}
+
+bool image_ok(std::string_view image) {
+  if (image.empty() || image.size() > 255) return false;
+  for (char ch : image) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!(std::isalnum(c) || c == '/' || c == ':' || c == '.' || c == '-' || c == '_' || c == '@')) return false;
+  }
+  return true;
+}
+
+std::uint64_t u64(const json::value* v) {
+  if (v == nullptr) return 0;
+  if (v->is_uint64()) return v->get_uint64();
+  if (v->is_int64() && v->get_int64() > 0) return static_cast<std::uint64_t>(v->get_int64());
+  return 0;
+}
+
+}  // namespace
+
+Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
+  static const std::set<std::string_view> kKnown = {"offer", "image", "gpus", "cpus", "memory_gb", "disk_gb", "env",
+                                                    "ports", "command", "ssh_key", "hours"};
+  for (const auto& [k, v] : o) {
+    if (!kKnown.contains(k)) return fail(ErrorCode::kInvalidArgument, "unknown field '" + std::string(k) + "'");
+  }
+  LeaseSpec s;
+  auto text = [&](std::string_view key, std::string& out, std::size_t max, bool required) -> Result<void> {
+    const json::value* v = o.if_contains(key);
+    if (v == nullptr) {
+      if (required) return fail(ErrorCode::kInvalidArgument, std::string(key) + " is required");
+      return {};
+    }
+    if (!v->is_string() || v->get_string().size() > max) {
+      return fail(ErrorCode::kInvalidArgument, std::string(key) + " must be a string of at most " + std::to_string(max) + " bytes");
+    }
+    out = std::string(v->get_string());
+    return {};
+  };
+  if (auto r = text("offer", s.offer, 64, true); !r) return std::unexpected(r.error());
+  if (auto r = text("image", s.image, 255, true); !r) return std::unexpected(r.error());
+  if (!image_ok(s.image)) return fail(ErrorCode::kInvalidArgument, "image must be a reference like registry/name:tag");
+  if (auto r = text("ssh_key", s.ssh_key, 8192, false); !r) return std::unexpected(r.error());
+  if (!s.ssh_key.empty() && s.ssh_key.rfind("ssh-", 0) != 0 && s.ssh_key.rfind("ecdsa-", 0) != 0) {
+    return fail(ErrorCode::kInvalidArgument, "ssh_key must be an OpenSSH public key line (ssh-ed25519 …)");
+  }
+  for (char ch : s.ssh_key) {
+    if (ch == '\n' || ch == '\r' || ch == '\0') return fail(ErrorCode::kInvalidArgument, "ssh_key must be one line");
+  }
+  auto gpus = small_uint(o, "gpus", 0, 64);
+  auto cpus = small_uint(o, "cpus", 1, 1024);
+  auto mem = small_uint(o, "memory_gb", 1, 4096);
+  auto disk = small_uint(o, "disk_gb", 0, 65536);
+  auto hours = small_uint(o, "hours", 1, 24 * 366);
+  for (auto* r : {&gpus, &cpus, &mem, &disk, &hours}) {
+    if (!*r) return std::unexpected(r->error());
+  }
+  s.gpus = *gpus;
+  s.cpus = *cpus;
+  s.memory_gb = *mem;
+  s.disk_gb = *disk;
+  s.hours = *hours;
+  if (s.hours == 0) return fail(ErrorCode::kInvalidArgument, "hours must be at least 1");
+  if (s.cpus == 0) return fail(ErrorCode::kInvalidArgument, "cpus must be at least 1");
+  if (const json::value* env = o.if_contains("env")) {
+    if (!env->is_object() || env->get_object().size() > 128) {
+      return fail(ErrorCode::kInvalidArgument, "env must be an object of at most 128 NAME: value strings");
+    }
+    for (const auto& [k, v] : env->get_object()) {
+      if (!env_name_ok(k)) return fail(ErrorCode::kInvalidArgument, "env name '" + std::string(k).substr(0, 64) + "' is not [A-Za-z_][A-Za-z0-9_]*");
+      if (!v.is_string() || v.get_string().size() > 32768) {
+        return fail(ErrorCode::kInvalidArgument, "env value of " + std::string(k) + " must be a string of at most 32 KiB");
+      }
+      s.env.emplace_back(std::string(k), std::string(v.get_string()));
+    }
+  }
+  if (const json::value* ports = o.if_contains("ports")) {
+    if (!ports->is_array() || ports->get_array().size() > 32) {
+      return fail(ErrorCode::kInvalidArgument, "ports must be an array of at most 32 port numbers");
+    }
+    std::set<std::uint16_t> seen;
+    for (const auto& p : ports->get_array()) {
+      if (!p.is_int64() || p.get_int64() < 1 || p.get_int64() > 65535 ||
+          !seen.insert(static_cast<std::uint16_t>(p.get_int64())).second) {
+        return fail(ErrorCode::kInvalidArgument, "ports must be distinct numbers from 1 to 65535");
+      }
+      s.ports.push_back(static_cast<std::uint16_t>(p.get_int64()));
+    }
+  }
+  if (const json::value* command = o.if_contains("command")) {
+    if (!command->is_array() || command->get_array().size() > 256) {
+      return fail(ErrorCode::kInvalidArgument, "command must be an array of at most 256 strings");
+    }
+    for (const auto& a : command->get_array()) {
+      if (!a.is_string() || a.get_string().size() > 4096) {
+        return fail(ErrorCode::kInvalidArgument, "command must be an array of strings of at most 4096 bytes");
+      }
+      s.command.emplace_back(a.get_string());
+    }
+  }
+  return s;
+}
+
+json::object LeaseSpec::to_json() const {
+  json::object env_o;
+  for (const auto& [k, v] : env) env_o[k] = v;
+  json::array ports_a;
+  for (auto p : ports) ports_a.push_back(p);
+  json::array command_a;
+  for (const auto& c : command) command_a.push_back(json::value(c));
+  return json::object{{"offer", offer},       {"image", image},     {"gpus", gpus},
+                      {"cpus", cpus},         {"memory_gb", memory_gb}, {"disk_gb", disk_gb},
+                      {"env", std::move(env_o)}, {"ports", std::move(ports_a)}, {"command", std::move(command_a)},
+                      {"ssh_key", ssh_key},   {"hours", hours}};
+}
+
+LeaseBook::LeaseBook(store::Database& db, const Clock& clock, EventHub& events, ProviderRegistry& registry,
+                     std::chrono::seconds payment_timeout)
+    : db_(db), clock_(clock), events_(events), registry_(registry), payment_timeout_(payment_timeout) {}
+
+Result<std::map<std::string, Reserved>> LeaseBook::reserved() const {
+  auto rows = db_.query(
+      "SELECT provider, SUM(gpus), SUM(cpu_cores), SUM(memory_gb) FROM leases "
+      "WHERE state IN ('pending_payment', 'paid', 'deploying', 'running') GROUP BY provider");
+  if (!rows) return std::unexpected(rows.error());
+  std::map<std::string, Reserved> out;
+  for (const auto& r : *rows) {
+    out[r.text(0)] = Reserved{static_cast<std::uint32_t>(r.integer(1)), static_cast<std::uint32_t>(r.integer(2)),
+                              static_cast<std::uint64_t>(r.integer(3))};
+  }
+  return out;
+}
+
+Result<json::object> LeaseBook::create(const crypto::Address& renter, const LeaseSpec& spec,
+                                       const chain::Deployment& chain) {
+  auto provider_addr = crypto::Address::parse(spec.offer);
+  if (!provider_addr) return fail(ErrorCode::kInvalidArgument, "offer must be an offer id (a provider address)");
+  const std::string provider_id = provider_addr->to_lower_hex();
+  auto provider = registry_.get(provider_id);
+  if (!provider) return std::unexpected(provider.error());
+  if (provider->at("status").as_string() != "online") {
+    return fail(ErrorCode::kConflict, "provider " + spec.offer + " is offline");
+  }
+  const json::value& prices = provider->at("prices");
+  if (!prices.is_object()) return fail(ErrorCode::kConflict, "provider " + spec.offer + " offers nothing for rent");
+  auto price = [&](std::string_view key) {
+    const json::value* v = prices.get_object().if_contains(key);
+    return v != nullptr && v->is_string() ? eth::Uint256::from_decimal(v->get_string()).value_or(eth::Uint256{})
+                                          : eth::Uint256{};
+  };
+  const eth::Uint256 price_hour =
+      price("gpu_hour") * spec.gpus + price("cpu_core_hour") * spec.cpus + price("ram_gb_hour") * spec.memory_gb;
+  const eth::Uint256 amount = price_hour * spec.hours;
+  if (amount.is_zero()) return fail(ErrorCode::kInvalidArgument, "this lease would cost nothing; ask for resources");
+
+  const json::object& hw = provider->at("hardware").as_object();
+  const std::uint64_t total_gpus = hw.contains("gpus") && hw.at("gpus").is_array() ? hw.at("gpus").as_array().size() : 0;
+  const std::uint64_t total_cores = u64(hw.if_contains("cpu_cores"));
+  const auto total_mem = static_cast<std::uint64_t>(static_cast<double>(u64(hw.if_contains("ram_bytes"))) / kGiB);
+
+  const std::string id = crypto::random_uuid();
+  const auto now = to_unix_seconds(clock_.now());
+  const auto pay_by = now + payment_timeout_.count();
+  const Hash32 escrow_id = chain::escrow_lease_id(id);
+  auto tx = db_.transaction([&]() -> Result<void> {
+    // Inside the write lock: what is held now, then the new hold.
+    auto held = db_.query(
+        "SELECT COALESCE(SUM(gpus), 0), COALESCE(SUM(cpu_cores), 0), COALESCE(SUM(memory_gb), 0) FROM leases "
+        "WHERE provider = ? AND state IN ('pending_payment', 'paid', 'deploying', 'running')",
+        {provider_id});
+    if (!held) return std::unexpected(held.error());
+    const auto& h = held->front();
+    if (static_cast<std::uint64_t>(h.integer(0)) + spec.gpus > total_gpus) {
+      return fail(ErrorCode::kConflict, "not enough free GPUs on this offer (" +
+                                            std::to_string(total_gpus - std::min<std::uint64_t>(total_gpus, static_cast<std::uint64_t>(h.integer(0)))) +
+                                            " free)");
+    }
+    if (static_cast<std::uint64_t>(h.integer(1)) + spec.cpus > total_cores) {
+      return fail(ErrorCode::kConflict, "not enough free CPU cores on this offer");
+    }
+    if (static_cast<std::uint64_t>(h.integer(2)) + spec.memory_gb > total_mem) {
+      return fail(ErrorCode::kConflict, "not enough free memory on this offer");
+    }
+    auto inserted = db_.execute(
+        "INSERT INTO leases (id, renter, provider, spec, state, reason, price_hour, amount, escrow_lease_id, chain_id, "
+        "escrow, token, created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, updated_at) "
+        "VALUES (?, ?, ?, ?, 'pending_payment', 'waiting for the deposit', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+        {id, renter.to_lower_hex(), provider_id, json::serialize(spec.to_json()), price_hour.to_decimal(),
+         amount.to_decimal(), to_hex(escrow_id), static_cast<std::int64_t>(chain.chain_id), chain.escrow.to_checksum(),
+         chain.token.to_checksum(), now, pay_by, static_cast<std::int64_t>(spec.gpus),
+         static_cast<std::int64_t>(spec.cpus), static_cast<std::int64_t>(spec.memory_gb), now});
+    if (!inserted) return std::unexpected(inserted.error());
+    auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, 'pending_payment', ?)",
+                              {id, now, std::string("created; pay ") + amount.to_decimal() + " base units by " +
+                                            format_rfc3339(from_unix_seconds(pay_by))});
+    if (!logged) return std::unexpected(logged.error());
+    return {};
+  });
+  if (!tx) return std::unexpected(tx.error());
+  events_.publish("lease.pending_payment", json::serialize(json::object{{"lease_id", id}, {"state", "pending_payment"}}));
+  return get(id);
+}
+
+json::object LeaseBook::view(const store::Row& row) const {
+  const std::string id = row.text(0);
+  boost::system::error_code ec;
+  json::value spec = json::parse(row.text(3), ec);
+  if (ec) spec = json::object{};
+  json::array history;
+  if (auto events = db_.query("SELECT at, state, reason FROM lease_events WHERE lease_id = ? ORDER BY id", {id})) {
+    for (const auto& e : *events) {
+      history.push_back(json::object{{"at", format_rfc3339(from_unix_seconds(e.integer(0)))},
+                                     {"state", e.text(1)},
+                                     {"reason", e.text(2)}});
+    }
+  }
+  auto renter = crypto::Address::parse(row.text(1));
+  auto provider = crypto::Address::parse(row.text(2));
+  chain::LeasePayment payment;
+  payment.chain_id = static_cast<std::uint64_t>(row.integer(9));
+  payment.escrow = crypto::Address::parse(row.text(10)).value_or(crypto::Address{});
+  payment.token = crypto::Address::parse(row.text(11)).value_or(crypto::Address{});
+  payment.lease_id = eth::parse_hash(row.text(8)).value_or(Hash32{});
+  payment.amount = eth::Uint256::from_decimal(row.text(7)).value_or(eth::Uint256{});
+  return json::object{
+      {"id", id},
+      {"renter", renter ? renter->to_checksum() : row.text(1)},
+      {"provider", provider ? provider->to_checksum() : row.text(2)},
+      {"state", row.text(4)},
+      {"reason", row.text(5)},
+      {"spec", std::move(spec)},
+      {"price_hour", row.text(6)},
+      {"amount", row.text(7)},
+      {"payment", chain::to_json(payment)},
+      {"created_at", format_rfc3339(from_unix_seconds(row.integer(12)))},
+      {"pay_by", format_rfc3339(from_unix_seconds(row.integer(13)))},
+      {"paid_at", row.is_null(14) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(14))))},
+      {"history", std::move(history)},
+  };
+}
+
+Result<json::object> LeaseBook::get(const std::string& id) const {
+  auto rows = db_.query("SELECT " + std::string(kColumns) + " FROM leases WHERE id = ?", {id});
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty()) return fail(ErrorCode::kNotFound, "no lease " + id);
+  return view(rows->front());
+}
+
+Result<json::array> LeaseBook::list_for(const crypto::Address& renter) const {
+  auto rows = db_.query("SELECT " + std::string(kColumns) + " FROM leases WHERE renter = ? ORDER BY created_at DESC LIMIT 500",
+                        {renter.to_lower_hex()});
+  if (!rows) return std::unexpected(rows.error());
+  json::array out;
+  for (const auto& r : *rows) out.push_back(view(r));
+  return out;
+}
+
+Result<void> LeaseBook::transition(const std::string& id, std::string_view from, std::string_view to,
+                                   const std::string& reason) {
+  const auto now = to_unix_seconds(clock_.now());
+  auto changed = db_.execute(
+      "UPDATE leases SET state = ?, reason = ?, updated_at = ?, paid_at = CASE WHEN ? = 'paid' THEN ? ELSE paid_at END "
+      "WHERE id = ? AND state = ?",
+      {std::string(to), reason, now, std::string(to), now, id, std::string(from)});
+  if (!changed) return std::unexpected(changed.error());
+  if (*changed == 0) return fail(ErrorCode::kConflict, "lease " + id + " is not " + std::string(from));
+  auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, ?, ?)",
+                            {id, now, std::string(to), reason});
+  if (!logged) return std::unexpected(logged.error());
+  events_.publish("lease." + std::string(to),
+                  json::serialize(json::object{{"lease_id", id}, {"state", to}, {"reason", reason}}));
+  return {};
+}
+
+std::size_t LeaseBook::expire_unpaid() {
+  const auto now = to_unix_seconds(clock_.now());
+  auto rows = db_.query("SELECT id FROM leases WHERE state = 'pending_payment' AND pay_by < ?", {now});
+  if (!rows) return 0;
+  std::size_t n = 0;
+  for (const auto& r : *rows) {
+    auto done = db_.transaction([&]() -> Result<void> {
+      return transition(r.text(0), "pending_payment", "failed", "not paid in time; the capacity is free again");
+    });
+    if (done) ++n;
+  }
+  return n;
+}
+
+Result<void> LeaseBook::apply(const eth::Log& log) {
+  if (ledger_ != nullptr) {
+    if (auto r = ledger_->apply(log); !r) return r;
+  }
+  auto event = chain::decode_escrow_event(log);
+  if (!event || !*event) return {};
+  const chain::EscrowEvent& e = **event;
+  if (e.kind != chain::EscrowEvent::Kind::kDeposited && e.kind != chain::EscrowEvent::Kind::kToppedUp) return {};
+  auto rows = db_.query("SELECT id, renter, amount, state, escrow FROM leases WHERE escrow_lease_id = ?",
+                        {to_hex(e.lease_id)});
+  if (!rows || rows->empty()) return {};  // a deposit for no lease of ours (or not yet known)
+  const auto& lease = rows->front();
+  if (lease.text(3) != "pending_payment") return {};
+  if (crypto::Address::parse(lease.text(4)).value_or(crypto::Address{}) != log.address) return {};  // another escrow
+  if (crypto::Address::parse(lease.text(1)).value_or(crypto::Address{}) != e.renter) {
+    return {};  // paid by someone else: the escrow refunds whoever deposited at settlement
+  }
+  if (ledger_ == nullptr) return {};
+  auto funds = ledger_->funds(e.lease_id);
+  if (!funds || !*funds) return {};
+  const auto due = eth::Uint256::from_decimal(lease.text(2)).value_or(eth::Uint256{});
+  if ((*funds)->deposited < due) return {};
+  const std::string id = lease.text(0);
+  if (auto r = transition(id, "pending_payment", "paid",
+                          "deposit of " + (*funds)->deposited.to_decimal() + " in " + to_hex(e.tx_hash));
+      !r) {
+    return r;
+  }
+  auto block = db_.execute("UPDATE leases SET paid_block = ? WHERE id = ?",
+                           {static_cast<std::int64_t>(e.block_number), id});
+  if (!block) return std::unexpected(block.error());
+  return {};
+}
+
+Result<void> LeaseBook::rewind(std::uint64_t first_block) {
+  if (ledger_ != nullptr) {
+    if (auto r = ledger_->rewind(first_block); !r) return r;
+  }
+  auto rows = db_.query("SELECT id FROM leases WHERE state = 'paid' AND paid_block >= ?",
+                        {static_cast<std::int64_t>(first_block)});
+  if (!rows) return std::unexpected(rows.error());
+  for (const auto& r : *rows) {
+    if (auto t = transition(r.text(0), "paid", "pending_payment", "the block with the deposit was reorganized away"); !t) {
+      return t;
+    }
+  }
+  return {};
+}
+
+}  // namespace kaisar::onenode

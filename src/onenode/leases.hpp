@@ -1,0 +1,85 @@
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chain/contracts.hpp"
+#include "chain/payments.hpp"
+#include "core/error.hpp"
+#include "core/time.hpp"
+#include "crypto/address.hpp"
+#include "onenode/events.hpp"
+#include "onenode/registry.hpp"
+#include "store/database.hpp"
+
+namespace kaisar::onenode {
+
+// What a renter asks for (POST /api/v1/leases).
+struct LeaseSpec {
+  std::string offer;  // provider id
+  std::string image;
+  std::uint32_t gpus = 0;
+  std::uint32_t cpus = 1;
+  std::uint32_t memory_gb = 1;
+  std::uint32_t disk_gb = 0;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::vector<std::uint16_t> ports;
+  std::vector<std::string> command;
+  std::string ssh_key;
+  std::uint32_t hours = 1;
+
+  static Result<LeaseSpec> from_json(const boost::json::object& o);
+  boost::json::object to_json() const;
+};
+
+struct Reserved {
+  std::uint32_t gpus = 0;
+  std::uint32_t cpu_cores = 0;
+  std::uint64_t memory_gb = 0;
+};
+
+// Leases and the capacity they hold. Every state change is stored with its reason in the
+// same transaction as the state: pending_payment → paid → deploying → running → ended |
+// failed. Capacity is reserved atomically at creation (the database's write lock), so
+// renters racing for the last GPU get exactly one lease.
+class LeaseBook final : public chain::LogHandler {
+ public:
+  LeaseBook(store::Database& db, const Clock& clock, EventHub& events, ProviderRegistry& registry,
+            std::chrono::seconds payment_timeout);
+
+  // Quotes, reserves and stores a lease in pending_payment. kConflict when the offer does
+  // not have the resources free, kNotFound for an unknown or offline provider.
+  Result<boost::json::object> create(const crypto::Address& renter, const LeaseSpec& spec,
+                                     const chain::Deployment& chain);
+  Result<boost::json::object> get(const std::string& id) const;
+  Result<boost::json::array> list_for(const crypto::Address& renter) const;
+  // Capacity held by leases that are not final, per provider (lower-case id).
+  Result<std::map<std::string, Reserved>> reserved() const;
+  // Fails leases still unpaid past the payment timeout; returns how many.
+  std::size_t expire_unpaid();
+
+  // chain::LogHandler: escrow deposits mark leases paid (inside the indexer's transaction).
+  Result<void> apply(const eth::Log& log) override;
+  Result<void> rewind(std::uint64_t first_block) override;
+
+  void set_ledger(chain::EscrowLedger* ledger) { ledger_ = ledger; }
+
+ private:
+  Result<void> transition(const std::string& id, std::string_view from, std::string_view to, const std::string& reason);
+  boost::json::object view(const store::Row& row) const;
+
+  store::Database& db_;
+  const Clock& clock_;
+  EventHub& events_;
+  ProviderRegistry& registry_;
+  std::chrono::seconds payment_timeout_;
+  chain::EscrowLedger* ledger_ = nullptr;
+};
+
+}  // namespace kaisar::onenode
