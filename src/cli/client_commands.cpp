@@ -472,21 +472,38 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       if (!paid) return report(paid.error(), o.json);
       if (!o.json) std::cerr << "paid; waiting for OneNode to see the deposit\n";
       json::value current = *lease;
+      std::string shown = "pending_payment";
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{ra.wait_seconds};
       while (std::chrono::steady_clock::now() < deadline) {
         auto now = api_call(o, "GET", "/api/v1/leases/" + id, nullptr, true);
         if (now) {
           current = *now;
-          if (current.at("state").as_string() != "pending_payment") break;
+          const std::string state(current.at("state").as_string());
+          if (state != shown && !o.json) std::cerr << state << ": " << field(current, "reason") << "\n";
+          shown = state;
+          if (state == "running" || state == "failed" || state == "ended") break;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds{500});
+        std::this_thread::sleep_for(std::chrono::milliseconds{300});
       }
+      const std::string state(current.at("state").as_string());
       if (o.json) {
         print_json(current);
       } else {
-        std::cout << "lease " << id << ": " << field(current, "state") << " (" << field(current, "reason") << ")\n";
+        std::cout << "lease " << id << ": " << state << " (" << field(current, "reason") << ")\n";
+        if (state == "running") {
+          for (const auto& ep : current.at("endpoints").as_array()) {
+            const std::string port = field(ep, "port");
+            const std::string host_port = field(ep, "host_port");
+            if (port == "22") {
+              std::cout << "  ssh:  ssh -p " << host_port << " root@127.0.0.1   (on the provider's machine)\n";
+            } else {
+              std::cout << "  port " << port << ": http://127.0.0.1:" << host_port << "/   (on the provider's machine)\n";
+            }
+          }
+        }
       }
-      return current.at("state").as_string() == "pending_payment" ? kExitUnavailable : kExitOk;
+      if (state == "failed" || state == "ended") return kExitConflict;
+      return state == "running" ? kExitOk : kExitUnavailable;
     };
   });
 

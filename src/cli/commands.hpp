@@ -42,6 +42,8 @@ struct ProviderArgs {
   std::string price_gpu_hour;       // token base units
   std::string price_cpu_core_hour;
   std::string price_ram_gb_hour;
+  std::string engine_socket;   // Docker/Podman API socket
+  std::string demo_image;      // demo image tarball
   bool import_wallet = false;
   bool light_kdf = false;
 };

@@ -27,6 +27,7 @@
 #include "provider/agent.hpp"
 #include "provider/identity.hpp"
 #include "provider/inventory.hpp"
+#include "provider/runtime/docker.hpp"
 #include "store/files.hpp"
 
 namespace kaisar::cli {
@@ -105,6 +106,100 @@ std::string find_anvil(const std::string& flag) {
   }
   return "anvil";
 }
+
+// The demo image tarball the build made next to this binary (build/<preset>/images/demo.tar).
+std::string default_demo_image() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  fs::path tar = exe.parent_path() / "images" / "demo.tar";
+  return fs::exists(tar, ec) ? tar.string() : std::string{};
+}
+
+// A Podman API service private to `kaisar dev` (its own configuration and storage under
+// DIR), so the dev provider can run containers without touching the user's Podman.
+class DevEngine {
+ public:
+  static Result<std::unique_ptr<DevEngine>> start(const fs::path& dir) {
+    std::error_code ec;
+    for (const char* sub : {"", "/tmp", "/net", "/xdg"}) fs::create_directories(dir.string() + sub, ec);
+    if (ec) return fail(ErrorCode::kUnavailable, "cannot create " + dir.string() + ": " + ec.message());
+    const std::string d = fs::absolute(dir).string();
+    if (auto w = store::write_file_atomic(d + "/containers.conf",
+                                          "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n"
+                                          "cgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"
+                                          "events_logfile_path = \"" + d + "/events.log\"\ntmp_dir = \"" + d +
+                                              "/tmp\"\n[network]\nnetwork_config_dir = \"" + d + "/net\"\n",
+                                          0644);
+        !w) {
+      return std::unexpected(w.error());
+    }
+    if (auto w = store::write_file_atomic(d + "/storage.conf",
+                                          "[storage]\ndriver = \"vfs\"\ngraphroot = \"" + d +
+                                              "/root\"\nrunroot = \"" + d + "/run\"\n",
+                                          0644);
+        !w) {
+      return std::unexpected(w.error());
+    }
+    std::unique_ptr<DevEngine> engine(new DevEngine());
+    engine->socket_ = d + "/podman.sock";
+    fs::remove(engine->socket_, ec);
+    const std::string log = d + "/podman.log";
+    const pid_t parent = getpid();
+    engine->pid_ = fork();
+    if (engine->pid_ < 0) return fail(ErrorCode::kUnavailable, "fork failed");
+    if (engine->pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(1);
+      sigset_t none;
+      sigemptyset(&none);
+      pthread_sigmask(SIG_SETMASK, &none, nullptr);
+      setenv("CONTAINERS_CONF", (d + "/containers.conf").c_str(), 1);
+      setenv("CONTAINERS_STORAGE_CONF", (d + "/storage.conf").c_str(), 1);
+      setenv("XDG_RUNTIME_DIR", (d + "/xdg").c_str(), 1);
+      FILE* out = std::freopen(log.c_str(), "w", stdout);
+      if (out == nullptr || dup2(fileno(stdout), 2) < 0) _exit(127);
+      const std::string uri = "unix://" + engine->socket_;
+      execlp("podman", "podman", "system", "service", "--time=0", uri.c_str(), static_cast<char*>(nullptr));
+      std::perror("cannot start podman");
+      _exit(127);
+    }
+    for (int i = 0; i < 200; ++i) {
+      if (fs::exists(engine->socket_, ec)) return engine;
+      int status = 0;
+      if (waitpid(engine->pid_, &status, WNOHANG) == engine->pid_) {
+        engine->pid_ = -1;
+        return fail(ErrorCode::kUnavailable, "podman system service exited at start; see " + log);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    return fail(ErrorCode::kTimeout, "podman system service did not start within 10 s; see " + log);
+  }
+
+  ~DevEngine() {
+    if (pid_ <= 0) return;
+    // Leases' containers go with the dev network; after a restart OneNode deploys the
+    // leases that are still live again.
+    provider::runtime::DockerClient engine(socket_, std::chrono::seconds{20});
+    if (auto containers = engine.list("kaisar.lease")) {
+      for (const auto& c : *containers) (void)engine.remove(c.id);
+    }
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+
+  const std::string& socket() const { return socket_; }
+
+ private:
+  DevEngine() = default;
+  pid_t pid_ = -1;
+  std::string socket_;
+};
 
 // A local anvil chain for `kaisar dev`. Its state is written to DIR/state.json when it
 // stops and loaded when it starts, so the dev chain survives restarts of `kaisar dev`.
@@ -309,6 +404,9 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   run_cmd->add_option("--price-gpu-hour", pa.price_gpu_hour, "price per GPU-hour in token base units (1 KAI = 10^18)");
   run_cmd->add_option("--price-cpu-core-hour", pa.price_cpu_core_hour, "price per CPU-core-hour in token base units");
   run_cmd->add_option("--price-ram-gb-hour", pa.price_ram_gb_hour, "price per GB-of-RAM-hour in token base units");
+  run_cmd->add_option("--engine-socket", pa.engine_socket,
+                      "Docker or Podman API socket for leases' containers (e.g. /run/podman/podman.sock)");
+  run_cmd->add_option("--demo-image", pa.demo_image, "root filesystem tarball of localhost/kaisar/demo:latest");
   run_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
@@ -324,6 +422,11 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       provider::AgentOptions options;
       options.onenode_url = o.onenode;
       if (!pa.region.empty()) options.region = pa.region;
+      options.engine_socket = pa.engine_socket;
+      options.demo_image_tar = pa.demo_image.empty() ? default_demo_image() : pa.demo_image;
+      if (options.engine_socket.empty()) {
+        spdlog::warn("no --engine-socket: this machine can be listed but runs no containers");
+      }
       if (!pa.price_gpu_hour.empty() || !pa.price_cpu_core_hour.empty() || !pa.price_ram_gb_hour.empty()) {
         provider::Prices prices;
         for (auto [flag, text, out] : {std::tuple{"--price-gpu-hour", &pa.price_gpu_hour, &prices.gpu_hour},
@@ -439,6 +542,14 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       agent_options.region = "dev";
       // Dev prices: 0.5 KAI per GPU-hour, 0.01 per core-hour, 0.002 per GB-hour.
       agent_options.prices = provider::Prices{"500000000000000000", "10000000000000000", "2000000000000000"};
+      agent_options.demo_image_tar = default_demo_image();
+      std::unique_ptr<DevEngine> engine;
+      if (auto started = DevEngine::start(root / "engine")) {
+        engine = std::move(*started);
+        agent_options.engine_socket = engine->socket();
+      } else {
+        spdlog::warn("no container engine for the dev provider: {}", started.error().message);
+      }
       provider::Agent agent(agent_options, *identity, provider::detect_hardware(provider_dir));
       std::thread agent_thread([&] { run_agent(agent); });
 

@@ -20,6 +20,7 @@ struct AgentSession {
   std::string nonce;
   std::shared_ptr<Liveness> live;
   std::string remote_ip;
+  std::string provider_id;  // lower-case, once authenticated
 };
 
 std::string error_message(std::string_view code, std::string_view message) {
@@ -156,6 +157,10 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
         s->send(json::serialize(json::object{{"type", "ack"}, {"seq", get_uint(o, "seq")}}));
         return;
       }
+      if (*type == "lease_status") {
+        if (on_lease_status) on_lease_status(state->provider_id, o);
+        return;
+      }
       return reject("invalid_argument", "unknown message type");
     }
     if (*type != "hello") return reject("unauthenticated", "the first message must be hello");
@@ -165,11 +170,17 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
     if (!live) return reject(error_code_name(live.error().code), live.error().message);
     state->live = *live;
     state->nonce.clear();  // single use
+    state->provider_id = reg->node.to_lower_hex();
     state->authenticated.store(true);
     s->send(json::serialize(json::object{{"type", "welcome"},
                                          {"v", protocol::kVersion},
                                          {"provider_id", reg->node.to_checksum()},
                                          {"heartbeat_interval_s", heartbeat_interval_.count()}}));
+    {
+      std::lock_guard lock(sessions_mutex_);
+      sessions_[state->provider_id] = s;
+    }
+    if (on_agent_online) on_agent_online(state->provider_id);
   });
   session->on_close([this] { connected_.fetch_sub(1, std::memory_order_relaxed); });
 
@@ -179,6 +190,28 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
     pending_.push_back({session, state, std::chrono::steady_clock::now() + handshake_timeout_});
   }
   return std::nullopt;
+}
+
+bool ControlChannel::send_to(const std::string& provider_id, const std::string& text) {
+  std::shared_ptr<net::WebSocketSession> s;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    auto it = sessions_.find(provider_id);
+    if (it == sessions_.end()) return false;
+    s = it->second.lock();
+    if (!s) {
+      sessions_.erase(it);
+      return false;
+    }
+  }
+  s->send(text);
+  return true;
+}
+
+bool ControlChannel::has_session(const std::string& provider_id) {
+  std::lock_guard lock(sessions_mutex_);
+  auto it = sessions_.find(provider_id);
+  return it != sessions_.end() && !it->second.expired();
 }
 
 void ControlChannel::sweep() {

@@ -1,6 +1,11 @@
 #pragma once
 
+#include <boost/json/object.hpp>
+
 #include <chrono>
+#include <functional>
+#include <map>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,6 +28,14 @@ class ControlChannel {
   void sweep();
   std::size_t connected() const { return connected_.load(std::memory_order_relaxed); }
 
+  // Sends `text` to the provider's authenticated session; false when it has none.
+  bool send_to(const std::string& provider_id, const std::string& text);
+  bool has_session(const std::string& provider_id);
+  // Called (on a server thread) when a provider's agent authenticated, and for each
+  // lease_status message it sends (provider id, the message).
+  std::function<void(const std::string&)> on_agent_online;
+  std::function<void(const std::string&, const boost::json::object&)> on_lease_status;
+
  private:
   struct Pending {
     std::weak_ptr<net::WebSocketSession> session;
@@ -36,6 +49,8 @@ class ControlChannel {
   std::atomic<std::size_t> connected_{0};
   std::mutex pending_mutex_;
   std::vector<Pending> pending_;
+  std::mutex sessions_mutex_;
+  std::map<std::string, std::weak_ptr<net::WebSocketSession>> sessions_;  // by lower-case provider id
 };
 
 }  // namespace kaisar::onenode

@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::string_view kColumns =
     "id, renter, provider, spec, state, reason, price_hour, amount, escrow_lease_id, chain_id, escrow, token, "
-    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb";
+    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints";
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
@@ -256,6 +256,11 @@ json::object LeaseBook::view(const store::Row& row) const {
                                      {"reason", e.text(2)}});
     }
   }
+  json::value endpoints = json::array{};
+  if (!row.is_null(18)) {
+    json::value parsed = json::parse(row.text(18), ec);
+    if (!ec && parsed.is_array()) endpoints = std::move(parsed);
+  }
   auto renter = crypto::Address::parse(row.text(1));
   auto provider = crypto::Address::parse(row.text(2));
   chain::LeasePayment payment;
@@ -277,6 +282,7 @@ json::object LeaseBook::view(const store::Row& row) const {
       {"created_at", format_rfc3339(from_unix_seconds(row.integer(12)))},
       {"pay_by", format_rfc3339(from_unix_seconds(row.integer(13)))},
       {"paid_at", row.is_null(14) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(14))))},
+      {"endpoints", endpoints},
       {"history", std::move(history)},
   };
 }
@@ -312,6 +318,89 @@ Result<void> LeaseBook::transition(const std::string& id, std::string_view from,
   events_.publish("lease." + std::string(to),
                   json::serialize(json::object{{"lease_id", id}, {"state", to}, {"reason", reason}}));
   return {};
+}
+
+std::vector<std::string> LeaseBook::providers_with_paid_leases() const {
+  std::vector<std::string> out;
+  if (auto rows = db_.query("SELECT DISTINCT provider FROM leases WHERE state = 'paid'")) {
+    for (const auto& r : *rows) out.push_back(r.text(0));
+  }
+  return out;
+}
+
+std::vector<std::string> LeaseBook::take_deploys(const std::string& provider_id, bool resend) {
+  std::vector<std::string> messages;
+  const std::string states = resend ? "('paid', 'deploying', 'running')" : "('paid')";
+  auto rows = db_.query("SELECT id, spec, state FROM leases WHERE provider = ? AND state IN " + states, {provider_id});
+  if (!rows) return messages;
+  for (const auto& r : *rows) {
+    boost::system::error_code ec;
+    json::value spec = json::parse(r.text(1), ec);
+    if (ec || !spec.is_object()) continue;
+    json::object lease = spec.as_object();
+    lease.erase("offer");
+    lease.erase("hours");
+    lease["id"] = r.text(0);
+    if (r.text(2) == "paid") {
+      auto moved = db_.transaction([&]() -> Result<void> {
+        return transition(r.text(0), "paid", "deploying", "sent to the provider's agent");
+      });
+      if (!moved) continue;
+    }
+    messages.push_back(json::serialize(json::object{{"type", "deploy"}, {"lease", std::move(lease)}}));
+  }
+  return messages;
+}
+
+Result<void> LeaseBook::on_status(const std::string& provider_id, const json::object& message) {
+  const json::value* id_v = message.if_contains("lease_id");
+  const json::value* state_v = message.if_contains("state");
+  if (id_v == nullptr || !id_v->is_string() || state_v == nullptr || !state_v->is_string() ||
+      id_v->get_string().size() > 64) {
+    return fail(ErrorCode::kInvalidArgument, "lease_status needs lease_id and state");
+  }
+  const std::string id(id_v->get_string());
+  const std::string state(state_v->get_string());
+  std::string reason;
+  if (const json::value* r = message.if_contains("reason"); r != nullptr && r->is_string()) {
+    reason = std::string(r->get_string().subview().substr(0, 500));
+  }
+  auto rows = db_.query("SELECT provider, state FROM leases WHERE id = ?", {id});
+  if (!rows) return std::unexpected(rows.error());
+  // A provider speaks only for its own leases.
+  if (rows->empty() || rows->front().text(0) != provider_id) {
+    return fail(ErrorCode::kNotFound, "no lease " + id + " on this provider");
+  }
+  const std::string current = rows->front().text(1);
+  if (state == "running") {
+    json::array endpoints;
+    if (const json::value* e = message.if_contains("endpoints"); e != nullptr && e->is_array()) {
+      for (const auto& ep : e->get_array()) {
+        if (!ep.is_object() || endpoints.size() >= 32) continue;
+        const json::value* port = ep.get_object().if_contains("port");
+        const json::value* host_port = ep.get_object().if_contains("host_port");
+        if (port == nullptr || host_port == nullptr || !port->is_int64() || !host_port->is_int64() ||
+            port->get_int64() < 1 || port->get_int64() > 65535 || host_port->get_int64() < 1 ||
+            host_port->get_int64() > 65535) {
+          continue;
+        }
+        endpoints.push_back(json::object{{"port", port->get_int64()}, {"host_port", host_port->get_int64()}});
+      }
+    }
+    return db_.transaction([&]() -> Result<void> {
+      auto stored = db_.execute("UPDATE leases SET endpoints = ? WHERE id = ?", {json::serialize(endpoints), id});
+      if (!stored) return std::unexpected(stored.error());
+      if (current == "running") return {};
+      return transition(id, "deploying", "running", reason.empty() ? "the container is running" : reason);
+    });
+  }
+  if (state == "failed") {
+    if (current != "deploying" && current != "running") return {};
+    return db_.transaction([&]() -> Result<void> {
+      return transition(id, current, "failed", reason.empty() ? "the provider could not run the container" : reason);
+    });
+  }
+  return fail(ErrorCode::kInvalidArgument, "lease_status.state must be running or failed");
 }
 
 std::size_t LeaseBook::expire_unpaid() {

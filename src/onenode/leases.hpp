@@ -64,6 +64,15 @@ class LeaseBook final : public chain::LogHandler {
   // Fails leases still unpaid past the payment timeout; returns how many.
   std::size_t expire_unpaid();
 
+  // Deploy messages for the provider's leases that are paid (and, when `resend`, those
+  // already deploying or running: after the agent reconnects). Paid ones become deploying.
+  std::vector<std::string> take_deploys(const std::string& provider_id, bool resend);
+  // Providers with paid leases waiting for a deploy message.
+  std::vector<std::string> providers_with_paid_leases() const;
+  // A lease_status message from `provider_id` (only its own leases): running with its
+  // endpoints, or failed with a reason.
+  Result<void> on_status(const std::string& provider_id, const boost::json::object& message);
+
   // chain::LogHandler: escrow deposits mark leases paid (inside the indexer's transaction).
   Result<void> apply(const eth::Log& log) override;
   Result<void> rewind(std::uint64_t first_block) override;

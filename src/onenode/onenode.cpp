@@ -271,6 +271,14 @@ struct OneNode::Impl {
     return r;
   }
 
+  // Sends the provider's paid (or, after a reconnect, all live) leases to its agent.
+  void deploy_to(const std::string& provider_id, bool resend) {
+    if (!control || !control->has_session(provider_id)) return;
+    for (const auto& message : leases->take_deploys(provider_id, resend)) {
+      if (!control->send_to(provider_id, message)) break;
+    }
+  }
+
   std::atomic<std::uint64_t>& logins = metrics.counter("kaisar_auth_logins_total", "Successful wallet sign-ins.");
 
   void monitor_loop() {
@@ -283,6 +291,7 @@ struct OneNode::Impl {
       registry->sweep();
       control->sweep();
       leases->expire_unpaid();
+      for (const auto& provider : leases->providers_with_paid_leases()) deploy_to(provider, false);
       if (std::chrono::steady_clock::now() >= next_purge) {
         auth->purge_expired();
         next_purge = std::chrono::steady_clock::now() + std::chrono::minutes{1};
@@ -314,6 +323,10 @@ Result<std::string> OneNode::start() {
   if (auto r = s.registry->recover(); !r) return std::unexpected(r.error());
   s.control = std::make_unique<ControlChannel>(*s.registry, s.metrics, s.config.heartbeat_interval);
   s.leases = std::make_unique<LeaseBook>(*s.db, s.clock, s.events, *s.registry, s.config.payment_timeout);
+  s.control->on_agent_online = [&s](const std::string& provider) { s.deploy_to(provider, true); };
+  s.control->on_lease_status = [&s](const std::string& provider, const json::object& message) {
+    if (auto r = s.leases->on_status(provider, message); !r) spdlog::warn("lease_status from {}: {}", provider, r.error().message);
+  };
   if (!s.config.rpc_url.empty()) {
     auto settlement = Settlement::open(s.config, *s.db, s.clock, s.leases.get());
     if (!settlement) return std::unexpected(settlement.error());

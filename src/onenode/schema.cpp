@@ -84,6 +84,7 @@ CREATE TABLE lease_events (
 );
 CREATE INDEX lease_events_lease ON lease_events(lease_id, id);
 )sql"},
+      {6, "lease endpoints", "ALTER TABLE leases ADD COLUMN endpoints TEXT;"},
   };
   return kMigrations;
 }

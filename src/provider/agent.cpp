@@ -8,6 +8,7 @@
 #include "crypto/eip191.hpp"
 #include "crypto/random.hpp"
 #include "net/client.hpp"
+#include "provider/deployer.hpp"
 
 namespace kaisar::provider {
 
@@ -25,10 +26,22 @@ struct Agent::Impl {
   asio::steady_timer wake{io};
   std::shared_ptr<net::WebSocketClient> client;
   bool stopping = false;
+  std::unique_ptr<Deployer> deployer;  // last member: its thread stops before the rest goes
 };
 
 Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(identity), std::move(hardware))) {}
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(identity), std::move(hardware))) {
+  Impl& s = *impl_;
+  if (!s.options.engine_socket.empty()) {
+    s.deployer = std::make_unique<Deployer>(s.options.engine_socket, s.options.demo_image_tar,
+                                            [&s](const json::object& message) {
+                                              // Back on the agent's thread, onto the channel if it is up.
+                                              asio::post(s.io, [&s, text = json::serialize(message)] {
+                                                if (s.client && s.client->is_open()) s.client->send(text);
+                                              });
+                                            });
+  }
+}
 
 Agent::~Agent() { stop(); }
 
@@ -148,6 +161,18 @@ void Agent::run() {
           acked_.fetch_add(1);
         } else if (type == "error") {
           co_return fail(ErrorCode::kUnavailable, "OneNode closed the channel: " + string_field(*msg, "message"));
+        } else if (type == "deploy") {
+          auto lease = msg->find("lease");
+          if (lease == msg->end() || !lease->value().is_object()) continue;
+          json::object job = lease->value().get_object();
+          if (impl_->deployer) {
+            impl_->deployer->deploy(std::move(job));
+          } else {
+            client->send(json::serialize(json::object{{"type", "lease_status"},
+                                                      {"lease_id", job.contains("id") ? job.at("id") : json::value("")},
+                                                      {"state", "failed"},
+                                                      {"reason", "this provider runs no container engine"}}));
+          }
         }
       }
     };

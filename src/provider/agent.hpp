@@ -24,6 +24,10 @@ struct AgentOptions {
   // Prices in token base units (decimal): per GPU-hour, per CPU-core-hour, per GB-of-RAM-hour.
   // Without prices the provider registers but offers nothing for rent.
   std::optional<Prices> prices;
+  // The Docker/Podman API socket that runs leases' containers; empty: this agent runs none.
+  std::string engine_socket;
+  // Where the demo image's root filesystem tarball is (imported when first needed).
+  std::string demo_image_tar;
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
   std::string agent_version = "kaisar-agent/0.1.0";

@@ -1,0 +1,154 @@
+#include "provider/deployer.hpp"
+
+#include <fstream>
+#include <sstream>
+
+namespace kaisar::provider {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kDemoImage = "localhost/kaisar/demo:latest";
+
+std::string text(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
+}
+
+std::uint64_t number(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v != nullptr && v->is_int64() && v->get_int64() > 0) return static_cast<std::uint64_t>(v->get_int64());
+  if (v != nullptr && v->is_uint64()) return v->get_uint64();
+  return 0;
+}
+
+json::object status(const std::string& id, std::string_view state, const std::string& reason) {
+  return json::object{{"type", "lease_status"}, {"lease_id", id}, {"state", state}, {"reason", reason}};
+}
+
+}  // namespace
+
+Deployer::Deployer(std::string engine_socket, std::string demo_image_tar,
+                   std::function<void(const json::object&)> report)
+    : demo_image_tar_(std::move(demo_image_tar)), engine_(std::move(engine_socket)), report_(std::move(report)) {
+  worker_ = std::thread([this] { work(); });
+}
+
+Deployer::~Deployer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void Deployer::deploy(json::object lease) {
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(std::move(lease));
+  }
+  cv_.notify_all();
+}
+
+void Deployer::work() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) return;
+    json::object job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    run_one(job);
+    lock.lock();
+  }
+}
+
+Result<void> Deployer::ensure_image(const std::string& image) {
+  auto present = engine_.image_exists(image);
+  if (!present) return std::unexpected(present.error());
+  if (*present) return {};
+  // The demo image is made locally (no registry): import it from the tarball.
+  if (image == kDemoImage && !demo_image_tar_.empty()) {
+    std::ifstream in(demo_image_tar_, std::ios::binary);
+    if (!in) return fail(ErrorCode::kNotFound, "demo image tarball " + demo_image_tar_ + " is missing");
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    const std::string tar = bytes.str();
+    return engine_.import_rootfs(as_bytes(tar), "localhost/kaisar/demo", "latest");
+  }
+  return engine_.pull(image);
+}
+
+void Deployer::run_one(const json::object& lease) {
+  const std::string id = text(lease, "id");
+  if (id.empty() || id.size() > 64) return;
+  auto report_running = [&](const runtime::ContainerInfo& info) {
+    json::array endpoints;
+    for (const auto& [port, host_port] : info.ports) endpoints.push_back(json::object{{"port", port}, {"host_port", host_port}});
+    json::object message = status(id, "running", "container " + info.id.substr(0, 12) + " is running");
+    message["endpoints"] = std::move(endpoints);
+    report_(message);
+  };
+  // Adopt what is already there (a redeploy after a reconnect or an agent restart).
+  if (auto existing = engine_.list("kaisar.lease", id)) {
+    for (const auto& c : *existing) {
+      if (c.running) {
+        report_running(c);
+        return;
+      }
+      (void)engine_.remove(c.id);  // a stopped leftover: start over
+    }
+  }
+  runtime::ContainerSpec spec;
+  spec.image = text(lease, "image");
+  spec.labels = {{"kaisar.lease", id}};
+  if (const json::value* env = lease.if_contains("env"); env != nullptr && env->is_object()) {
+    for (const auto& [k, v] : env->get_object()) {
+      if (v.is_string()) spec.env.emplace_back(std::string(k), std::string(v.get_string()));
+    }
+  }
+  spec.env.emplace_back("KAISAR_LEASE", id);
+  if (const std::string key = text(lease, "ssh_key"); !key.empty()) spec.env.emplace_back("SSH_PUBLIC_KEY", key);
+  if (const json::value* ports = lease.if_contains("ports"); ports != nullptr && ports->is_array()) {
+    for (const auto& p : ports->get_array()) {
+      if (p.is_int64() && p.get_int64() > 0 && p.get_int64() < 65536) spec.ports.push_back(static_cast<std::uint16_t>(p.get_int64()));
+    }
+  }
+  if (const json::value* command = lease.if_contains("command"); command != nullptr && command->is_array()) {
+    for (const auto& a : command->get_array()) {
+      if (a.is_string()) spec.command.emplace_back(a.get_string());
+    }
+  }
+  if (spec.command.empty() && spec.image == kDemoImage) spec.command = {"/init.sh"};
+  spec.memory_bytes = number(lease, "memory_gb") << 30;
+  spec.nano_cpus = number(lease, "cpus") * 1000000000ULL;
+  spec.gpu_count = static_cast<std::uint32_t>(number(lease, "gpus"));
+  if (auto v = runtime::validate(spec); !v) {
+    report_(status(id, "failed", "the lease's container spec is not valid: " + v.error().message));
+    return;
+  }
+  if (auto image = ensure_image(spec.image); !image) {
+    report_(status(id, "failed", "getting the image " + spec.image + ": " + image.error().message));
+    return;
+  }
+  auto created = engine_.create(spec);
+  if (!created) {
+    report_(status(id, "failed", "creating the container: " + created.error().message));
+    return;
+  }
+  if (auto started = engine_.start(*created); !started) {
+    (void)engine_.remove(*created);
+    report_(status(id, "failed", "starting the container: " + started.error().message));
+    return;
+  }
+  auto info = engine_.inspect(*created);
+  if (!info || !info->running) {
+    report_(status(id, "failed", "the container stopped right after starting"));
+    return;
+  }
+  report_running(*info);
+}
+
+}  // namespace kaisar::provider

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "provider/runtime/docker.hpp"
+
+namespace kaisar::provider {
+
+// Runs leases' containers on this machine through the container engine, one job at a time
+// on its own thread. Containers carry the label kaisar.lease=<id>, so a lease that is
+// deployed again (after a reconnect) is adopted instead of started twice.
+class Deployer {
+ public:
+  // `report` receives lease_status messages (called on the deployer's thread).
+  Deployer(std::string engine_socket, std::string demo_image_tar,
+           std::function<void(const boost::json::object&)> report);
+  ~Deployer();
+  Deployer(const Deployer&) = delete;
+  Deployer& operator=(const Deployer&) = delete;
+
+  // A deploy message's "lease" object.
+  void deploy(boost::json::object lease);
+
+ private:
+  void work();
+  void run_one(const boost::json::object& lease);
+  Result<void> ensure_image(const std::string& image);
+
+  std::string demo_image_tar_;
+  runtime::DockerClient engine_;
+  std::function<void(const boost::json::object&)> report_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<boost::json::object> jobs_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace kaisar::provider
