@@ -337,6 +337,34 @@ TEST_F(ChainTest, OutboxResumesAfterARestartWithSignedButUnsentWrites) {
   EXPECT_EQ((*r0)->nonce, nonce_of["r0"]) << "the stored signed transaction is the one that landed";
 }
 
+TEST_F(ChainTest, OutboxSignsAgainOnlyWhenAnotherTransactionTookItsNonce) {
+  const PrivateKey op = deployer();
+  mint(op.address(), 1000);
+  const Address to = PrivateKey::generate().address();
+  {
+    // Signed, then the process dies before broadcasting.
+    FaultyTransport faulty(*http_);
+    faulty.set([](std::string_view body, eth::RpcTransport&) -> std::optional<Result<std::string>> {
+      if (body.find("eth_sendRawTransaction") != std::string_view::npos) {
+        return Result<std::string>(fail(ErrorCode::kUnavailable, "injected: crash before broadcast"));
+      }
+      return std::nullopt;
+    });
+    Outbox outbox(*db_, faulty, op, fast_options(), clock_);
+    ASSERT_TRUE(outbox.enqueue("taken", "transfer", deployment_.token, transfer_call(to, 9)));
+    EXPECT_FALSE(outbox.poll_once());
+  }
+  // Meanwhile someone uses the operator key: our signed nonce is gone.
+  mint(PrivateKey::generate().address(), 1);
+  Outbox outbox(*db_, *http_, op, fast_options(), clock_);
+  drain(outbox);
+  auto e = outbox.find("taken").value();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->state, WriteState::kConfirmed) << e->error;
+  EXPECT_EQ(e->previous_hashes.size(), 1U) << "signed once more, after checking";
+  EXPECT_EQ(balance(to), 9U);
+}
+
 TEST_F(ChainTest, OutboxRefusesAWrongChainAndSendsNothing) {
   const PrivateKey op = deployer();
   Outbox outbox(*db_, *http_, op, fast_options(kAnvilChainId + 1), clock_);
@@ -505,6 +533,12 @@ TEST_F(ChainTest, IndexerFollowsLogsAcrossRestartsAndReorgs) {
   ASSERT_TRUE(rpc_->request("evm_revert", json::array{snapshot->as_string()}));
   nonces_->resync(deployer().address());
   mint(to, 7);
+  // While the new chain is shorter than what was read, the indexer waits for it.
+  auto waiting = indexer.poll_once();
+  ASSERT_FALSE(waiting);
+  EXPECT_EQ(waiting.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(sum.total(), 3111) << "nothing is undone before the node shows a different chain";
+  ASSERT_TRUE(rpc_->request("anvil_mine", json::array{"0x3"}));
   catch_up(indexer);
   EXPECT_EQ(sum.total(), 118);
   EXPECT_GE(indexer.reorgs(), 1U);

@@ -40,13 +40,23 @@ Result<std::uint64_t> Indexer::check_reorg(std::uint64_t cursor) {
   if (!rows) return std::unexpected(rows.error());
   if (rows->empty()) return cursor;
 
+  auto head = rpc_.block_number();
+  if (!head) return std::unexpected(head.error());
   std::optional<std::uint64_t> fork_next;  // first block to read again
   bool newest = true;
   for (const auto& row : *rows) {
     const auto number = static_cast<std::uint64_t>(row.integer(0));
+    if (number > *head) {
+      // The node is behind what we read (a lagging or restarted node, or a reorg to a
+      // shorter chain that has not grown back yet): wait instead of rewinding.
+      if (newest) return fail(ErrorCode::kUnavailable, "the node's head " + std::to_string(*head) +
+                                                           " is behind the indexed block " + std::to_string(number));
+      continue;
+    }
     auto block = rpc_.get_block(eth::BlockId::number(number));
     if (!block) return std::unexpected(block.error());
-    if (*block && to_hex((*block)->hash) == row.text(1)) {
+    if (!*block) return fail(ErrorCode::kUnavailable, "the node does not have block " + std::to_string(number) + " yet");
+    if (to_hex((*block)->hash) == row.text(1)) {
       if (newest) return cursor;  // the last block read is still on the chain
       fork_next = number + 1;
       break;

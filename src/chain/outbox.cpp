@@ -16,7 +16,7 @@ constexpr std::size_t kMaxDataBytes = 128 * 1024;
 
 constexpr std::string_view kColumns =
     "id, idempotency_key, kind, to_address, data, state, nonce, raw_tx, tx_hash, block_number, block_hash, "
-    "attempts, next_attempt_ms, last_broadcast_ms, error";
+    "attempts, next_attempt_ms, last_broadcast_ms, error, previous_hashes, stale_rounds";
 
 bool contains_lower(std::string_view text, std::string_view needle) {
   std::string lower(text);
@@ -67,12 +67,30 @@ Result<OutboxEntry> entry_from_row(const store::Row& row) {
   e.next_attempt_ms = row.integer(12);
   e.last_broadcast_ms = row.integer(13);
   e.error = row.text(14);
+  const std::string previous = row.text(15);
+  for (std::size_t at = 0; at < previous.size();) {
+    const std::size_t comma = std::min(previous.find(',', at), previous.size());
+    auto h = eth::parse_hash(std::string_view(previous).substr(at, comma - at));
+    if (!h) return fail(ErrorCode::kInternal, "outbox: bad previous hash in the database");
+    e.previous_hashes.push_back(*h);
+    at = comma + 1;
+  }
+  e.stale_rounds = row.integer(16);
   return e;
 }
 
 store::Value optional_int(const std::optional<std::uint64_t>& v) {
   if (!v) return std::monostate{};
   return static_cast<std::int64_t>(*v);
+}
+
+std::string previous_text(const std::vector<Hash32>& hashes) {
+  std::string out;
+  for (const Hash32& h : hashes) {
+    if (!out.empty()) out += ',';
+    out += to_hex(h);
+  }
+  return out;
 }
 
 store::Value optional_hash(const std::optional<Hash32>& h) {
@@ -194,14 +212,35 @@ Result<std::vector<OutboxEntry>> Outbox::load_open() {
 Result<void> Outbox::save(const OutboxEntry& e) {
   auto r = db_.execute(
       "UPDATE chain_outbox SET state = ?, sender = ?, nonce = ?, raw_tx = ?, tx_hash = ?, block_number = ?, "
-      "block_hash = ?, attempts = ?, next_attempt_ms = ?, last_broadcast_ms = ?, error = ?, updated_ms = ? "
-      "WHERE id = ?",
+      "block_hash = ?, attempts = ?, next_attempt_ms = ?, last_broadcast_ms = ?, error = ?, updated_ms = ?, "
+      "previous_hashes = ?, stale_rounds = ? WHERE id = ?",
       {std::string(to_string(e.state)), sender_.to_checksum(), optional_int(e.nonce),
        e.raw_tx.empty() ? store::Value{std::monostate{}} : store::Value{e.raw_tx}, optional_hash(e.tx_hash),
        optional_int(e.block_number), optional_hash(e.block_hash), e.attempts, e.next_attempt_ms,
-       e.last_broadcast_ms, e.error, now_ms(), e.id});
+       e.last_broadcast_ms, e.error, now_ms(), previous_text(e.previous_hashes), e.stale_rounds, e.id});
   if (!r) return std::unexpected(r.error());
   return {};
+}
+
+Result<std::optional<eth::Receipt>> Outbox::find_receipt(OutboxEntry& e) {
+  std::vector<Hash32> hashes;
+  if (e.tx_hash) hashes.push_back(*e.tx_hash);
+  hashes.insert(hashes.end(), e.previous_hashes.begin(), e.previous_hashes.end());
+  for (const Hash32& h : hashes) {
+    auto receipt = rpc_.get_transaction_receipt(h);
+    if (!receipt) return std::unexpected(receipt.error());
+    if (*receipt) {
+      if (!e.tx_hash || *e.tx_hash != h) {
+        // An earlier signing of this write landed after all: that is the one.
+        if (e.tx_hash) e.previous_hashes.push_back(*e.tx_hash);
+        std::erase(e.previous_hashes, h);
+        e.tx_hash = h;
+        e.raw_tx.clear();
+      }
+      return receipt;
+    }
+  }
+  return std::optional<eth::Receipt>{};
 }
 
 void Outbox::notify(const OutboxEntry& entry) {
@@ -239,9 +278,14 @@ Result<void> Outbox::check_chain() {
   return {};
 }
 
-Result<void> Outbox::sign_next(OutboxEntry& e) {
+Result<void> Outbox::sign_next(OutboxEntry& e, bool earlier_unmined) {
   auto gas = rpc_.estimate_gas(eth::CallRequest{sender_, e.to, {}, e.data, std::nullopt});
   if (!gas) {
+    if (gas.error().code == ErrorCode::kConflict && contains_lower(gas.error().message, "revert") && earlier_unmined) {
+      // It may depend on an earlier write that is not in a block yet: try again after it.
+      return fail(ErrorCode::kConflict, "the call reverts before earlier writes are mined; waiting for them: " +
+                                            gas.error().message);
+    }
     if (gas.error().code == ErrorCode::kConflict && contains_lower(gas.error().message, "revert")) {
       // The call reverts against the current state: sending it would only burn gas.
       return finish_failed(e, "the call would revert: " + gas.error().message);
@@ -298,20 +342,27 @@ Result<void> Outbox::broadcast(OutboxEntry& e, std::int64_t now) {
     if (contains_lower(msg, "already known") || contains_lower(msg, "known transaction")) {
       accepted = true;
     } else if (contains_lower(msg, "nonce too low") || contains_lower(msg, "nonce too small")) {
-      // Either our transaction is already in a block, or another one took the nonce.
-      auto receipt = rpc_.get_transaction_receipt(*e.tx_hash);
+      // Either this write (under any of its hashes) is in a block, or another transaction
+      // took the nonce. A lagging node can show the first as the second, so the write is
+      // signed again only after several rounds without any receipt.
+      auto receipt = find_receipt(e);
       if (!receipt) return retry_later(e, receipt.error(), now);
       if (*receipt) {
         accepted = true;
+      } else if (++e.stale_rounds < 3) {
+        return retry_later(e, Error{ErrorCode::kConflict, "nonce " + std::to_string(e.nonce.value_or(0)) +
+                                                             " is used and no receipt is seen yet; checking again"},
+                           now + options_.rebroadcast_after.count());
       } else {
-        // Ours can never be mined now: sign it again with a fresh nonce.
         e.error = "nonce " + std::to_string(e.nonce.value_or(0)) + " was used by another transaction; signing again";
         e.state = WriteState::kQueued;
+        if (e.tx_hash) e.previous_hashes.push_back(*e.tx_hash);
         e.nonce.reset();
         e.tx_hash.reset();
         e.raw_tx.clear();
         e.block_number.reset();
         e.block_hash.reset();
+        e.stale_rounds = 0;
         if (auto r = db_.execute("UPDATE chain_nonces SET next_nonce = 0 WHERE sender = ?", {sender_.to_checksum()});
             !r) {
           return std::unexpected(r.error());
@@ -326,6 +377,7 @@ Result<void> Outbox::broadcast(OutboxEntry& e, std::int64_t now) {
   }
   (void)accepted;
   e.last_broadcast_ms = now;
+  e.stale_rounds = 0;
   e.error.clear();
   const bool changed = e.state == WriteState::kQueued;
   if (changed) e.state = WriteState::kSent;
@@ -335,7 +387,7 @@ Result<void> Outbox::broadcast(OutboxEntry& e, std::int64_t now) {
 }
 
 Result<void> Outbox::follow(OutboxEntry& e, std::uint64_t head, std::int64_t now) {
-  auto receipt = rpc_.get_transaction_receipt(*e.tx_hash);
+  auto receipt = find_receipt(e);
   if (!receipt) return std::unexpected(receipt.error());
   if (!*receipt) {
     if (e.state == WriteState::kMined) {
@@ -348,7 +400,7 @@ Result<void> Outbox::follow(OutboxEntry& e, std::uint64_t head, std::int64_t now
       if (auto r = save(e); !r) return r;
       notify(e);
     }
-    if (now - e.last_broadcast_ms >= options_.rebroadcast_after.count()) return broadcast(e, now);
+    if (now - e.last_broadcast_ms >= options_.rebroadcast_after.count() && !e.raw_tx.empty()) return broadcast(e, now);
     return {};
   }
   const eth::Receipt& rc = **receipt;
@@ -385,8 +437,11 @@ Result<void> Outbox::poll_once() {
   Result<void> outcome;
   const std::int64_t now = now_ms();
   bool blocked = false;  // writes go out in order: one waiting write holds back the later ones
+  bool unmined = false;  // an earlier write is signed or sent but not in a block
   for (OutboxEntry& e : *entries) {
     Result<void> r;
+    const bool earlier_unmined = unmined;
+    if (e.state == WriteState::kSent || (e.state == WriteState::kQueued && !e.raw_tx.empty())) unmined = true;
     if (e.state == WriteState::kQueued) {
       if (blocked) continue;
       if (e.next_attempt_ms > now) {
@@ -394,7 +449,7 @@ Result<void> Outbox::poll_once() {
         continue;
       }
       if (e.raw_tx.empty()) {
-        r = sign_next(e);
+        r = sign_next(e, earlier_unmined);
         if (r && e.state == WriteState::kFailed) continue;
         if (!r) r = retry_later(e, r.error(), now);
       }

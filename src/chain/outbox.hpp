@@ -44,6 +44,10 @@ struct OutboxEntry {
 
   // Bookkeeping: the signed transaction, when to try next, when it was last broadcast.
   Bytes raw_tx;
+  // Hashes this write was signed with before (when its nonce was taken by another
+  // transaction); any of them landing means the write landed.
+  std::vector<Hash32> previous_hashes;
+  std::int64_t stale_rounds = 0;  // rounds the node said "nonce too low" without a receipt
   std::optional<Hash32> block_hash;
   std::int64_t next_attempt_ms = 0;
   std::int64_t last_broadcast_ms = 0;
@@ -105,9 +109,11 @@ class Outbox {
 
  private:
   Result<void> check_chain();
-  Result<void> sign_next(OutboxEntry& entry);
+  Result<void> sign_next(OutboxEntry& entry, bool earlier_unmined);
   Result<void> broadcast(OutboxEntry& entry, std::int64_t now_ms);
   Result<void> follow(OutboxEntry& entry, std::uint64_t head, std::int64_t now_ms);
+  // The receipt of whichever of the write's hashes is in a block.
+  Result<std::optional<eth::Receipt>> find_receipt(OutboxEntry& entry);
   Result<void> save(const OutboxEntry& entry);
   Result<void> retry_later(OutboxEntry& entry, const Error& error, std::int64_t now_ms);
   Result<void> finish_failed(OutboxEntry& entry, std::string reason);

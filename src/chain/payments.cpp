@@ -101,32 +101,46 @@ Result<PaymentResult> pay_lease(eth::RpcClient& rpc, const crypto::PrivateKey& r
                          "(address,uint256,uint8)");
   if (!lease) return fail(lease.error().code, "reading the lease from the escrow: " + lease.error().message);
   const auto state = std::get<Uint256>(lease->at(2).value).low_u64();
+  Uint256 missing = payment.amount;
+  bool top_up = false;
   if (state != 0) {
-    if (state == 1 && std::get<Address>(lease->at(0).value) == me) return PaymentResult{};
-    return fail(ErrorCode::kConflict, state == 1 ? "this lease was paid by another wallet"
-                                                 : "this lease is already settled");
+    if (state != 1) return fail(ErrorCode::kConflict, "this lease is already settled");
+    if (std::get<Address>(lease->at(0).value) != me) return fail(ErrorCode::kConflict, "this lease was paid by another wallet");
+    const Uint256 held = std::get<Uint256>(lease->at(1).value);
+    if (held >= payment.amount) return PaymentResult{};  // paid already
+    missing = payment.amount - held;  // an earlier, smaller deposit: top it up
+    top_up = true;
   }
   auto balance = token_balance(rpc, payment.token, me);
   if (!balance) return std::unexpected(balance.error());
-  if (*balance < payment.amount) {
+  if (*balance < missing) {
     return fail(ErrorCode::kConflict, "not enough tokens: the wallet holds " + balance->to_decimal() +
-                                          " base units, the lease costs " + payment.amount.to_decimal());
+                                          " base units, the lease needs " + missing.to_decimal());
   }
   PaymentResult result;
   auto allowance = call_view(rpc, payment.token, "allowance(address,address)",
                              {AbiValue::address(me), AbiValue::address(payment.escrow)}, "(uint256)");
   if (!allowance) return std::unexpected(allowance.error());
-  if (std::get<Uint256>(allowance->at(0).value) < payment.amount) {
+  const Uint256 allowed = std::get<Uint256>(allowance->at(0).value);
+  if (allowed < missing) {
+    // Tokens like USDT refuse to change a non-zero allowance to another non-zero one.
+    if (!allowed.is_zero()) {
+      auto reset = transact(rpc, renter, nonces, payment.token, "approve(address,uint256)",
+                            {AbiValue::address(payment.escrow), AbiValue::uint(0)}, timeout, poll_interval);
+      if (!reset) return fail(reset.error().code, "resetting the allowance: " + reset.error().message);
+      result.gas_used += reset->gas_used;
+    }
     auto approved = transact(rpc, renter, nonces, payment.token, "approve(address,uint256)",
-                             {AbiValue::address(payment.escrow), AbiValue::uint(payment.amount)}, timeout,
+                             {AbiValue::address(payment.escrow), AbiValue::uint(missing)}, timeout,
                              poll_interval);
     if (!approved) return fail(approved.error().code, "approving the escrow: " + approved.error().message);
     result.approve_tx = approved->transaction_hash;
     result.gas_used += approved->gas_used;
   }
-  auto deposited = transact(rpc, renter, nonces, payment.escrow, "deposit(bytes32,uint256)",
+  auto deposited = transact(rpc, renter, nonces, payment.escrow,
+                            top_up ? "topUp(bytes32,uint256)" : "deposit(bytes32,uint256)",
                             {AbiValue::bytes(Bytes(payment.lease_id.begin(), payment.lease_id.end())),
-                             AbiValue::uint(payment.amount)},
+                             AbiValue::uint(missing)},
                             timeout, poll_interval);
   if (!deposited) return fail(deposited.error().code, "depositing: " + deposited.error().message);
   result.deposit_tx = deposited->transaction_hash;

@@ -15,6 +15,8 @@ CREATE TABLE chain_outbox (
   nonce INTEGER,
   raw_tx BLOB,
   tx_hash TEXT,
+  previous_hashes TEXT NOT NULL DEFAULT '',
+  stale_rounds INTEGER NOT NULL DEFAULT 0,
   block_number INTEGER,
   block_hash TEXT,
   attempts INTEGER NOT NULL DEFAULT 0,

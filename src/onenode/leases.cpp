@@ -43,7 +43,9 @@ bool env_name_ok(std::string_view name) {
 }
 
 bool image_ok(std::string_view image) {
-  if (image.empty() || image.size() > 255) return false;
+  if (image.empty() || image.size() > 255 || image.front() == '/' || image.find("..") != std::string_view::npos) {
+    return false;
+  }
   for (char ch : image) {
     const auto c = static_cast<unsigned char>(ch);
     if (!(std::isalnum(c) || c == '/' || c == ':' || c == '.' || c == '-' || c == '_' || c == '@')) return false;
@@ -194,6 +196,9 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
       price("gpu_hour") * spec.gpus + price("cpu_core_hour") * spec.cpus + price("ram_gb_hour") * spec.memory_gb;
   const eth::Uint256 amount = price_hour * spec.hours;
   if (amount.is_zero()) return fail(ErrorCode::kInvalidArgument, "this lease would cost nothing; ask for resources");
+  if (amount.bit_length() > 88) {  // LeaseEscrow keeps deposits in 88 bits
+    return fail(ErrorCode::kInvalidArgument, "this lease costs more than the escrow can hold; ask for fewer hours");
+  }
 
   const json::object& hw = provider->at("hardware").as_object();
   const std::uint64_t total_gpus = hw.contains("gpus") && hw.at("gpus").is_array() ? hw.at("gpus").as_array().size() : 0;
@@ -403,12 +408,16 @@ Result<void> LeaseBook::on_status(const std::string& provider_id, const json::ob
   return fail(ErrorCode::kInvalidArgument, "lease_status.state must be running or failed");
 }
 
-std::size_t LeaseBook::expire_unpaid() {
+std::size_t LeaseBook::expire_unpaid(const std::function<std::optional<bool>(const Hash32&)>& deposited_on_chain) {
   const auto now = to_unix_seconds(clock_.now());
-  auto rows = db_.query("SELECT id FROM leases WHERE state = 'pending_payment' AND pay_by < ?", {now});
+  auto rows = db_.query("SELECT id, escrow_lease_id FROM leases WHERE state = 'pending_payment' AND pay_by < ?", {now});
   if (!rows) return 0;
   std::size_t n = 0;
   for (const auto& r : *rows) {
+    const auto escrow_id = eth::parse_hash(r.text(1));
+    if (!escrow_id) continue;
+    const auto deposited = deposited_on_chain(*escrow_id);
+    if (!deposited || *deposited) continue;  // cannot tell, or paid and not indexed yet
     auto done = db_.transaction([&]() -> Result<void> {
       return transition(r.text(0), "pending_payment", "failed", "not paid in time; the capacity is free again");
     });
@@ -427,7 +436,16 @@ Result<void> LeaseBook::apply(const eth::Log& log) {
   if (e.kind != chain::EscrowEvent::Kind::kDeposited && e.kind != chain::EscrowEvent::Kind::kToppedUp) return {};
   auto rows = db_.query("SELECT id, renter, amount, state, escrow FROM leases WHERE escrow_lease_id = ?",
                         {to_hex(e.lease_id)});
-  if (!rows || rows->empty()) return {};  // a deposit for no lease of ours (or not yet known)
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty() || rows->front().text(3) == "failed") {
+    // Money for no lease of ours, or for one that already failed (unpaid in time): it goes
+    // back to whoever deposited it. (Payment details come only with a lease, so this is
+    // someone's mistake or a late payment.)
+    if (refund && e.kind == chain::EscrowEvent::Kind::kDeposited) {
+      return refund(e.lease_id, rows->empty() ? "deposit for an unknown lease" : "deposit for a failed lease");
+    }
+    return {};
+  }
   const auto& lease = rows->front();
   if (lease.text(3) != "pending_payment") return {};
   if (crypto::Address::parse(lease.text(4)).value_or(crypto::Address{}) != log.address) return {};  // another escrow

@@ -3,6 +3,7 @@
 #include <boost/json/object.hpp>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -61,8 +62,14 @@ class LeaseBook final : public chain::LogHandler {
   Result<boost::json::array> list_for(const crypto::Address& renter) const;
   // Capacity held by leases that are not final, per provider (lower-case id).
   Result<std::map<std::string, Reserved>> reserved() const;
-  // Fails leases still unpaid past the payment timeout; returns how many.
-  std::size_t expire_unpaid();
+  // Fails leases still unpaid past the payment timeout; returns how many. A lease is only
+  // failed when `deposited_on_chain` says the escrow holds nothing for it (empty: cannot
+  // tell, e.g. the node is down: it waits), so an indexer that lags fails nobody.
+  std::size_t expire_unpaid(const std::function<std::optional<bool>(const Hash32&)>& deposited_on_chain);
+
+  // Sends a deposit back to whoever made it (set by OneNode: a settle of 0 to the provider
+  // through the outbox). Used for deposits that arrive for a failed lease or no lease.
+  std::function<Result<void>(const Hash32& escrow_lease_id, const std::string& why)> refund;
 
   // Deploy messages for the provider's leases that are paid (and, when `resend`, those
   // already deploying or running: after the agent reconnects). Paid ones become deploying.

@@ -81,7 +81,8 @@ json::array build_offers(const json::array& providers) {
     const json::object empty;
     const json::object& hardware = hardware_v != nullptr && hardware_v->is_object() ? hardware_v->get_object() : empty;
 
-    // GPUs: the free count the agent reports, of the model most of its GPUs are (ties: the
+    // GPUs: the free count ("available": the hardware less what leases hold, see
+    // apply_reservations), of the model most of its GPUs are (ties: the
     // first GPU's model), with that model's smallest memory.
     struct Model {
       int count = 0;

@@ -290,7 +290,10 @@ struct OneNode::Impl {
       lock.unlock();
       registry->sweep();
       control->sweep();
-      leases->expire_unpaid();
+      leases->expire_unpaid([this](const Hash32& id) -> std::optional<bool> {
+        if (!settlement) return false;  // no chain: nothing can have been paid
+        return settlement->escrow_has_deposit(id);
+      });
       for (const auto& provider : leases->providers_with_paid_leases()) deploy_to(provider, false);
       if (std::chrono::steady_clock::now() >= next_purge) {
         auth->purge_expired();
@@ -331,6 +334,7 @@ Result<std::string> OneNode::start() {
     auto settlement = Settlement::open(s.config, *s.db, s.clock, s.leases.get());
     if (!settlement) return std::unexpected(settlement.error());
     s.settlement = std::move(*settlement);
+    s.leases->refund = [&s](const Hash32& id, const std::string& why) { return s.settlement->refund(id, why); };
     s.metrics.gauge("kaisar_chain_indexed_block", "Last block the chain indexer has read.", [&s] {
       auto next = s.settlement->indexer().next_block();
       return next ? static_cast<double>(*next) - 1 : -1.0;

@@ -164,6 +164,24 @@ json::object Settlement::info() {
   return out;
 }
 
+std::optional<bool> Settlement::escrow_has_deposit(const Hash32& escrow_lease_id) {
+  eth::RpcClient rpc(*transport_);
+  auto lease = chain::call_view(rpc, deployment_.escrow, "leaseOf(bytes32)",
+                                {AbiValue::bytes(Bytes(escrow_lease_id.begin(), escrow_lease_id.end()))},
+                                "(address,uint256,uint8)");
+  if (!lease) return std::nullopt;
+  return std::get<eth::Uint256>(lease->at(2).value).low_u64() != 0;
+}
+
+Result<void> Settlement::refund(const Hash32& escrow_lease_id, const std::string& why) {
+  auto data = chain::settle_calldata(escrow_lease_id, Address{}, 0, 0, 0);
+  if (!data) return std::unexpected(data.error());
+  spdlog::info("refunding escrow lease {}: {}", to_hex(escrow_lease_id), why);
+  auto entry = outbox_->enqueue("refund:" + to_hex(escrow_lease_id), "refund", deployment_.escrow, *data);
+  if (!entry) return std::unexpected(entry.error());
+  return {};
+}
+
 Result<json::object> Settlement::faucet(const Address& address) {
   if (!config_.faucet) return fail(ErrorCode::kNotFound, "the faucet is off; it exists on dev chains only");
   eth::RpcClient rpc(*transport_);

@@ -40,6 +40,12 @@ class Settlement {
   // What the indexed escrow events say about one lease (GET /api/v1/payments/{lease_id}).
   Result<std::optional<chain::LeaseFunds>> lease_funds(const Hash32& lease_id) { return ledger_->funds(lease_id); }
 
+  // Whether the escrow holds a deposit for this lease (read from the chain); empty when the
+  // node cannot be asked.
+  std::optional<bool> escrow_has_deposit(const Hash32& escrow_lease_id);
+  // Queues the settle that returns a lease's whole deposit to its depositor.
+  Result<void> refund(const Hash32& escrow_lease_id, const std::string& why);
+
   const chain::Deployment& deployment() const { return deployment_; }
   chain::Outbox& outbox() { return *outbox_; }
   chain::Indexer& indexer() { return *indexer_; }

@@ -146,7 +146,7 @@ TEST_F(ChainOneNodeTest, FaucetNeedsSignInAndMintsOncePerMinute) {
   EXPECT_NE(bad.err.find("--address"), std::string::npos) << bad.err;
 }
 
-TEST_F(ChainOneNodeTest, RenterPaysALeaseWithTheCliAndOneNodeSeesIt) {
+TEST_F(ChainOneNodeTest, PaymentsForNoLeaseAreSeenAndSentBack) {
   std::vector<std::string> flags = chain_flags(anvil_.url);
   write_text(dir_ + "/onenode.toml", "faucet = true\n");
   flags.push_back("--config");
@@ -177,31 +177,36 @@ TEST_F(ChainOneNodeTest, RenterPaysALeaseWithTheCliAndOneNodeSeesIt) {
   EXPECT_EQ(too_much.exit_code, 6) << too_much.err;
   EXPECT_NE(too_much.err.find("not enough tokens"), std::string::npos) << too_much.err;
 
+  const std::string before =
+      cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()});
   auto paid = pay({"--lease", "lease-1", "--amount", "5000", "--json"});
   ASSERT_EQ(paid.exit_code, 0) << paid.err;
   auto receipt = json::parse(paid.out);
   const std::string lease_id(receipt.at("lease_id").as_string());
   EXPECT_TRUE(receipt.at("deposit_tx").is_string());
-  // Paying again sends nothing.
-  auto again = pay({"--lease", "lease-1", "--amount", "5000"});
-  EXPECT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_NE(again.out.find("already paid"), std::string::npos) << again.out;
 
-  // OneNode's indexer sees the deposit.
+  // OneNode's indexer sees the deposit. "lease-1" is no lease of this OneNode, so the
+  // deposit goes back to the payer through the outbox.
   Reply seen;
   EXPECT_TRUE(eventually([&] {
     seen = call("GET", node.url() + "/api/v1/payments/" + lease_id);
-    return seen.status == 200;
+    return seen.status == 200 && seen.body.at("settled").as_bool();
   })) << seen.raw;
   EXPECT_EQ(seen.body.at("deposited").as_string(), "5000");
   EXPECT_EQ(seen.body.at("renter").as_string(), renter.address().to_checksum());
-  EXPECT_FALSE(seen.body.at("settled").as_bool());
-  EXPECT_EQ(seen.body.at("events").as_array().size(), 1U);
+  EXPECT_EQ(seen.body.at("refunded").as_string(), "5000");
+  EXPECT_EQ(seen.body.at("events").as_array().size(), 2U);
   EXPECT_EQ(call("GET", node.url() + "/api/v1/payments/0x1234").status, 400);
   EXPECT_EQ(call("GET", node.url() + "/api/v1/payments/0x" + std::string(64, 'a')).status, 404);
-  // cast sees the escrow holding it.
+  // cast sees the escrow empty and the payer whole again.
   const std::string escrow(call("GET", node.url() + "/api/v1/chain").body.at("contracts").at("escrow").as_string());
-  EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", escrow}), "5000");
+  EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", escrow}), "0");
+  EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()}),
+            before);
+  // A settled lease id cannot be paid again.
+  auto again = pay({"--lease", "lease-1", "--amount", "5000"});
+  EXPECT_EQ(again.exit_code, 6) << again.err;
+  EXPECT_NE(again.err.find("already settled"), std::string::npos) << again.err;
 }
 
 TEST_F(ChainOneNodeTest, FaucetIsOffUnlessConfigured) {
@@ -421,7 +426,8 @@ TEST_F(LeaseTest, AProviderWithoutAnEngineFailsTheLeaseWithTheReason) {
 }
 
 TEST_F(LeaseTest, UnpaidLeasesExpireAndFreeTheirCapacity) {
-  const std::string token = sign_in(node_->url(), crypto::PrivateKey::generate());
+  const auto renter = crypto::PrivateKey::generate();
+  const std::string token = sign_in(node_->url(), renter);
   auto first = post_lease(token, spec(2));
   ASSERT_EQ(first.status, 201) << first.raw;
   EXPECT_EQ(first.body.at("state").as_string(), "pending_payment");
@@ -436,6 +442,34 @@ TEST_F(LeaseTest, UnpaidLeasesExpireAndFreeTheirCapacity) {
   }, std::chrono::seconds{15}));
   EXPECT_EQ(free_gpus(), 2);
   EXPECT_EQ(post_lease(token, spec(1)).status, 201);
+
+  // A payment that comes too late goes back to the payer, through the outbox.
+  ASSERT_EQ(call("POST", node_->url() + "/api/v1/faucet", "{}", {{"authorization", "Bearer " + token}}).status, 200);
+  const std::string token_address(first.body.at("payment").at("token").as_string());
+  const std::string escrow(first.body.at("payment").at("escrow").as_string());
+  const std::string escrow_id(first.body.at("payment").at("lease_id").as_string());
+  const std::string amount(first.body.at("payment").at("amount").as_string());
+  ASSERT_TRUE(eventually([&] {
+    return cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()})
+               .rfind("1000000000000000000000 ", 0) == 0;
+  }));
+  const std::string key = to_hex(ByteView(renter.bytes().data(), renter.bytes().size()));
+  for (const auto& tx : std::vector<std::vector<std::string>>{{token_address, "approve(address,uint256)", escrow, amount},
+                                                              {escrow, "deposit(bytes32,uint256)", escrow_id, amount}}) {
+    std::vector<std::string> argv{node_tool("cast"), "send", "--rpc-url", anvil_.url, "--private-key", key};
+    argv.insert(argv.end(), tx.begin(), tx.end());
+    auto sent = run_process(argv);
+    ASSERT_EQ(sent.exit_code, 0) << sent.err;
+  }
+  Reply refunded;
+  EXPECT_TRUE(eventually([&] {
+    refunded = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+    return refunded.status == 200 && refunded.body.at("settled").as_bool();
+  }, std::chrono::seconds{20})) << refunded.raw;
+  EXPECT_EQ(refunded.body.at("refunded").as_string(), amount);
+  EXPECT_EQ(refunded.body.at("paid_to_provider").as_string(), "0");
+  EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()}),
+            "1000000000000000000000 [1e21]");
 }
 
 TEST_F(LeaseTest, BadLeaseRequestsAreRefused) {
@@ -454,6 +488,7 @@ TEST_F(LeaseTest, BadLeaseRequestsAreRefused) {
   EXPECT_EQ(with("gpus", -1).status, 400);
   EXPECT_EQ(with("hours", 0).status, 400);
   EXPECT_EQ(with("image", "bad image!").status, 400);
+  EXPECT_EQ(with("image", "../containers/json").status, 400);
   EXPECT_EQ(with("ports", json::array{0}).status, 400);
   EXPECT_EQ(with("env", json::object{{"1X", "y"}}).status, 400);
   EXPECT_EQ(with("ssh_key", "not a key").status, 400);

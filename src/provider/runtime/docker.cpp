@@ -28,7 +28,10 @@ bool printable(std::string_view s) {
 }
 
 bool valid_image(std::string_view image) {
-  if (image.empty() || image.size() > 255) return false;
+  // It goes into engine API paths: no "..", no leading '/'.
+  if (image.empty() || image.size() > 255 || image.front() == '/' || image.find("..") != std::string_view::npos) {
+    return false;
+  }
   for (const char ch : image) {
     const auto c = static_cast<unsigned char>(ch);
     if (!(std::isalnum(c) || c == '/' || c == ':' || c == '.' || c == '-' || c == '_' || c == '@')) return false;
@@ -87,7 +90,7 @@ std::uint64_t u64_at(const json::object* o, std::string_view key) {
   if (v == nullptr) return 0;
   if (v->is_uint64()) return v->get_uint64();
   if (v->is_int64() && v->get_int64() > 0) return static_cast<std::uint64_t>(v->get_int64());
-  if (v->is_double() && v->get_double() > 0) return static_cast<std::uint64_t>(v->get_double());
+  if (v->is_double() && v->get_double() > 0 && v->get_double() < 1.8e19) return static_cast<std::uint64_t>(v->get_double());
   return 0;
 }
 
@@ -366,6 +369,7 @@ Result<void> DockerClient::import_rootfs(ByteView tar, const std::string& repo, 
 }
 
 Result<void> DockerClient::remove_image(const std::string& image) {
+  if (!valid_image(image)) return fail(ErrorCode::kInvalidArgument, "bad image reference '" + image + "'");
   auto r = call("DELETE", "/images/" + image + "?force=1");
   if (!r && r.error().code != ErrorCode::kNotFound) return std::unexpected(r.error());
   return {};

@@ -95,6 +95,8 @@ TEST(ContainerSpec, BadSpecsAreRefusedBeforeTheEngine) {
   };
   bad([](ContainerSpec& s) { s.image = ""; });
   bad([](ContainerSpec& s) { s.image = "evil image; rm -rf /"; });
+  bad([](ContainerSpec& s) { s.image = "../containers/x"; });  // it goes into API paths
+  bad([](ContainerSpec& s) { s.image = "/etc"; });
   bad([](ContainerSpec& s) { s.env = {{"1BAD", "x"}}; });
   bad([](ContainerSpec& s) { s.env = {{"A=B", "x"}}; });
   bad([](ContainerSpec& s) { s.env = {{"OK", std::string("a\0b", 3)}}; });
