@@ -531,7 +531,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
     };
   });
 
-  auto* lease_cmd = app.add_subcommand("lease", "One lease: show");
+  auto* lease_cmd = app.add_subcommand("lease", "One lease: show, stop");
   lease_cmd->require_subcommand(1);
   auto* show = lease_cmd->add_subcommand("show", "State, price, payment and history of a lease");
   add_client_flags(*show, o);
@@ -552,6 +552,28 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
                 << "history:\n";
       for (const auto& h : r->at("history").as_array()) {
         std::cout << "  " << field(h, "at") << "  " << field(h, "state") << "  " << field(h, "reason") << "\n";
+      }
+      return kExitOk;
+    };
+  });
+
+  auto* stop = lease_cmd->add_subcommand("stop", "End a lease now; the unused time is refunded on chain");
+  add_client_flags(*stop, o);
+  stop->add_option("id", ra.lease_id, "lease id")->required();
+  stop->callback([&] {
+    action = [&] {
+      json::value empty = json::object{};
+      auto r = api_call(o, "POST", "/api/v1/leases/" + query_escape(ra.lease_id) + "/stop", &empty, true);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(*r);
+      } else {
+        std::cout << "lease " << field(*r, "id") << ": " << field(*r, "state") << "\n";
+        if (r->at("settlement").is_object()) {
+          std::cout << "settlement: " << field(r->at("settlement"), "to_provider") << " to the provider for "
+                    << field(r->at("settlement"), "seconds") << " s, " << field(r->at("settlement"), "to_renter")
+                    << " back to you (on chain shortly)\n";
+        }
       }
       return kExitOk;
     };

@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::string_view kColumns =
     "id, renter, provider, spec, state, reason, price_hour, amount, escrow_lease_id, chain_id, escrow, token, "
-    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints";
+    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints, started_at, ended_at, settlement";
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
@@ -266,6 +266,11 @@ json::object LeaseBook::view(const store::Row& row) const {
     json::value parsed = json::parse(row.text(18), ec);
     if (!ec && parsed.is_array()) endpoints = std::move(parsed);
   }
+  json::value settlement = nullptr;
+  if (!row.is_null(21)) {
+    json::value parsed = json::parse(row.text(21), ec);
+    if (!ec && parsed.is_object()) settlement = std::move(parsed);
+  }
   auto renter = crypto::Address::parse(row.text(1));
   auto provider = crypto::Address::parse(row.text(2));
   chain::LeasePayment payment;
@@ -288,6 +293,9 @@ json::object LeaseBook::view(const store::Row& row) const {
       {"pay_by", format_rfc3339(from_unix_seconds(row.integer(13)))},
       {"paid_at", row.is_null(14) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(14))))},
       {"endpoints", endpoints},
+      {"started_at", row.is_null(19) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(19))))},
+      {"ended_at", row.is_null(20) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(20))))},
+      {"settlement", settlement},
       {"history", std::move(history)},
   };
 }
@@ -312,9 +320,11 @@ Result<void> LeaseBook::transition(const std::string& id, std::string_view from,
                                    const std::string& reason) {
   const auto now = to_unix_seconds(clock_.now());
   auto changed = db_.execute(
-      "UPDATE leases SET state = ?, reason = ?, updated_at = ?, paid_at = CASE WHEN ? = 'paid' THEN ? ELSE paid_at END "
-      "WHERE id = ? AND state = ?",
-      {std::string(to), reason, now, std::string(to), now, id, std::string(from)});
+      "UPDATE leases SET state = ?, reason = ?, updated_at = ?, paid_at = CASE WHEN ? = 'paid' THEN ? ELSE paid_at END, "
+      "started_at = CASE WHEN ? = 'running' THEN ? ELSE started_at END, "
+      "ended_at = CASE WHEN ? IN ('ended', 'failed') THEN ? ELSE ended_at END WHERE id = ? AND state = ?",
+      {std::string(to), reason, now, std::string(to), now, std::string(to), now, std::string(to), now, id,
+       std::string(from)});
   if (!changed) return std::unexpected(changed.error());
   if (*changed == 0) return fail(ErrorCode::kConflict, "lease " + id + " is not " + std::string(from));
   auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, ?, ?)",
@@ -401,11 +411,90 @@ Result<void> LeaseBook::on_status(const std::string& provider_id, const json::ob
   }
   if (state == "failed") {
     if (current != "deploying" && current != "running") return {};
-    return db_.transaction([&]() -> Result<void> {
-      return transition(id, current, "failed", reason.empty() ? "the provider could not run the container" : reason);
-    });
+    return finish(id, current, "failed", reason.empty() ? "the provider could not run the container" : reason);
   }
+  if (state == "stopped") return {};  // the agent removed the container of an ended lease
   return fail(ErrorCode::kInvalidArgument, "lease_status.state must be running or failed");
+}
+
+Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std::string_view to,
+                               const std::string& reason) {
+  return db_.transaction([&]() -> Result<void> {
+    auto rows = db_.query(
+        "SELECT l.price_hour, l.amount, l.started_at, l.escrow_lease_id, p.owner, l.spec FROM leases l "
+        "JOIN providers p ON p.id = l.provider WHERE l.id = ?",
+        {id});
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) return fail(ErrorCode::kNotFound, "no lease " + id);
+    if (auto r = transition(id, from, to, reason); !r) return r;
+    const auto& l = rows->front();
+    const eth::Uint256 price_hour = eth::Uint256::from_decimal(l.text(0)).value_or(eth::Uint256{});
+    const eth::Uint256 amount = eth::Uint256::from_decimal(l.text(1)).value_or(eth::Uint256{});
+    // Delivered: the seconds the container ran, never more than was paid for.
+    std::uint64_t seconds = 0;
+    if (from == "running" && !l.is_null(2)) {
+      const auto now = to_unix_seconds(clock_.now());
+      seconds = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - l.integer(2)));
+      boost::system::error_code ec;
+      json::value spec = json::parse(l.text(5), ec);
+      std::uint64_t hours = 1;
+      if (!ec && spec.is_object() && spec.as_object().contains("hours") && spec.at("hours").is_int64()) {
+        hours = static_cast<std::uint64_t>(std::max<std::int64_t>(1, spec.at("hours").as_int64()));
+      }
+      seconds = std::min(seconds, hours * 3600);
+    }
+    eth::Uint256 to_provider = price_hour * seconds;
+    (void)to_provider.divmod_small(3600);
+    if (to_provider > amount) to_provider = amount;
+    const eth::Uint256 to_renter = amount - to_provider;
+    const auto owner = crypto::Address::parse(l.text(4)).value_or(crypto::Address{});
+    const auto escrow_id = eth::parse_hash(l.text(3)).value_or(Hash32{});
+    json::object settlement{{"seconds", seconds},
+                            {"to_provider", to_provider.to_decimal()},
+                            {"to_renter", to_renter.to_decimal()},
+                            {"provider_wallet", owner.to_checksum()},
+                            {"outbox_key", "settle:" + to_hex(escrow_id)}};
+    auto stored = db_.execute("UPDATE leases SET settlement = ? WHERE id = ?", {json::serialize(settlement), id});
+    if (!stored) return std::unexpected(stored.error());
+    if (settle) {
+      if (auto r = settle(escrow_id, owner, to_provider, to_renter); !r) return r;
+    }
+    return {};
+  });
+}
+
+Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Address& renter, const std::string& id) {
+  auto rows = db_.query("SELECT renter, state, provider FROM leases WHERE id = ?", {id});
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty() || rows->front().text(0) != renter.to_lower_hex()) {
+    return fail(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
+  }
+  const std::string state = rows->front().text(1);
+  if (state != "paid" && state != "deploying" && state != "running") {
+    return fail(ErrorCode::kConflict, "lease " + id + " is " + state + "; only a paid or running lease can be stopped");
+  }
+  if (auto r = finish(id, state, "ended", "stopped by the renter"); !r) return std::unexpected(r.error());
+  auto lease = get(id);
+  if (!lease) return std::unexpected(lease.error());
+  return std::pair{std::move(*lease), state == "paid" ? std::string{} : rows->front().text(2)};
+}
+
+std::vector<std::pair<std::string, std::string>> LeaseBook::expire_running() {
+  std::vector<std::pair<std::string, std::string>> out;
+  const auto now = to_unix_seconds(clock_.now());
+  auto rows = db_.query("SELECT id, provider, started_at, spec FROM leases WHERE state = 'running' AND started_at IS NOT NULL");
+  if (!rows) return out;
+  for (const auto& r : *rows) {
+    boost::system::error_code ec;
+    json::value spec = json::parse(r.text(3), ec);
+    std::int64_t hours = 1;
+    if (!ec && spec.is_object() && spec.as_object().contains("hours") && spec.at("hours").is_int64()) {
+      hours = std::max<std::int64_t>(1, spec.at("hours").as_int64());
+    }
+    if (r.integer(2) + hours * 3600 > now) continue;
+    if (finish(r.text(0), "running", "ended", "the paid time is over")) out.emplace_back(r.text(1), r.text(0));
+  }
+  return out;
 }
 
 std::size_t LeaseBook::expire_unpaid(const std::function<std::optional<bool>(const Hash32&)>& deposited_on_chain) {

@@ -80,6 +80,19 @@ class LeaseBook final : public chain::LogHandler {
   // endpoints, or failed with a reason.
   Result<void> on_status(const std::string& provider_id, const boost::json::object& message);
 
+  // The renter ends a lease early (paid, deploying or running). Returns the lease and the
+  // provider to tell (empty when no container was asked for).
+  Result<std::pair<boost::json::object, std::string>> stop(const crypto::Address& renter, const std::string& id);
+  // Ends running leases whose paid time is over; returns (provider, lease id) to stop.
+  std::vector<std::pair<std::string, std::string>> expire_running();
+
+  // Queues the settlement of a lease that ended or failed (set by OneNode: a LeaseEscrow
+  // settle through the outbox): `to_provider` to the provider's owner wallet, the rest of
+  // the deposit back to the renter.
+  std::function<Result<void>(const Hash32& escrow_lease_id, const crypto::Address& provider_owner,
+                             const eth::Uint256& to_provider, const eth::Uint256& to_renter)>
+      settle;
+
   // chain::LogHandler: escrow deposits mark leases paid (inside the indexer's transaction).
   Result<void> apply(const eth::Log& log) override;
   Result<void> rewind(std::uint64_t first_block) override;
@@ -88,6 +101,8 @@ class LeaseBook final : public chain::LogHandler {
 
  private:
   Result<void> transition(const std::string& id, std::string_view from, std::string_view to, const std::string& reason);
+  // Moves a lease to ended or failed and queues its settlement, in one transaction.
+  Result<void> finish(const std::string& id, std::string_view from, std::string_view to, const std::string& reason);
   boost::json::object view(const store::Row& row) const;
 
   store::Database& db_;

@@ -217,6 +217,16 @@ struct OneNode::Impl {
             }
             return Response::json(200, *lease);
           }));
+    r.add("POST", "/api/v1/leases/{id}/stop", counted("POST", "/api/v1/leases/{id}/stop", [this](Request& req) {
+            auto session = session_of(req);
+            if (!session) return Response::error(session.error());
+            const std::string& id = req.path_params["id"];
+            if (id.size() > 64) return Response::error(ErrorCode::kInvalidArgument, "lease id is too long");
+            auto stopped = leases->stop(session->address, id);
+            if (!stopped) return Response::error(stopped.error());
+            send_stop(stopped->second, id);
+            return Response::json(200, stopped->first);
+          }));
     r.add("GET", "/api/v1/chain", counted("GET", "/api/v1/chain", [this](Request&) {
             if (!settlement) {
               return Response::json(200, json::object{{"enabled", false}, {"chain_id", config.chain_id}});
@@ -279,6 +289,12 @@ struct OneNode::Impl {
     }
   }
 
+  void send_stop(const std::string& provider_id, const std::string& lease_id) {
+    if (control && !provider_id.empty()) {
+      control->send_to(provider_id, json::serialize(json::object{{"type", "stop"}, {"lease_id", lease_id}}));
+    }
+  }
+
   std::atomic<std::uint64_t>& logins = metrics.counter("kaisar_auth_logins_total", "Successful wallet sign-ins.");
 
   void monitor_loop() {
@@ -295,6 +311,7 @@ struct OneNode::Impl {
         return settlement->escrow_has_deposit(id);
       });
       for (const auto& provider : leases->providers_with_paid_leases()) deploy_to(provider, false);
+      for (const auto& [provider, lease_id] : leases->expire_running()) send_stop(provider, lease_id);
       if (std::chrono::steady_clock::now() >= next_purge) {
         auth->purge_expired();
         next_purge = std::chrono::steady_clock::now() + std::chrono::minutes{1};
@@ -335,6 +352,10 @@ Result<std::string> OneNode::start() {
     if (!settlement) return std::unexpected(settlement.error());
     s.settlement = std::move(*settlement);
     s.leases->refund = [&s](const Hash32& id, const std::string& why) { return s.settlement->refund(id, why); };
+    s.leases->settle = [&s](const Hash32& id, const crypto::Address& wallet, const eth::Uint256& to_provider,
+                            const eth::Uint256& to_renter) {
+      return s.settlement->settle_lease(id, wallet, to_provider, to_renter);
+    };
     s.metrics.gauge("kaisar_chain_indexed_block", "Last block the chain indexer has read.", [&s] {
       auto next = s.settlement->indexer().next_block();
       return next ? static_cast<double>(*next) - 1 : -1.0;

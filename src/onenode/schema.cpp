@@ -85,6 +85,11 @@ CREATE TABLE lease_events (
 CREATE INDEX lease_events_lease ON lease_events(lease_id, id);
 )sql"},
       {6, "lease endpoints", "ALTER TABLE leases ADD COLUMN endpoints TEXT;"},
+      {7, "lease times and settlement", R"sql(
+ALTER TABLE leases ADD COLUMN started_at INTEGER;
+ALTER TABLE leases ADD COLUMN ended_at INTEGER;
+ALTER TABLE leases ADD COLUMN settlement TEXT;
+)sql"},
   };
   return kMigrations;
 }

@@ -173,6 +173,15 @@ std::optional<bool> Settlement::escrow_has_deposit(const Hash32& escrow_lease_id
   return std::get<eth::Uint256>(lease->at(2).value).low_u64() != 0;
 }
 
+Result<void> Settlement::settle_lease(const Hash32& escrow_lease_id, const Address& provider_wallet,
+                                      const eth::Uint256& to_provider, const eth::Uint256& to_renter) {
+  auto data = chain::settle_calldata(escrow_lease_id, provider_wallet, to_provider, to_renter, 0);
+  if (!data) return std::unexpected(data.error());
+  auto entry = outbox_->enqueue("settle:" + to_hex(escrow_lease_id), "settle", deployment_.escrow, *data);
+  if (!entry) return std::unexpected(entry.error());
+  return {};
+}
+
 Result<void> Settlement::refund(const Hash32& escrow_lease_id, const std::string& why) {
   auto data = chain::settle_calldata(escrow_lease_id, Address{}, 0, 0, 0);
   if (!data) return std::unexpected(data.error());

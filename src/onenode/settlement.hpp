@@ -43,6 +43,10 @@ class Settlement {
   // Whether the escrow holds a deposit for this lease (read from the chain); empty when the
   // node cannot be asked.
   std::optional<bool> escrow_has_deposit(const Hash32& escrow_lease_id);
+  // Queues a lease's settlement: `to_provider` to the provider's wallet, `to_renter` (and
+  // whatever else is left of the deposit) back to the renter.
+  Result<void> settle_lease(const Hash32& escrow_lease_id, const crypto::Address& provider_wallet,
+                            const eth::Uint256& to_provider, const eth::Uint256& to_renter);
   // Queues the settle that returns a lease's whole deposit to its depositor.
   Result<void> refund(const Hash32& escrow_lease_id, const std::string& why);
 

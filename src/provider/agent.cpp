@@ -161,6 +161,9 @@ void Agent::run() {
           acked_.fetch_add(1);
         } else if (type == "error") {
           co_return fail(ErrorCode::kUnavailable, "OneNode closed the channel: " + string_field(*msg, "message"));
+        } else if (type == "stop") {
+          const std::string lease_id = string_field(*msg, "lease_id");
+          if (impl_->deployer && !lease_id.empty() && lease_id.size() <= 64) impl_->deployer->stop(lease_id);
         } else if (type == "deploy") {
           auto lease = msg->find("lease");
           if (lease == msg->end() || !lease->value().is_object()) continue;

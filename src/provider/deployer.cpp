@@ -52,6 +52,14 @@ void Deployer::deploy(json::object lease) {
   cv_.notify_all();
 }
 
+void Deployer::stop(const std::string& lease_id) {
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(json::object{{"stop", lease_id}});
+  }
+  cv_.notify_all();
+}
+
 void Deployer::work() {
   std::unique_lock lock(mutex_);
   while (true) {
@@ -82,6 +90,13 @@ Result<void> Deployer::ensure_image(const std::string& image) {
 }
 
 void Deployer::run_one(const json::object& lease) {
+  if (const std::string stop_id = text(lease, "stop"); !stop_id.empty()) {
+    if (auto existing = engine_.list("kaisar.lease", stop_id)) {
+      for (const auto& c : *existing) (void)engine_.remove(c.id);
+    }
+    report_(status(stop_id, "stopped", "container removed"));
+    return;
+  }
   const std::string id = text(lease, "id");
   if (id.empty() || id.size() > 64) return;
   auto report_running = [&](const runtime::ContainerInfo& info) {

@@ -28,6 +28,8 @@ class Deployer {
 
   // A deploy message's "lease" object.
   void deploy(boost::json::object lease);
+  // Removes the lease's containers.
+  void stop(const std::string& lease_id);
 
  private:
   void work();

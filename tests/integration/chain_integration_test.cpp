@@ -293,6 +293,7 @@ class LeaseTest : public ChainOneNodeTest {
                             {}, env_);
     ASSERT_EQ(init.exit_code, 0) << init.err;
     provider_id_ = std::string(json::parse(init.out).at("node").as_string());
+    provider_owner_ = std::string(json::parse(init.out).at("owner").as_string());
     std::vector<std::string> argv{kaisar_binary(), "provider", "run", "--data", dir_ + "/agent", "--onenode",
                                   node_->url(), "--price-gpu-hour", "500000000000000000", "--price-cpu-core-hour",
                                   "10000000000000000", "--price-ram-gb-hour", "2000000000000000", "--demo-image",
@@ -335,6 +336,7 @@ class LeaseTest : public ChainOneNodeTest {
   std::unique_ptr<ChildProcess> agent_;
   std::map<std::string, std::string> env_;
   std::string provider_id_;
+  std::string provider_owner_;
 };
 
 class DeployTest : public LeaseTest {
@@ -405,6 +407,36 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   EXPECT_EQ(json::parse(listed.out).at("leases").as_array().size(), 1U);
   auto bad_env = kaisar({"rent", "--offer", provider_id_, "--image", "x", "--env", "NOEQUALS"});
   EXPECT_EQ(bad_env.exit_code, 2);
+  // The renter stops it: the container goes, and the chain pays the provider for the
+  // seconds it ran and the renter the rest, through the outbox.
+  std::this_thread::sleep_for(std::chrono::seconds{2});
+  auto stopped = kaisar({"lease", "stop", std::string(lease.at("id").as_string()), "--json"});
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
+  auto ended = json::parse(stopped.out);
+  EXPECT_EQ(ended.at("state").as_string(), "ended");
+  const auto& settlement = ended.at("settlement");
+  const auto seconds = settlement.at("seconds").to_number<std::uint64_t>();
+  EXPECT_GE(seconds, 2U);
+  const unsigned long long price_hour = 10000000000000000ULL + 2000000000000000ULL;
+  EXPECT_EQ(settlement.at("to_provider").as_string(), std::to_string(price_hour * seconds / 3600));
+  EXPECT_EQ(settlement.at("to_renter").as_string(),
+            std::to_string(2 * price_hour - price_hour * seconds / 3600));
+  Reply settled;
+  EXPECT_TRUE(eventually([&] {
+    settled = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+    return settled.status == 200 && settled.body.at("settled").as_bool();
+  }, std::chrono::seconds{20})) << settled.raw;
+  EXPECT_EQ(settled.body.at("paid_to_provider"), settlement.at("to_provider"));
+  EXPECT_EQ(settled.body.at("refunded"), settlement.at("to_renter"));
+  const std::string token_address(lease.at("payment").at("token").as_string());
+  EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", provider_owner_}).substr(0, settlement.at("to_provider").as_string().size()),
+            settlement.at("to_provider").as_string());
+  EXPECT_TRUE(eventually([&] {
+    auto r = net::http_request("GET", "http://127.0.0.1:" + std::to_string(ports[8080]) + "/", {}, {},
+                               std::chrono::milliseconds{500});
+    return !r;
+  })) << "the container is gone";
+  EXPECT_EQ(kaisar({"lease", "stop", std::string(lease.at("id").as_string())}).exit_code, 6) << "ended already";
   // A restart of OneNode keeps the lease and its state.
   EXPECT_EQ(node_->stop(), 0);
   std::vector<std::string> flags = chain_flags(anvil_.url);
@@ -414,7 +446,8 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   ASSERT_EQ(kaisar({"login"}).exit_code, 0);  // the new process listens on another port: another URL
   auto again = kaisar({"lease", "show", std::string(lease.at("id").as_string()), "--json"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_EQ(json::parse(again.out).at("state").as_string(), "running");
+  EXPECT_EQ(json::parse(again.out).at("state").as_string(), "ended");
+
 }
 
 TEST_F(LeaseTest, AProviderWithoutAnEngineFailsTheLeaseWithTheReason) {
