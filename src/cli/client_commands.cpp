@@ -1,4 +1,6 @@
 // Wallet and client commands: wallet new|import|address, login, logout, providers, status.
+#include <unistd.h>
+
 #include <boost/json.hpp>
 #include <cctype>
 #include <filesystem>
@@ -576,6 +578,54 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         }
       }
       return kExitOk;
+    };
+  });
+
+  auto* ssh = app.add_subcommand("ssh", "Open an SSH session into a running lease (as root, with your key)");
+  add_client_flags(*ssh, o);
+  ssh->add_option("id", ra.lease_id, "lease id")->required();
+  ssh->add_option("args", ra.ssh_args, "after --: options and a command for ssh");
+  ssh->callback([&] {
+    action = [&] {
+      auto r = api_call(o, "GET", "/api/v1/leases/" + query_escape(ra.lease_id), nullptr, true);
+      if (!r) return report(r.error(), o.json);
+      if (r->at("state").as_string() != "running") {
+        return report(Error{ErrorCode::kConflict, "lease " + ra.lease_id + " is " + field(*r, "state") + ", not running"},
+                      o.json);
+      }
+      std::string port;
+      for (const auto& ep : r->at("endpoints").as_array()) {
+        if (field(ep, "port") == "22") port = field(ep, "host_port");
+      }
+      if (port.empty()) {
+        return report(Error{ErrorCode::kNotFound, "lease " + ra.lease_id + " exposes no port 22; rent with --port 22"},
+                      o.json);
+      }
+      // The endpoint is on the provider's loopback until the gateway exposes it.
+      std::vector<std::string> argv{"ssh", "-p", port};
+      argv.insert(argv.end(), ra.ssh_args.begin(), ra.ssh_args.end());
+      // Options go before the destination; a command given after them follows it.
+      std::vector<std::string> options;
+      std::vector<std::string> command;
+      for (std::size_t i = 3; i < argv.size(); ++i) {
+        const std::string& a = argv[i];
+        if (command.empty() && a.size() > 1 && a[0] == '-') {
+          options.push_back(a);
+          if ((a == "-i" || a == "-o" || a == "-F" || a == "-l" || a == "-J") && i + 1 < argv.size()) options.push_back(argv[++i]);
+        } else {
+          command.push_back(a);
+        }
+      }
+      std::vector<std::string> final_argv{"ssh", "-p", port};
+      final_argv.insert(final_argv.end(), options.begin(), options.end());
+      final_argv.push_back("root@127.0.0.1");
+      final_argv.insert(final_argv.end(), command.begin(), command.end());
+      std::vector<char*> cargv;
+      for (auto& a : final_argv) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      std::cout.flush();
+      execvp("ssh", cargv.data());
+      return report(Error{ErrorCode::kNotFound, "cannot run ssh: install OpenSSH's client"}, o.json);
     };
   });
 

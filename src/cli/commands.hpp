@@ -64,6 +64,7 @@ struct RentArgs {
   std::vector<std::string> env;
   std::string ssh_key_file;
   std::string lease_id;  // lease show
+  std::vector<std::string> ssh_args;  // ssh ID -- ARGS
   std::uint32_t wait_seconds = 120;
 };
 

@@ -172,10 +172,15 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
     state->nonce.clear();  // single use
     state->provider_id = reg->node.to_lower_hex();
     state->authenticated.store(true);
+    json::array leases;
+    if (live_leases) {
+      for (auto& id : live_leases(state->provider_id)) leases.push_back(json::value(id));
+    }
     s->send(json::serialize(json::object{{"type", "welcome"},
                                          {"v", protocol::kVersion},
                                          {"provider_id", reg->node.to_checksum()},
-                                         {"heartbeat_interval_s", heartbeat_interval_.count()}}));
+                                         {"heartbeat_interval_s", heartbeat_interval_.count()},
+                                         {"leases", std::move(leases)}}));
     {
       std::lock_guard lock(sessions_mutex_);
       sessions_[state->provider_id] = s;

@@ -335,6 +335,15 @@ Result<void> LeaseBook::transition(const std::string& id, std::string_view from,
   return {};
 }
 
+std::vector<std::string> LeaseBook::live_on(const std::string& provider_id) const {
+  std::vector<std::string> out;
+  if (auto rows = db_.query("SELECT id FROM leases WHERE provider = ? AND state IN ('paid', 'deploying', 'running')",
+                            {provider_id})) {
+    for (const auto& r : *rows) out.push_back(r.text(0));
+  }
+  return out;
+}
+
 std::vector<std::string> LeaseBook::providers_with_paid_leases() const {
   std::vector<std::string> out;
   if (auto rows = db_.query("SELECT DISTINCT provider FROM leases WHERE state = 'paid'")) {

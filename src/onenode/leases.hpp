@@ -74,6 +74,8 @@ class LeaseBook final : public chain::LogHandler {
   // Deploy messages for the provider's leases that are paid (and, when `resend`, those
   // already deploying or running: after the agent reconnects). Paid ones become deploying.
   std::vector<std::string> take_deploys(const std::string& provider_id, bool resend);
+  // Leases of the provider that should have a container (paid, deploying, running).
+  std::vector<std::string> live_on(const std::string& provider_id) const;
   // Providers with paid leases waiting for a deploy message.
   std::vector<std::string> providers_with_paid_leases() const;
   // A lease_status message from `provider_id` (only its own leases): running with its

@@ -344,6 +344,7 @@ Result<std::string> OneNode::start() {
   s.control = std::make_unique<ControlChannel>(*s.registry, s.metrics, s.config.heartbeat_interval);
   s.leases = std::make_unique<LeaseBook>(*s.db, s.clock, s.events, *s.registry, s.config.payment_timeout);
   s.control->on_agent_online = [&s](const std::string& provider) { s.deploy_to(provider, true); };
+  s.control->live_leases = [&s](const std::string& provider) { return s.leases->live_on(provider); };
   s.control->on_lease_status = [&s](const std::string& provider, const json::object& message) {
     if (auto r = s.leases->on_status(provider, message); !r) spdlog::warn("lease_status from {}: {}", provider, r.error().message);
   };

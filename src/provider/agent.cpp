@@ -124,6 +124,17 @@ void Agent::run() {
     }
     state_.store(AgentState::kOnline);
     sessions_.fetch_add(1);
+    if (s.deployer) {
+      // Containers of leases OneNode no longer counts as live are removed; the live ones
+      // are sent again right after this and adopted.
+      std::vector<std::string> live;
+      if (auto it = welcome->find("leases"); it != welcome->end() && it->value().is_array()) {
+        for (const auto& id : it->value().get_array()) {
+          if (id.is_string() && id.get_string().size() <= 64) live.emplace_back(id.get_string());
+        }
+        s.deployer->reconcile(std::move(live));
+      }
+    }
     say("online as provider " + string_field(*welcome, "provider_id") + " (heartbeat every " +
         std::to_string(interval.count()) + " s)");
 

@@ -1,6 +1,7 @@
 #include "provider/deployer.hpp"
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace kaisar::provider {
@@ -60,6 +61,16 @@ void Deployer::stop(const std::string& lease_id) {
   cv_.notify_all();
 }
 
+void Deployer::reconcile(std::vector<std::string> live) {
+  json::array ids;
+  for (auto& id : live) ids.push_back(json::value(std::move(id)));
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(json::object{{"reconcile", std::move(ids)}});
+  }
+  cv_.notify_all();
+}
+
 void Deployer::work() {
   std::unique_lock lock(mutex_);
   while (true) {
@@ -90,6 +101,19 @@ Result<void> Deployer::ensure_image(const std::string& image) {
 }
 
 void Deployer::run_one(const json::object& lease) {
+  if (const json::value* live = lease.if_contains("reconcile"); live != nullptr && live->is_array()) {
+    std::set<std::string> keep;
+    for (const auto& id : live->get_array()) {
+      if (id.is_string()) keep.insert(std::string(id.get_string()));
+    }
+    if (auto all = engine_.list("kaisar.lease")) {
+      for (const auto& c : *all) {
+        auto label = c.labels.find("kaisar.lease");
+        if (label != c.labels.end() && !keep.contains(label->second)) (void)engine_.remove(c.id);
+      }
+    }
+    return;
+  }
   if (const std::string stop_id = text(lease, "stop"); !stop_id.empty()) {
     if (auto existing = engine_.list("kaisar.lease", stop_id)) {
       for (const auto& c : *existing) (void)engine_.remove(c.id);

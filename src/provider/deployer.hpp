@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "provider/runtime/docker.hpp"
 
@@ -30,6 +31,9 @@ class Deployer {
   void deploy(boost::json::object lease);
   // Removes the lease's containers.
   void stop(const std::string& lease_id);
+  // Removes every container labelled kaisar.lease whose lease is not in `live` (orphans
+  // of leases that ended while the agent was away).
+  void reconcile(std::vector<std::string> live);
 
  private:
   void work();

@@ -8,6 +8,7 @@
 #include "crypto/keystore.hpp"
 #include "harness.hpp"
 #include "podman.hpp"
+#include "provider/runtime/docker.hpp"
 
 namespace kaisar::testing {
 namespace {
@@ -397,6 +398,13 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
     std::this_thread::sleep_for(std::chrono::milliseconds{100});
   }
   EXPECT_EQ(ssh.exit_code, 0) << ssh.err;
+  // kaisar ssh finds the port itself.
+  auto via = run_process({kaisar_binary(), "ssh", "--onenode", node_->url(), std::string(lease.at("id").as_string()),
+                          "--", "-i", dir_ + "/id", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                          "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "echo", "via-kaisar"},
+                         {}, env_, std::chrono::seconds{30});
+  EXPECT_EQ(via.exit_code, 0) << via.err;
+  EXPECT_EQ(via.out, "via-kaisar\n");
   // The lease and its history, as the renter sees them.
   auto shown = kaisar({"lease", "show", std::string(lease.at("id").as_string()), "--json"});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
@@ -558,6 +566,53 @@ TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
   EXPECT_EQ(created.load(), 1);
   EXPECT_EQ(refused.load(), 99);
   EXPECT_EQ(free_gpus(), 0);
+}
+
+TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
+  auto renter = crypto::PrivateKey::generate();
+  write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
+  auto kaisar = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kaisar_binary());
+    args.insert(args.end(), {"--onenode", node_->url(), "--wallet", dir_ + "/renter.json", "--password-file", dir_ + "/pw"});
+    return run_process(args, {}, env_, std::chrono::seconds{120});
+  };
+  ASSERT_EQ(kaisar({"login"}).exit_code, 0);
+  ASSERT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] {
+    auto b = kaisar({"wallet", "balance", "--json"});
+    return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
+  }));
+  auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--port", "8080", "--json"});
+  ASSERT_EQ(rent.exit_code, 0) << rent.err << agent_->output();
+  const std::string lease_id(json::parse(rent.out).at("id").as_string());
+
+  provider::runtime::DockerClient engine(engine_->socket());
+  auto before = engine.list("kaisar.lease", lease_id);
+  ASSERT_TRUE(before && before->size() == 1);
+  // A container of a lease OneNode does not know (left behind by some earlier run).
+  provider::runtime::ContainerSpec orphan;
+  orphan.image = "localhost/kaisar/demo:latest";
+  orphan.command = {"/init.sh"};
+  orphan.labels = {{"kaisar.lease", "orphan-lease"}};
+  auto orphan_id = engine.create(orphan);
+  ASSERT_TRUE(orphan_id && engine.start(*orphan_id));
+
+  // The agent dies and comes back.
+  agent_->stop(SIGKILL);
+  std::vector<std::string> argv{kaisar_binary(), "provider", "run", "--data", dir_ + "/agent", "--onenode",
+                                node_->url(), "--price-gpu-hour", "500000000000000000", "--price-cpu-core-hour",
+                                "10000000000000000", "--price-ram-gb-hour", "2000000000000000", "--demo-image",
+                                binary_dir() + "/images/demo.tar", "--engine-socket", engine_->socket()};
+  agent_ = std::make_unique<ChildProcess>(argv, env_);
+  EXPECT_TRUE(eventually([&] {
+    auto left = engine.list("kaisar.lease", "orphan-lease");
+    return left && left->empty();
+  })) << agent_->output();
+  auto after = engine.list("kaisar.lease", lease_id);
+  ASSERT_TRUE(after && after->size() == 1);
+  EXPECT_EQ(after->front().id, before->front().id) << "the running container was adopted, not started again";
+  auto shown = kaisar({"lease", "show", lease_id, "--json"});
+  EXPECT_EQ(json::parse(shown.out).at("state").as_string(), "running");
 }
 
 }  // namespace
