@@ -176,8 +176,12 @@ Result<std::optional<OutboxEntry>> Outbox::find(std::string_view key) {
 }
 
 Result<std::vector<OutboxEntry>> Outbox::list(std::size_t limit) {
-  auto rows = db_.query("SELECT " + std::string(kColumns) + " FROM chain_outbox ORDER BY id DESC LIMIT ?",
-                        {static_cast<std::int64_t>(std::min<std::size_t>(limit, 10000))});
+  return load("SELECT " + std::string(kColumns) + " FROM chain_outbox ORDER BY id DESC LIMIT ?",
+              {static_cast<std::int64_t>(std::min<std::size_t>(limit, 10000))});
+}
+
+Result<std::vector<OutboxEntry>> Outbox::load(const std::string& sql, const std::vector<store::Value>& params) {
+  auto rows = db_.query(sql, params);
   if (!rows) return std::unexpected(rows.error());
   std::vector<OutboxEntry> out;
   for (const auto& row : *rows) {
@@ -197,16 +201,8 @@ Result<std::map<std::string, std::int64_t>> Outbox::counts() {
 }
 
 Result<std::vector<OutboxEntry>> Outbox::load_open() {
-  auto rows = db_.query("SELECT " + std::string(kColumns) +
-                        " FROM chain_outbox WHERE state IN ('queued', 'sent', 'mined') ORDER BY id LIMIT 1000");
-  if (!rows) return std::unexpected(rows.error());
-  std::vector<OutboxEntry> out;
-  for (const auto& row : *rows) {
-    auto e = entry_from_row(row);
-    if (!e) return std::unexpected(e.error());
-    out.push_back(std::move(*e));
-  }
-  return out;
+  return load("SELECT " + std::string(kColumns) +
+              " FROM chain_outbox WHERE state IN ('queued', 'sent', 'mined') ORDER BY id LIMIT 1000");
 }
 
 Result<void> Outbox::save(const OutboxEntry& e) {

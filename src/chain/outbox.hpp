@@ -118,6 +118,7 @@ class Outbox {
   Result<void> retry_later(OutboxEntry& entry, const Error& error, std::int64_t now_ms);
   Result<void> finish_failed(OutboxEntry& entry, std::string reason);
   Result<std::vector<OutboxEntry>> load_open();
+  Result<std::vector<OutboxEntry>> load(const std::string& sql, const std::vector<store::Value>& params = {});
   void notify(const OutboxEntry& entry);
   std::int64_t now_ms() const;
 

@@ -116,6 +116,59 @@ std::string default_demo_image() {
   return fs::exists(tar, ec) ? tar.string() : std::string{};
 }
 
+// A background program `kaisar dev` owns: started with its output in a log file, stopped
+// with SIGTERM (SIGKILL after 10 s), and killed with us if we die first.
+class ChildService {
+ public:
+  static Result<std::unique_ptr<ChildService>> spawn(std::vector<std::string> argv,
+                                                     const std::vector<std::pair<std::string, std::string>>& env,
+                                                     const std::string& log) {
+    std::unique_ptr<ChildService> child(new ChildService());
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    const pid_t parent = getpid();
+    child->pid_ = fork();
+    if (child->pid_ < 0) return fail(ErrorCode::kUnavailable, "fork failed");
+    if (child->pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(1);
+      sigset_t none;
+      sigemptyset(&none);
+      pthread_sigmask(SIG_SETMASK, &none, nullptr);
+      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+      FILE* out = std::freopen(log.c_str(), "w", stdout);
+      if (out == nullptr || dup2(fileno(stdout), 2) < 0) _exit(127);
+      execvp(cargv[0], cargv.data());
+      std::perror(("cannot start " + argv[0]).c_str());
+      _exit(127);
+    }
+    return child;
+  }
+
+  ~ChildService() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+
+  // True once the program has exited (it is then reaped).
+  bool exited() {
+    if (pid_ <= 0) return true;
+    if (waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
+    return pid_ <= 0;
+  }
+
+ private:
+  ChildService() = default;
+  pid_t pid_ = -1;
+};
+
 // A Podman API service private to `kaisar dev` (its own configuration and storage under
 // DIR), so the dev provider can run containers without touching the user's Podman.
 class DevEngine {
@@ -145,60 +198,42 @@ class DevEngine {
     engine->socket_ = d + "/podman.sock";
     fs::remove(engine->socket_, ec);
     const std::string log = d + "/podman.log";
-    const pid_t parent = getpid();
-    engine->pid_ = fork();
-    if (engine->pid_ < 0) return fail(ErrorCode::kUnavailable, "fork failed");
-    if (engine->pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(1);
-      sigset_t none;
-      sigemptyset(&none);
-      pthread_sigmask(SIG_SETMASK, &none, nullptr);
-      setenv("CONTAINERS_CONF", (d + "/containers.conf").c_str(), 1);
-      setenv("CONTAINERS_STORAGE_CONF", (d + "/storage.conf").c_str(), 1);
-      setenv("XDG_RUNTIME_DIR", (d + "/xdg").c_str(), 1);
-      FILE* out = std::freopen(log.c_str(), "w", stdout);
-      if (out == nullptr || dup2(fileno(stdout), 2) < 0) _exit(127);
-      const std::string uri = "unix://" + engine->socket_;
-      execlp("podman", "podman", "system", "service", "--time=0", uri.c_str(), static_cast<char*>(nullptr));
-      std::perror("cannot start podman");
-      _exit(127);
-    }
-    for (int i = 0; i < 200; ++i) {
-      if (fs::exists(engine->socket_, ec)) return engine;
-      int status = 0;
-      if (waitpid(engine->pid_, &status, WNOHANG) == engine->pid_) {
-        engine->pid_ = -1;
+    auto child = ChildService::spawn({"podman", "system", "service", "--time=0", "unix://" + engine->socket_},
+                                     {{"CONTAINERS_CONF", d + "/containers.conf"},
+                                      {"CONTAINERS_STORAGE_CONF", d + "/storage.conf"},
+                                      {"XDG_RUNTIME_DIR", d + "/xdg"}},
+                                     log);
+    if (!child) return std::unexpected(child.error());
+    engine->child_ = std::move(*child);
+    for (int i = 0; i < 400; ++i) {
+      // Up once a Ping answers (the socket file appears before the service accepts).
+      if (fs::exists(engine->socket_, ec) && provider::runtime::DockerClient(engine->socket_, std::chrono::seconds{2}).ping()) {
+        return engine;
+      }
+      if (engine->child_->exited()) {
         return fail(ErrorCode::kUnavailable, "podman system service exited at start; see " + log);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds{50});
     }
-    return fail(ErrorCode::kTimeout, "podman system service did not start within 10 s; see " + log);
+    return fail(ErrorCode::kTimeout, "podman system service did not start within 20 s; see " + log);
   }
 
   ~DevEngine() {
-    if (pid_ <= 0) return;
+    if (!child_ || child_->exited()) return;
     // Leases' containers go with the dev network; after a restart OneNode deploys the
     // leases that are still live again.
     provider::runtime::DockerClient engine(socket_, std::chrono::seconds{20});
     if (auto containers = engine.list("kaisar.lease")) {
       for (const auto& c : *containers) (void)engine.remove(c.id);
     }
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 200; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds{50});
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
   }
 
   const std::string& socket() const { return socket_; }
 
  private:
   DevEngine() = default;
-  pid_t pid_ = -1;
   std::string socket_;
+  std::unique_ptr<ChildService> child_;
 };
 
 // A local anvil chain for `kaisar dev`. Its state is written to DIR/state.json when it
@@ -213,23 +248,10 @@ class DevChain {
     const std::string state = (dir / "state.json").string();
     fs::remove(log, ec);  // so that the line we wait for is this run's
     std::unique_ptr<DevChain> chain(new DevChain());
-    const pid_t parent = getpid();
-    chain->pid_ = fork();
-    if (chain->pid_ < 0) return fail(ErrorCode::kUnavailable, "fork failed");
-    if (chain->pid_ == 0) {
-      // The chain goes down with us, even if we are killed.
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(1);
-      sigset_t none;
-      sigemptyset(&none);
-      pthread_sigmask(SIG_SETMASK, &none, nullptr);
-      FILE* out = std::freopen(log.c_str(), "w", stdout);
-      if (out == nullptr || dup2(fileno(stdout), 2) < 0) _exit(127);
-      execlp(anvil.c_str(), anvil.c_str(), "--host", "127.0.0.1", "--port", "0", "--chain-id", "31337", "--state",
-             state.c_str(), static_cast<char*>(nullptr));
-      std::perror(("cannot start " + anvil).c_str());
-      _exit(127);
-    }
+    auto child = ChildService::spawn({anvil, "--host", "127.0.0.1", "--port", "0", "--chain-id", "31337", "--state", state},
+                                     {}, log);
+    if (!child) return std::unexpected(child.error());
+    chain->child_ = std::move(*child);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
     while (std::chrono::steady_clock::now() < deadline) {
       std::ifstream in(log);
@@ -246,9 +268,7 @@ class DevChain {
           return chain;
         }
       }
-      int status = 0;
-      if (waitpid(chain->pid_, &status, WNOHANG) == chain->pid_) {
-        chain->pid_ = -1;
+      if (chain->child_->exited()) {
         return fail(ErrorCode::kUnavailable, "anvil (" + anvil + ") exited at start; see " + log +
                                                  " (run `make setup` to install it)");
       }
@@ -257,22 +277,11 @@ class DevChain {
     return fail(ErrorCode::kTimeout, "anvil did not start within 30 s; see " + log);
   }
 
-  ~DevChain() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);  // anvil writes its state and exits
-    for (int i = 0; i < 200; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds{50});
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
-
   const std::string& url() const { return url_; }
 
  private:
   DevChain() = default;
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildService> child_;  // anvil writes its state when it stops
   std::string url_;
 };
 

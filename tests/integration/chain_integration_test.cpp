@@ -343,22 +343,30 @@ class LeaseTest : public ChainOneNodeTest {
 class DeployTest : public LeaseTest {
  protected:
   bool with_engine() const override { return true; }
-};
 
-TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
-  auto renter = crypto::PrivateKey::generate();
-  write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
-  auto kaisar = [&](std::vector<std::string> args) {
+  // The CLI as the renter: its wallet, signed in to this OneNode.
+  RunResult kaisar(std::vector<std::string> args) {
     args.insert(args.begin(), kaisar_binary());
     args.insert(args.end(), {"--onenode", node_->url(), "--wallet", dir_ + "/renter.json", "--password-file", dir_ + "/pw"});
     return run_process(args, {}, env_, std::chrono::seconds{120});
-  };
-  ASSERT_EQ(kaisar({"login"}).exit_code, 0);
-  ASSERT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
-  ASSERT_TRUE(eventually([&] {
-    auto b = kaisar({"wallet", "balance", "--json"});
-    return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
-  }));
+  }
+  // A renter wallet with KAI from the faucet, signed in.
+  crypto::PrivateKey funded_renter() {
+    auto renter = crypto::PrivateKey::generate();
+    write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
+    EXPECT_EQ(kaisar({"login"}).exit_code, 0);
+    EXPECT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
+    EXPECT_TRUE(eventually([&] {
+      auto b = kaisar({"wallet", "balance", "--json"});
+      return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
+    }));
+    return renter;
+  }
+};
+
+TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
+  const auto renter = funded_renter();
+  ASSERT_FALSE(HasFailure());
 
   ASSERT_EQ(run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir_ + "/id"}).exit_code, 0);
   const int cores_before = call("GET", node_->url() + "/api/v1/offers").body.at("offers").as_array()[0].at("cpu_cores").to_number<int>();
@@ -569,19 +577,8 @@ TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
 }
 
 TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
-  auto renter = crypto::PrivateKey::generate();
-  write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
-  auto kaisar = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), kaisar_binary());
-    args.insert(args.end(), {"--onenode", node_->url(), "--wallet", dir_ + "/renter.json", "--password-file", dir_ + "/pw"});
-    return run_process(args, {}, env_, std::chrono::seconds{120});
-  };
-  ASSERT_EQ(kaisar({"login"}).exit_code, 0);
-  ASSERT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
-  ASSERT_TRUE(eventually([&] {
-    auto b = kaisar({"wallet", "balance", "--json"});
-    return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
-  }));
+  const auto renter = funded_renter();
+  ASSERT_FALSE(HasFailure());
   auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--port", "8080", "--json"});
   ASSERT_EQ(rent.exit_code, 0) << rent.err << agent_->output();
   const std::string lease_id(json::parse(rent.out).at("id").as_string());

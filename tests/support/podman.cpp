@@ -1,5 +1,11 @@
 #include "podman.hpp"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +17,22 @@ namespace kaisar::testing {
 namespace fs = std::filesystem;
 
 namespace {
+
+// The socket file appears before the service accepts on it.
+bool accepts(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    ::close(fd);
+    return false;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
 
 void write(const std::string& path, const std::string& text) {
   std::ofstream f(path);
@@ -35,9 +57,9 @@ PodmanService::PodmanService(const std::string& dir) : dir_(dir), socket_(dir + 
   fs::create_directories(dir + "/net");
   process_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{"podman", "system", "service", "--time=0", "unix://" + socket_}, env_);
-  for (int i = 0; i < 200 && !ok_; ++i) {
+  for (int i = 0; i < 400 && !ok_; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds{50});
-    ok_ = fs::exists(socket_);
+    ok_ = accepts(socket_);
     if (!process_->running()) break;
   }
 }
