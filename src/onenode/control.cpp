@@ -187,7 +187,21 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
     }
     if (on_agent_online) on_agent_online(state->provider_id);
   });
-  session->on_close([this] { connected_.fetch_sub(1, std::memory_order_relaxed); });
+  session->on_close([this, state, weak] {
+    connected_.fetch_sub(1, std::memory_order_relaxed);
+    if (state->provider_id.empty()) return;
+    bool current = false;
+    {
+      std::lock_guard lock(sessions_mutex_);
+      auto it = sessions_.find(state->provider_id);
+      // The session that closed is the provider's current one (or already gone).
+      if (it != sessions_.end() && !it->second.owner_before(weak) && !weak.owner_before(it->second)) {
+        sessions_.erase(it);
+        current = true;
+      }
+    }
+    if (current && on_agent_offline) on_agent_offline(state->provider_id);
+  });
 
   session->send(json::serialize(json::object{{"type", "challenge"}, {"v", protocol::kVersion}, {"nonce", state->nonce}}));
   {

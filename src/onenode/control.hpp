@@ -34,6 +34,8 @@ class ControlChannel {
   // Called (on a server thread) when a provider's agent authenticated, and for each
   // lease_status message it sends (provider id, the message).
   std::function<void(const std::string&)> on_agent_online;
+  // Called when a provider's current session closes (not when a newer one replaced it).
+  std::function<void(const std::string&)> on_agent_offline;
   // The provider's leases that should have a container (sent in the welcome, so that the
   // agent removes any other container it labelled).
   std::function<std::vector<std::string>(const std::string&)> live_leases;

@@ -2,19 +2,19 @@
 
 namespace kaisar::onenode {
 
-void EventHub::subscribe(std::shared_ptr<net::SseStream> stream) {
+void EventHub::subscribe(std::shared_ptr<net::SseStream> stream, std::string topic) {
   std::lock_guard lock(mutex_);
-  streams_.push_back(stream);
+  streams_.push_back(Subscriber{stream, std::move(topic)});
 }
 
-void EventHub::publish(std::string_view event, std::string_view json_data) {
+void EventHub::publish(std::string_view event, std::string_view json_data, std::string_view topic) {
   std::vector<std::shared_ptr<net::SseStream>> live;
   {
     std::lock_guard lock(mutex_);
-    std::erase_if(streams_, [&](const std::weak_ptr<net::SseStream>& w) {
-      auto s = w.lock();
+    std::erase_if(streams_, [&](const Subscriber& sub) {
+      auto s = sub.stream.lock();
       if (!s || s->closed()) return true;
-      live.push_back(std::move(s));
+      if (sub.topic == topic) live.push_back(std::move(s));
       return false;
     });
   }
@@ -24,8 +24,8 @@ void EventHub::publish(std::string_view event, std::string_view json_data) {
 std::size_t EventHub::subscribers() const {
   std::lock_guard lock(mutex_);
   std::size_t n = 0;
-  for (const auto& w : streams_) {
-    if (auto s = w.lock(); s && !s->closed()) ++n;
+  for (const auto& sub : streams_) {
+    if (auto s = sub.stream.lock(); s && !s->closed()) ++n;
   }
   return n;
 }
@@ -34,8 +34,8 @@ void EventHub::close_all() {
   std::vector<std::shared_ptr<net::SseStream>> live;
   {
     std::lock_guard lock(mutex_);
-    for (auto& w : streams_) {
-      if (auto s = w.lock()) live.push_back(std::move(s));
+    for (auto& sub : streams_) {
+      if (auto s = sub.stream.lock()) live.push_back(std::move(s));
     }
     streams_.clear();
   }

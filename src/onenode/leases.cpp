@@ -244,7 +244,7 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
     return {};
   });
   if (!tx) return std::unexpected(tx.error());
-  events_.publish("lease.pending_payment", json::serialize(json::object{{"lease_id", id}, {"state", "pending_payment"}}));
+  events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", "pending_payment"}}), id);
   return get(id);
 }
 
@@ -330,8 +330,8 @@ Result<void> LeaseBook::transition(const std::string& id, std::string_view from,
   auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, ?, ?)",
                             {id, now, std::string(to), reason});
   if (!logged) return std::unexpected(logged.error());
-  events_.publish("lease." + std::string(to),
-                  json::serialize(json::object{{"lease_id", id}, {"state", to}, {"reason", reason}}));
+  const std::string data = json::serialize(json::object{{"lease_id", id}, {"state", to}, {"reason", reason}});
+  events_.publish("lease.state", data, id);  // the lease's own stream
   return {};
 }
 
@@ -486,6 +486,12 @@ Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Addre
   auto lease = get(id);
   if (!lease) return std::unexpected(lease.error());
   return std::pair{std::move(*lease), state == "paid" ? std::string{} : rows->front().text(2)};
+}
+
+void LeaseBook::fail_deploying(const std::string& provider_id, const std::string& reason) {
+  auto rows = db_.query("SELECT id FROM leases WHERE provider = ? AND state = 'deploying'", {provider_id});
+  if (!rows) return;
+  for (const auto& r : *rows) (void)finish(r.text(0), "deploying", "failed", reason);
 }
 
 std::vector<std::pair<std::string, std::string>> LeaseBook::expire_running() {

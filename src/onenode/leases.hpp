@@ -85,6 +85,8 @@ class LeaseBook final : public chain::LogHandler {
   // The renter ends a lease early (paid, deploying or running). Returns the lease and the
   // provider to tell (empty when no container was asked for).
   Result<std::pair<boost::json::object, std::string>> stop(const crypto::Address& renter, const std::string& id);
+  // The provider's agent went away while leases were deploying: they fail and are refunded.
+  void fail_deploying(const std::string& provider_id, const std::string& reason);
   // Ends running leases whose paid time is over; returns (provider, lease id) to stop.
   std::vector<std::pair<std::string, std::string>> expire_running();
 

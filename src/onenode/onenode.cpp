@@ -271,6 +271,23 @@ struct OneNode::Impl {
                                                     {"refunded", f.refunded.to_decimal()},
                                                     {"events", std::move(history)}});
           }));
+    r.add_sse("/api/v1/leases/{id}/events",
+              [this](Request& req, std::shared_ptr<net::SseStream> stream) -> std::optional<Response> {
+                auto session = session_of(req);
+                if (!session) return Response::error(session.error());
+                const std::string& id = req.path_params["id"];
+                auto lease = id.size() <= 64 ? leases->get(id) : Result<json::object>(fail(ErrorCode::kNotFound, ""));
+                if (!lease || lease->at("renter").as_string() != session->address.to_checksum()) {
+                  return Response::error(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
+                }
+                metrics.count_request("GET", "/api/v1/leases/{id}/events", 200);
+                // The current state first, then every change as it happens.
+                stream->send("lease.state", json::serialize(json::object{{"lease_id", id},
+                                                                         {"state", lease->at("state")},
+                                                                         {"reason", lease->at("reason")}}));
+                events.subscribe(std::move(stream), id);
+                return std::nullopt;
+              });
     r.add_sse("/api/v1/events", [this](Request&, std::shared_ptr<net::SseStream> stream) -> std::optional<Response> {
       metrics.count_request("GET", "/api/v1/events", 200);
       events.subscribe(std::move(stream));
@@ -345,6 +362,10 @@ Result<std::string> OneNode::start() {
   s.leases = std::make_unique<LeaseBook>(*s.db, s.clock, s.events, *s.registry, s.config.payment_timeout);
   s.control->on_agent_online = [&s](const std::string& provider) { s.deploy_to(provider, true); };
   s.control->live_leases = [&s](const std::string& provider) { return s.leases->live_on(provider); };
+  s.control->on_agent_offline = [&s](const std::string& provider) {
+    if (!s.ready.load()) return;  // OneNode itself is stopping: the leases stay as they are
+    s.leases->fail_deploying(provider, "the provider disconnected while deploying; refunded in full");
+  };
   s.control->on_lease_status = [&s](const std::string& provider, const json::object& message) {
     if (auto r = s.leases->on_status(provider, message); !r) spdlog::warn("lease_status from {}: {}", provider, r.error().message);
   };

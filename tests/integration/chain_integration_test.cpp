@@ -1,7 +1,13 @@
 // OneNode on a real anvil chain: deployment, GET /api/v1/chain, the faucet, restarts, bad
 // configuration, and the CLI's wallet commands, checked with cast as the independent client.
 #include <atomic>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <thread>
 
@@ -18,6 +24,20 @@ namespace fs = std::filesystem;
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
+}
+
+// The bearer token `kaisar login` saved for `onenode` under XDG_CONFIG_HOME=`config`.
+std::string saved_token_of(const std::string& config, const std::string& onenode) {
+  std::ifstream in(config + "/kaisar/sessions.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  boost::system::error_code ec;
+  json::value v = json::parse(text.str(), ec);
+  if (ec || !v.is_object() || !v.as_object().contains(onenode)) return {};
+  const json::value& entry = v.at(onenode);
+  if (entry.is_string()) return std::string(entry.as_string());
+  if (entry.is_object() && entry.as_object().contains("token")) return std::string(entry.at("token").as_string());
+  return {};
 }
 
 std::string cast_call(const std::string& rpc, const std::vector<std::string>& args) {
@@ -277,6 +297,8 @@ class LeaseTest : public ChainOneNodeTest {
  protected:
   // Deploying tests give the agent a private Podman; the others run none.
   virtual bool with_engine() const { return false; }
+  // More flags for the agent (a fault-injecting engine socket, say).
+  virtual std::vector<std::string> extra_agent_args() { return {}; }
 
   void SetUp() override {
     ChainOneNodeTest::SetUp();
@@ -305,11 +327,31 @@ class LeaseTest : public ChainOneNodeTest {
       argv.push_back("--engine-socket");
       argv.push_back(engine_->socket());
     }
+    for (auto& a : extra_agent_args()) argv.push_back(a);
+    agent_args_ = argv;
     agent_ = std::make_unique<ChildProcess>(argv, env_);
     ASSERT_TRUE(eventually([&] {
       auto r = call("GET", node_->url() + "/api/v1/offers");
       return r.status == 200 && r.body.at("offers").as_array().size() == 1;
     })) << agent_->output();
+  }
+  // The CLI as the renter: its wallet, signed in to this OneNode.
+  RunResult kaisar(std::vector<std::string> args) {
+    args.insert(args.begin(), kaisar_binary());
+    args.insert(args.end(), {"--onenode", node_->url(), "--wallet", dir_ + "/renter.json", "--password-file", dir_ + "/pw"});
+    return run_process(args, {}, env_, std::chrono::seconds{120});
+  }
+  // A renter wallet with KAI from the faucet, signed in.
+  crypto::PrivateKey funded_renter() {
+    auto renter = crypto::PrivateKey::generate();
+    write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
+    EXPECT_EQ(kaisar({"login"}).exit_code, 0);
+    EXPECT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
+    EXPECT_TRUE(eventually([&] {
+      auto b = kaisar({"wallet", "balance", "--json"});
+      return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
+    }));
+    return renter;
   }
   int free_gpus() {
     auto r = call("GET", node_->url() + "/api/v1/offers");
@@ -338,30 +380,13 @@ class LeaseTest : public ChainOneNodeTest {
   std::map<std::string, std::string> env_;
   std::string provider_id_;
   std::string provider_owner_;
+  std::vector<std::string> agent_args_;
 };
 
 class DeployTest : public LeaseTest {
  protected:
   bool with_engine() const override { return true; }
 
-  // The CLI as the renter: its wallet, signed in to this OneNode.
-  RunResult kaisar(std::vector<std::string> args) {
-    args.insert(args.begin(), kaisar_binary());
-    args.insert(args.end(), {"--onenode", node_->url(), "--wallet", dir_ + "/renter.json", "--password-file", dir_ + "/pw"});
-    return run_process(args, {}, env_, std::chrono::seconds{120});
-  }
-  // A renter wallet with KAI from the faucet, signed in.
-  crypto::PrivateKey funded_renter() {
-    auto renter = crypto::PrivateKey::generate();
-    write_text(dir_ + "/renter.json", crypto::keystore_encrypt(renter, "pw", crypto::kLightScrypt));
-    EXPECT_EQ(kaisar({"login"}).exit_code, 0);
-    EXPECT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
-    EXPECT_TRUE(eventually([&] {
-      auto b = kaisar({"wallet", "balance", "--json"});
-      return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
-    }));
-    return renter;
-  }
 };
 
 TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
@@ -376,6 +401,17 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   ASSERT_EQ(rent.exit_code, 0) << rent.err << rent.out << agent_->output();
   auto lease = json::parse(rent.out);
   EXPECT_EQ(lease.at("state").as_string(), "running") << rent.out;
+  // The lease's own event stream: its state now, then each change.
+  auto token = saved_token_of(dir_ + "/config", node_->url());
+  auto stream = net::SseReader::open(node_->url() + "/api/v1/leases/" + std::string(lease.at("id").as_string()) + "/events",
+                                     {{"authorization", "Bearer " + token}});
+  ASSERT_TRUE(stream) << stream.error().message;
+  auto first_event = (*stream)->next(std::chrono::seconds{5});
+  ASSERT_TRUE(first_event) << first_event.error().message;
+  EXPECT_EQ(first_event->event, "lease.state");
+  EXPECT_NE(first_event->data.find("\"running\""), std::string::npos) << first_event->data;
+  EXPECT_FALSE(net::SseReader::open(node_->url() + "/api/v1/leases/" + std::string(lease.at("id").as_string()) + "/events"))
+      << "the stream needs the renter's token";
   EXPECT_EQ(lease.at("renter").as_string(), renter.address().to_checksum());
   // 2 hours of 1 core + 1 GiB, to the base unit.
   EXPECT_EQ(lease.at("amount").as_string(), std::to_string(2 * (10000000000000000ULL + 2000000000000000ULL)));
@@ -430,6 +466,9 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
   auto ended = json::parse(stopped.out);
   EXPECT_EQ(ended.at("state").as_string(), "ended");
+  auto ended_event = (*stream)->next(std::chrono::seconds{5});
+  ASSERT_TRUE(ended_event) << ended_event.error().message;
+  EXPECT_NE(ended_event->data.find("\"ended\""), std::string::npos) << ended_event->data;
   const auto& settlement = ended.at("settlement");
   const auto seconds = settlement.at("seconds").to_number<std::uint64_t>();
   EXPECT_GE(seconds, 2U);
@@ -610,6 +649,52 @@ TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   EXPECT_EQ(after->front().id, before->front().id) << "the running container was adopted, not started again";
   auto shown = kaisar({"lease", "show", lease_id, "--json"});
   EXPECT_EQ(json::parse(shown.out).at("state").as_string(), "running");
+}
+
+// An engine that takes connections and never answers: deployment hangs, then the agent goes.
+class HangingEngineTest : public LeaseTest {
+ protected:
+  std::vector<std::string> extra_agent_args() override {
+    const std::string path = dir_ + "/hanging.sock";
+    hang_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    EXPECT_EQ(::bind(hang_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(hang_fd_, 16), 0);
+    return {"--engine-socket", path};
+  }
+  void TearDown() override {
+    LeaseTest::TearDown();
+    if (hang_fd_ >= 0) ::close(hang_fd_);
+  }
+  int hang_fd_ = -1;
+};
+
+TEST_F(HangingEngineTest, AProviderThatDisconnectsWhileDeployingFailsTheLeaseAndRefundsInFull) {
+  const auto renter = funded_renter();
+  ASSERT_FALSE(HasFailure());
+  auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--wait", "3", "--json"});
+  EXPECT_EQ(rent.exit_code, 5) << rent.err << rent.out;  // paid, still deploying when --wait ran out
+  auto lease = json::parse(rent.out);
+  EXPECT_EQ(lease.at("state").as_string(), "deploying") << rent.out;
+  const std::string id(lease.at("id").as_string());
+  agent_->stop(SIGKILL);
+  ASSERT_TRUE(eventually([&] {
+    auto shown = kaisar({"lease", "show", id, "--json"});
+    return shown.exit_code == 0 && json::parse(shown.out).at("state").as_string() == "failed";
+  })) << "the lease fails when its provider goes away mid-deployment";
+  const std::string escrow_id(lease.at("payment").at("lease_id").as_string());
+  Reply refunded;
+  EXPECT_TRUE(eventually([&] {
+    refunded = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+    return refunded.status == 200 && refunded.body.at("settled").as_bool();
+  }, std::chrono::seconds{20})) << refunded.raw;
+  EXPECT_EQ(refunded.body.at("refunded"), lease.at("amount"));
+  EXPECT_EQ(refunded.body.at("paid_to_provider").as_string(), "0");
+  const std::string token_address(lease.at("payment").at("token").as_string());
+  EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()}),
+            "1000000000000000000000 [1e21]");
 }
 
 }  // namespace
