@@ -161,6 +161,10 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
         if (on_lease_status) on_lease_status(state->provider_id, o);
         return;
       }
+      if (*type == "lease_usage") {
+        if (on_lease_usage) on_lease_usage(state->provider_id, o);
+        return;
+      }
       return reject("invalid_argument", "unknown message type");
     }
     if (*type != "hello") return reject("unauthenticated", "the first message must be hello");

@@ -40,6 +40,7 @@ class ControlChannel {
   // agent removes any other container it labelled).
   std::function<std::vector<std::string>(const std::string&)> live_leases;
   std::function<void(const std::string&, const boost::json::object&)> on_lease_status;
+  std::function<void(const std::string&, const boost::json::object&)> on_lease_usage;
 
  private:
   struct Pending {

@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::string_view kColumns =
     "id, renter, provider, spec, state, reason, price_hour, amount, escrow_lease_id, chain_id, escrow, token, "
-    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints, started_at, ended_at, settlement";
+    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints, started_at, ended_at, settlement, usage";
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
@@ -271,6 +271,11 @@ json::object LeaseBook::view(const store::Row& row) const {
     json::value parsed = json::parse(row.text(21), ec);
     if (!ec && parsed.is_object()) settlement = std::move(parsed);
   }
+  json::value usage = nullptr;
+  if (!row.is_null(22)) {
+    json::value parsed = json::parse(row.text(22), ec);
+    if (!ec && parsed.is_object()) usage = std::move(parsed);
+  }
   auto renter = crypto::Address::parse(row.text(1));
   auto provider = crypto::Address::parse(row.text(2));
   chain::LeasePayment payment;
@@ -296,6 +301,7 @@ json::object LeaseBook::view(const store::Row& row) const {
       {"started_at", row.is_null(19) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(19))))},
       {"ended_at", row.is_null(20) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(20))))},
       {"settlement", settlement},
+      {"usage", usage},
       {"history", std::move(history)},
   };
 }
@@ -486,6 +492,43 @@ Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Addre
   auto lease = get(id);
   if (!lease) return std::unexpected(lease.error());
   return std::pair{std::move(*lease), state == "paid" ? std::string{} : rows->front().text(2)};
+}
+
+Result<void> LeaseBook::on_usage(const std::string& provider_id, const json::object& message) {
+  const json::value* id_v = message.if_contains("lease_id");
+  if (id_v == nullptr || !id_v->is_string() || id_v->get_string().size() > 64) {
+    return fail(ErrorCode::kInvalidArgument, "lease_usage needs lease_id");
+  }
+  const std::string id(id_v->get_string());
+  auto rows = db_.query("SELECT provider, state, started_at, price_hour FROM leases WHERE id = ?", {id});
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty() || rows->front().text(0) != provider_id) {
+    return fail(ErrorCode::kNotFound, "no lease " + id + " on this provider");
+  }
+  const auto& l = rows->front();
+  if (l.text(1) != "running" || l.is_null(2)) return {};
+  auto number = [&](std::string_view key) -> std::uint64_t {
+    const json::value* v = message.if_contains(key);
+    if (v != nullptr && v->is_uint64()) return v->get_uint64();
+    if (v != nullptr && v->is_int64() && v->get_int64() > 0) return static_cast<std::uint64_t>(v->get_int64());
+    return 0;
+  };
+  const auto now = to_unix_seconds(clock_.now());
+  const auto seconds = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - l.integer(2)));
+  eth::Uint256 cost = eth::Uint256::from_decimal(l.text(3)).value_or(eth::Uint256{}) * seconds;
+  (void)cost.divmod_small(3600);
+  json::object usage{{"at", format_rfc3339(clock_.now())},
+                     {"seconds", seconds},
+                     {"cpu_ns", number("cpu_ns")},
+                     {"memory_bytes", number("memory_bytes")},
+                     {"network_rx_bytes", number("network_rx_bytes")},
+                     {"network_tx_bytes", number("network_tx_bytes")},
+                     {"cost_so_far", cost.to_decimal()}};
+  const std::string text = json::serialize(usage);
+  auto stored = db_.execute("UPDATE leases SET usage = ? WHERE id = ?", {text, id});
+  if (!stored) return std::unexpected(stored.error());
+  events_.publish("lease.usage", text, id);
+  return {};
 }
 
 void LeaseBook::fail_deploying(const std::string& provider_id, const std::string& reason) {

@@ -85,6 +85,9 @@ class LeaseBook final : public chain::LogHandler {
   // The renter ends a lease early (paid, deploying or running). Returns the lease and the
   // provider to tell (empty when no container was asked for).
   Result<std::pair<boost::json::object, std::string>> stop(const crypto::Address& renter, const std::string& id);
+  // A lease_usage message from `provider_id`: kept as the lease's latest usage and sent on
+  // the lease's event stream with the cost so far.
+  Result<void> on_usage(const std::string& provider_id, const boost::json::object& message);
   // The provider's agent went away while leases were deploying: they fail and are refunded.
   void fail_deploying(const std::string& provider_id, const std::string& reason);
   // Ends running leases whose paid time is over; returns (provider, lease id) to stop.

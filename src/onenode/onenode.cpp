@@ -362,6 +362,9 @@ Result<std::string> OneNode::start() {
   s.leases = std::make_unique<LeaseBook>(*s.db, s.clock, s.events, *s.registry, s.config.payment_timeout);
   s.control->on_agent_online = [&s](const std::string& provider) { s.deploy_to(provider, true); };
   s.control->live_leases = [&s](const std::string& provider) { return s.leases->live_on(provider); };
+  s.control->on_lease_usage = [&s](const std::string& provider, const json::object& message) {
+    if (auto r = s.leases->on_usage(provider, message); !r) spdlog::debug("lease_usage from {}: {}", provider, r.error().message);
+  };
   s.control->on_agent_offline = [&s](const std::string& provider) {
     if (!s.ready.load()) return;  // OneNode itself is stopping: the leases stay as they are
     s.leases->fail_deploying(provider, "the provider disconnected while deploying; refunded in full");

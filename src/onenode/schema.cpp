@@ -90,6 +90,7 @@ ALTER TABLE leases ADD COLUMN started_at INTEGER;
 ALTER TABLE leases ADD COLUMN ended_at INTEGER;
 ALTER TABLE leases ADD COLUMN settlement TEXT;
 )sql"},
+      {8, "lease usage", "ALTER TABLE leases ADD COLUMN usage TEXT;"},
   };
   return kMigrations;
 }

@@ -154,6 +154,7 @@ void Agent::run() {
                                                    {"cpu_cores", s.hardware.cpu_cores},
                                                    {"ram_bytes", s.hardware.ram_bytes}}}};
         client->send(json::serialize(hb));
+        if (s.deployer) s.deployer->report_usage();  // what the lease containers use, each beat
         timer.expires_after(interval);
         boost::system::error_code ec;
         co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));

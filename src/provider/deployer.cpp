@@ -71,6 +71,17 @@ void Deployer::reconcile(std::vector<std::string> live) {
   cv_.notify_all();
 }
 
+void Deployer::report_usage() {
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& job : jobs_) {
+      if (job.contains("usage")) return;  // one at a time
+    }
+    jobs_.push_back(json::object{{"usage", true}});
+  }
+  cv_.notify_all();
+}
+
 void Deployer::work() {
   std::unique_lock lock(mutex_);
   while (true) {
@@ -101,6 +112,23 @@ Result<void> Deployer::ensure_image(const std::string& image) {
 }
 
 void Deployer::run_one(const json::object& lease) {
+  if (lease.contains("usage")) {
+    auto all = engine_.list("kaisar.lease");
+    if (!all) return;
+    for (const auto& c : *all) {
+      if (!c.running) continue;
+      auto label = c.labels.find("kaisar.lease");
+      auto stats = engine_.stats(c.id);
+      if (label == c.labels.end() || !stats) continue;
+      report_(json::object{{"type", "lease_usage"},
+                           {"lease_id", label->second},
+                           {"cpu_ns", stats->cpu_total_ns},
+                           {"memory_bytes", stats->memory_bytes},
+                           {"network_rx_bytes", stats->network_rx_bytes},
+                           {"network_tx_bytes", stats->network_tx_bytes}});
+    }
+    return;
+  }
   if (const json::value* live = lease.if_contains("reconcile"); live != nullptr && live->is_array()) {
     std::set<std::string> keep;
     for (const auto& id : live->get_array()) {

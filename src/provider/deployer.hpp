@@ -31,6 +31,9 @@ class Deployer {
   void deploy(boost::json::object lease);
   // Removes the lease's containers.
   void stop(const std::string& lease_id);
+  // Reports the usage of every lease container (lease_usage messages), unless a report is
+  // still pending.
+  void report_usage();
   // Removes every container labelled kaisar.lease whose lease is not in `live` (orphans
   // of leases that ended while the agent was away).
   void reconcile(std::vector<std::string> live);
