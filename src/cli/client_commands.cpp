@@ -533,7 +533,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
     };
   });
 
-  auto* lease_cmd = app.add_subcommand("lease", "One lease: show, stop");
+  auto* lease_cmd = app.add_subcommand("lease", "One lease: show, stop, extend");
   lease_cmd->require_subcommand(1);
   auto* show = lease_cmd->add_subcommand("show", "State, price, payment and history of a lease");
   add_client_flags(*show, o);
@@ -578,6 +578,46 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         }
       }
       return kExitOk;
+    };
+  });
+
+  auto* extend = lease_cmd->add_subcommand("extend", "Pay for more hours of a lease (a top-up of the escrow)");
+  add_client_flags(*extend, o);
+  extend->add_option("id", ra.lease_id, "lease id")->required();
+  extend->add_option("--hours", ra.extend_hours, "hours to add (default 1)");
+  extend->add_option("--wait", ra.wait_seconds, "seconds to wait for the top-up to be seen (default 120)");
+  extend->callback([&] {
+    action = [&] {
+      json::value body = json::object{{"hours", ra.extend_hours}};
+      auto lease = api_call(o, "POST", "/api/v1/leases/" + query_escape(ra.lease_id) + "/extend", &body, true);
+      if (!lease) return report(lease.error(), o.json);
+      auto payment = chain::payment_from_json(lease->at("payment"));
+      if (!payment) return report(payment.error(), o.json);
+      auto view = chain_view(o);
+      if (!view) return report(view.error(), o.json);
+      auto key = unlock_wallet(o);
+      if (!key) return report(key.error(), o.json);
+      eth::NonceManager nonces(*view->rpc);
+      auto paid = chain::pay_lease(*view->rpc, *key, nonces, *payment);
+      if (!paid) return report(paid.error(), o.json);
+      json::value current = *lease;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{ra.wait_seconds};
+      while (std::chrono::steady_clock::now() < deadline) {
+        auto now = api_call(o, "GET", "/api/v1/leases/" + query_escape(ra.lease_id), nullptr, true);
+        if (now) {
+          current = *now;
+          if (current.at("extension").is_null()) break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{300});
+      }
+      const bool done = current.at("extension").is_null();
+      if (o.json) {
+        print_json(current);
+      } else {
+        std::cout << "lease " << ra.lease_id << ": " << (done ? "extended" : "top-up sent, not seen yet") << "; "
+                  << field(current.at("spec"), "hours") << " h paid in total\n";
+      }
+      return done ? kExitOk : kExitUnavailable;
     };
   });
 

@@ -65,6 +65,7 @@ struct RentArgs {
   std::string ssh_key_file;
   std::string lease_id;  // lease show
   std::vector<std::string> ssh_args;  // ssh ID -- ARGS
+  std::uint32_t extend_hours = 1;     // lease extend
   std::uint32_t wait_seconds = 120;
 };
 

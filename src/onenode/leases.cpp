@@ -17,7 +17,8 @@ namespace {
 
 constexpr std::string_view kColumns =
     "id, renter, provider, spec, state, reason, price_hour, amount, escrow_lease_id, chain_id, escrow, token, "
-    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints, started_at, ended_at, settlement, usage";
+    "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints, started_at, ended_at, settlement, usage, "
+    "extension";
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
@@ -276,6 +277,11 @@ json::object LeaseBook::view(const store::Row& row) const {
     json::value parsed = json::parse(row.text(22), ec);
     if (!ec && parsed.is_object()) usage = std::move(parsed);
   }
+  json::value extension = nullptr;
+  if (!row.is_null(23)) {
+    json::value parsed = json::parse(row.text(23), ec);
+    if (!ec && parsed.is_object()) extension = std::move(parsed);
+  }
   auto renter = crypto::Address::parse(row.text(1));
   auto provider = crypto::Address::parse(row.text(2));
   chain::LeasePayment payment;
@@ -284,6 +290,10 @@ json::object LeaseBook::view(const store::Row& row) const {
   payment.token = crypto::Address::parse(row.text(11)).value_or(crypto::Address{});
   payment.lease_id = eth::parse_hash(row.text(8)).value_or(Hash32{});
   payment.amount = eth::Uint256::from_decimal(row.text(7)).value_or(eth::Uint256{});
+  if (extension.is_object()) {
+    // While an extension waits for its top-up, the payment is the new total.
+    payment.amount = payment.amount + eth::Uint256::from_decimal(extension.at("amount").as_string()).value_or(eth::Uint256{});
+  }
   return json::object{
       {"id", id},
       {"renter", renter ? renter->to_checksum() : row.text(1)},
@@ -302,6 +312,7 @@ json::object LeaseBook::view(const store::Row& row) const {
       {"ended_at", row.is_null(20) ? json::value(nullptr) : json::value(format_rfc3339(from_unix_seconds(row.integer(20))))},
       {"settlement", settlement},
       {"usage", usage},
+      {"extension", extension},
       {"history", std::move(history)},
   };
 }
@@ -494,6 +505,32 @@ Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Addre
   return std::pair{std::move(*lease), state == "paid" ? std::string{} : rows->front().text(2)};
 }
 
+Result<json::object> LeaseBook::extend(const crypto::Address& renter, const std::string& id, std::uint32_t hours) {
+  if (hours == 0 || hours > 24 * 366) return fail(ErrorCode::kInvalidArgument, "hours must be from 1 to 8784");
+  auto tx = db_.transaction([&]() -> Result<void> {
+    auto rows = db_.query("SELECT renter, state, price_hour, amount FROM leases WHERE id = ?", {id});
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty() || rows->front().text(0) != renter.to_lower_hex()) {
+      return fail(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
+    }
+    const auto& l = rows->front();
+    const std::string state = l.text(1);
+    if (state != "paid" && state != "deploying" && state != "running") {
+      return fail(ErrorCode::kConflict, "lease " + id + " is " + state + "; only a paid or running lease can be extended");
+    }
+    const eth::Uint256 price_hour = eth::Uint256::from_decimal(l.text(2)).value_or(eth::Uint256{});
+    const eth::Uint256 more = price_hour * hours;
+    const eth::Uint256 total = eth::Uint256::from_decimal(l.text(3)).value_or(eth::Uint256{}) + more;
+    if (total.bit_length() > 88) return fail(ErrorCode::kInvalidArgument, "the lease would cost more than the escrow can hold");
+    auto stored = db_.execute("UPDATE leases SET extension = ? WHERE id = ?",
+                              {json::serialize(json::object{{"hours", hours}, {"amount", more.to_decimal()}}), id});
+    if (!stored) return std::unexpected(stored.error());
+    return {};
+  });
+  if (!tx) return std::unexpected(tx.error());
+  return get(id);
+}
+
 Result<void> LeaseBook::on_usage(const std::string& provider_id, const json::object& message) {
   const json::value* id_v = message.if_contains("lease_id");
   if (id_v == nullptr || !id_v->is_string() || id_v->get_string().size() > 64) {
@@ -594,6 +631,7 @@ Result<void> LeaseBook::apply(const eth::Log& log) {
     return {};
   }
   const auto& lease = rows->front();
+  if (e.kind == chain::EscrowEvent::Kind::kToppedUp) return apply_extension(lease.text(0), e);
   if (lease.text(3) != "pending_payment") return {};
   if (crypto::Address::parse(lease.text(4)).value_or(crypto::Address{}) != log.address) return {};  // another escrow
   if (crypto::Address::parse(lease.text(1)).value_or(crypto::Address{}) != e.renter) {
@@ -613,6 +651,35 @@ Result<void> LeaseBook::apply(const eth::Log& log) {
   auto block = db_.execute("UPDATE leases SET paid_block = ? WHERE id = ?",
                            {static_cast<std::int64_t>(e.block_number), id});
   if (!block) return std::unexpected(block.error());
+  return {};
+}
+
+Result<void> LeaseBook::apply_extension(const std::string& id, const chain::EscrowEvent& e) {
+  auto rows = db_.query("SELECT amount, extension, spec, renter FROM leases WHERE id = ?", {id});
+  if (!rows || rows->empty() || rows->front().is_null(1) || ledger_ == nullptr) return {};
+  const auto& l = rows->front();
+  if (crypto::Address::parse(l.text(3)).value_or(crypto::Address{}) != e.renter) return {};
+  boost::system::error_code ec;
+  json::value ext = json::parse(l.text(1), ec);
+  json::value spec = json::parse(l.text(2), ec);
+  if (!ext.is_object() || !spec.is_object()) return {};
+  const eth::Uint256 amount = eth::Uint256::from_decimal(l.text(0)).value_or(eth::Uint256{});
+  const eth::Uint256 more = eth::Uint256::from_decimal(ext.at("amount").as_string()).value_or(eth::Uint256{});
+  auto funds = ledger_->funds(e.lease_id);
+  if (!funds || !*funds || (*funds)->deposited < amount + more) return {};  // not all of it yet
+  const auto hours = ext.at("hours").to_number<std::int64_t>();
+  spec.as_object()["hours"] = spec.at("hours").to_number<std::int64_t>() + hours;
+  const auto now = to_unix_seconds(clock_.now());
+  auto updated = db_.execute("UPDATE leases SET amount = ?, spec = ?, extension = NULL, updated_at = ? WHERE id = ?",
+                             {(amount + more).to_decimal(), json::serialize(spec), now, id});
+  if (!updated) return std::unexpected(updated.error());
+  const std::string reason = "extended by " + std::to_string(hours) + " h (top-up in " + to_hex(e.tx_hash) + ")";
+  auto state = db_.query("SELECT state FROM leases WHERE id = ?", {id});
+  const std::string current = state && !state->empty() ? state->front().text(0) : std::string("running");
+  auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, ?, ?)",
+                            {id, now, current, reason});
+  if (!logged) return std::unexpected(logged.error());
+  events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", current}, {"reason", reason}}), id);
   return {};
 }
 

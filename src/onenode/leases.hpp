@@ -85,6 +85,10 @@ class LeaseBook final : public chain::LogHandler {
   // The renter ends a lease early (paid, deploying or running). Returns the lease and the
   // provider to tell (empty when no container was asked for).
   Result<std::pair<boost::json::object, std::string>> stop(const crypto::Address& renter, const std::string& id);
+  // The renter asks for `hours` more of a paid, deploying or running lease: returns the
+  // lease with the payment that tops the escrow up to the new total. The hours are added
+  // when the indexer sees the top-up.
+  Result<boost::json::object> extend(const crypto::Address& renter, const std::string& id, std::uint32_t hours);
   // A lease_usage message from `provider_id`: kept as the lease's latest usage and sent on
   // the lease's event stream with the cost so far.
   Result<void> on_usage(const std::string& provider_id, const boost::json::object& message);
@@ -111,6 +115,7 @@ class LeaseBook final : public chain::LogHandler {
   // Moves a lease to ended or failed and queues its settlement, in one transaction.
   Result<void> finish(const std::string& id, std::string_view from, std::string_view to, const std::string& reason);
   boost::json::object view(const store::Row& row) const;
+  Result<void> apply_extension(const std::string& id, const chain::EscrowEvent& event);
 
   store::Database& db_;
   const Clock& clock_;

@@ -227,6 +227,21 @@ struct OneNode::Impl {
             send_stop(stopped->second, id);
             return Response::json(200, stopped->first);
           }));
+    r.add("POST", "/api/v1/leases/{id}/extend", counted("POST", "/api/v1/leases/{id}/extend", [this](Request& req) {
+            auto session = session_of(req);
+            if (!session) return Response::error(session.error());
+            auto body = parse_json_object(req.body);
+            if (!body) return Response::error(body.error());
+            const json::value* hours = body->if_contains("hours");
+            if (hours == nullptr || !hours->is_int64() || hours->get_int64() < 1 || hours->get_int64() > 24 * 366) {
+              return Response::error(ErrorCode::kInvalidArgument, "hours must be a whole number from 1 to 8784");
+            }
+            const std::string& id = req.path_params["id"];
+            if (id.size() > 64) return Response::error(ErrorCode::kInvalidArgument, "lease id is too long");
+            auto lease = leases->extend(session->address, id, static_cast<std::uint32_t>(hours->get_int64()));
+            if (!lease) return Response::error(lease.error());
+            return Response::json(200, *lease);
+          }));
     r.add("GET", "/api/v1/chain", counted("GET", "/api/v1/chain", [this](Request&) {
             if (!settlement) {
               return Response::json(200, json::object{{"enabled", false}, {"chain_id", config.chain_id}});

@@ -91,6 +91,7 @@ ALTER TABLE leases ADD COLUMN ended_at INTEGER;
 ALTER TABLE leases ADD COLUMN settlement TEXT;
 )sql"},
       {8, "lease usage", "ALTER TABLE leases ADD COLUMN usage TEXT;"},
+      {9, "lease extensions", "ALTER TABLE leases ADD COLUMN extension TEXT;"},
   };
   return kMigrations;
 }

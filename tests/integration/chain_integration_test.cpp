@@ -480,6 +480,17 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   EXPECT_EQ(json::parse(listed.out).at("leases").as_array().size(), 1U);
   auto bad_env = kaisar({"rent", "--offer", provider_id_, "--image", "x", "--env", "NOEQUALS"});
   EXPECT_EQ(bad_env.exit_code, 2);
+  // Two more hours: a top-up of the escrow, seen by the indexer.
+  auto extended = kaisar({"lease", "extend", std::string(lease.at("id").as_string()), "--hours", "2", "--json"});
+  ASSERT_EQ(extended.exit_code, 0) << extended.err;
+  auto longer = json::parse(extended.out);
+  EXPECT_EQ(longer.at("spec").at("hours").to_number<int>(), 4);
+  EXPECT_EQ(longer.at("amount").as_string(), std::to_string(4 * (10000000000000000ULL + 2000000000000000ULL)));
+  EXPECT_TRUE(longer.at("extension").is_null());
+  auto deposited = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+  EXPECT_EQ(deposited.body.at("deposited"), longer.at("amount"));
+  EXPECT_EQ(kaisar({"lease", "extend", std::string(lease.at("id").as_string()), "--hours", "0"}).exit_code, 2);
+
   // The renter stops it: the container goes, and the chain pays the provider for the
   // seconds it ran and the renter the rest, through the outbox.
   std::this_thread::sleep_for(std::chrono::seconds{2});
@@ -500,7 +511,7 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   const unsigned long long price_hour = 10000000000000000ULL + 2000000000000000ULL;
   EXPECT_EQ(settlement.at("to_provider").as_string(), std::to_string(price_hour * seconds / 3600));
   EXPECT_EQ(settlement.at("to_renter").as_string(),
-            std::to_string(2 * price_hour - price_hour * seconds / 3600));
+            std::to_string(4 * price_hour - price_hour * seconds / 3600));
   Reply settled;
   EXPECT_TRUE(eventually([&] {
     settled = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
