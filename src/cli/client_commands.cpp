@@ -180,6 +180,18 @@ Result<ChainView> chain_view(const ClientOptions& o) {
   return view;
 }
 
+// Pays what a lease from OneNode asks for (its "payment"), from the wallet, on OneNode's chain.
+Result<chain::PaymentResult> pay_from_wallet(const ClientOptions& o, const json::value& lease) {
+  auto payment = chain::payment_from_json(lease.at("payment"));
+  if (!payment) return std::unexpected(payment.error());
+  auto view = chain_view(o);
+  if (!view) return std::unexpected(view.error());
+  auto key = unlock_wallet(o);
+  if (!key) return std::unexpected(key.error());
+  eth::NonceManager nonces(*view->rpc);
+  return chain::pay_lease(*view->rpc, *key, nonces, *payment);
+}
+
 }  // namespace
 
 void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
@@ -460,17 +472,10 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       auto lease = api_call(o, "POST", "/api/v1/leases", &request, true);
       if (!lease) return report(lease.error(), o.json);
       const std::string id(lease->at("id").as_string());
-      auto payment = chain::payment_from_json(lease->at("payment"));
-      if (!payment) return report(payment.error(), o.json);
       if (!o.json) {
-        std::cerr << "lease " << id << " reserved; paying " << payment->amount.to_decimal() << " base units\n";
+        std::cerr << "lease " << id << " reserved; paying " << field(*lease, "amount") << " base units\n";
       }
-      auto view = chain_view(o);
-      if (!view) return report(view.error(), o.json);
-      auto key = unlock_wallet(o);
-      if (!key) return report(key.error(), o.json);
-      eth::NonceManager nonces(*view->rpc);
-      auto paid = chain::pay_lease(*view->rpc, *key, nonces, *payment);
+      auto paid = pay_from_wallet(o, *lease);
       if (!paid) return report(paid.error(), o.json);
       if (!o.json) std::cerr << "paid; waiting for OneNode to see the deposit\n";
       json::value current = *lease;
@@ -591,14 +596,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       json::value body = json::object{{"hours", ra.extend_hours}};
       auto lease = api_call(o, "POST", "/api/v1/leases/" + query_escape(ra.lease_id) + "/extend", &body, true);
       if (!lease) return report(lease.error(), o.json);
-      auto payment = chain::payment_from_json(lease->at("payment"));
-      if (!payment) return report(payment.error(), o.json);
-      auto view = chain_view(o);
-      if (!view) return report(view.error(), o.json);
-      auto key = unlock_wallet(o);
-      if (!key) return report(key.error(), o.json);
-      eth::NonceManager nonces(*view->rpc);
-      auto paid = chain::pay_lease(*view->rpc, *key, nonces, *payment);
+      auto paid = pay_from_wallet(o, *lease);
       if (!paid) return report(paid.error(), o.json);
       json::value current = *lease;
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{ra.wait_seconds};
