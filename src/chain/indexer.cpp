@@ -170,34 +170,16 @@ Result<std::uint64_t> Indexer::poll_once() {
 }
 
 void Indexer::start() {
-  if (worker_.joinable()) return;
-  {
-    std::lock_guard lock(wake_mutex_);
-    stopping_ = false;
-  }
-  worker_ = std::thread([this] {
-    std::unique_lock lock(wake_mutex_);
-    while (!stopping_) {
-      lock.unlock();
-      // Catch up in one go when far behind.
-      for (int i = 0; i < 100; ++i) {
-        auto before = next_block();
-        auto after = poll_once();
-        if (!before || !after || *after == *before) break;
-      }
-      lock.lock();
-      wake_cv_.wait_for(lock, options_.poll_interval, [this] { return stopping_; });
+  worker_.start(options_.poll_interval, [this] {
+    // Catch up in one go when far behind.
+    for (int i = 0; i < 100; ++i) {
+      auto before = next_block();
+      auto after = poll_once();
+      if (!before || !after || *after == *before) break;
     }
   });
 }
 
-void Indexer::stop() {
-  {
-    std::lock_guard lock(wake_mutex_);
-    stopping_ = true;
-  }
-  wake_cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
-}
+void Indexer::stop() { worker_.stop(); }
 
 }  // namespace kaisar::chain

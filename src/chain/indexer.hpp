@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "crypto/address.hpp"
 #include "eth/rpc.hpp"
+#include "chain/worker.hpp"
 #include "store/database.hpp"
 
 namespace kaisar::chain {
@@ -68,10 +69,7 @@ class Indexer {
   std::uint64_t reorgs_ = 0;
 
   std::mutex mutex_;
-  std::mutex wake_mutex_;
-  std::condition_variable wake_cv_;
-  bool stopping_ = false;
-  std::thread worker_;
+  PeriodicWorker worker_;  // last: stopped before the rest goes
 };
 
 }  // namespace kaisar::chain

@@ -460,38 +460,11 @@ Result<void> Outbox::poll_once() {
 }
 
 void Outbox::start() {
-  if (worker_.joinable()) return;
-  {
-    std::lock_guard lock(wake_mutex_);
-    stopping_ = false;
-  }
-  worker_ = std::thread([this] {
-    std::unique_lock lock(wake_mutex_);
-    while (!stopping_) {
-      wake_ = false;
-      lock.unlock();
-      (void)poll_once();
-      lock.lock();
-      wake_cv_.wait_for(lock, options_.poll_interval, [this] { return stopping_ || wake_; });
-    }
-  });
+  worker_.start(options_.poll_interval, [this] { (void)poll_once(); });
 }
 
-void Outbox::stop() {
-  {
-    std::lock_guard lock(wake_mutex_);
-    stopping_ = true;
-  }
-  wake_cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
-}
+void Outbox::stop() { worker_.stop(); }
 
-void Outbox::wake() {
-  {
-    std::lock_guard lock(wake_mutex_);
-    wake_ = true;
-  }
-  wake_cv_.notify_all();
-}
+void Outbox::wake() { worker_.wake(); }
 
 }  // namespace kaisar::chain

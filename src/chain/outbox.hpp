@@ -18,6 +18,7 @@
 #include "crypto/address.hpp"
 #include "crypto/secp256k1.hpp"
 #include "eth/rpc.hpp"
+#include "chain/worker.hpp"
 #include "store/database.hpp"
 
 namespace kaisar::chain {
@@ -132,11 +133,7 @@ class Outbox {
   bool chain_checked_ = false;
 
   std::mutex mutex_;  // serializes poll_once
-  std::mutex wake_mutex_;
-  std::condition_variable wake_cv_;
-  bool wake_ = false;
-  bool stopping_ = false;
-  std::thread worker_;
+  PeriodicWorker worker_;  // last: stopped before the rest goes
 };
 
 }  // namespace kaisar::chain
