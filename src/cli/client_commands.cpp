@@ -11,6 +11,7 @@
 #include "chain/http_transport.hpp"
 #include "chain/payments.hpp"
 #include "cli/commands.hpp"
+#include "net/client.hpp"
 #include "onenode/query.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/keystore.hpp"
@@ -538,7 +539,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
     };
   });
 
-  auto* lease_cmd = app.add_subcommand("lease", "One lease: show, stop, extend");
+  auto* lease_cmd = app.add_subcommand("lease", "One lease: show, logs, stop, extend");
   lease_cmd->require_subcommand(1);
   auto* show = lease_cmd->add_subcommand("show", "State, price, payment and history of a lease");
   add_client_flags(*show, o);
@@ -616,6 +617,43 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
                   << field(current.at("spec"), "hours") << " h paid in total\n";
       }
       return done ? kExitOk : kExitUnavailable;
+    };
+  });
+
+  auto* logs = lease_cmd->add_subcommand("logs", "The container's output (stdout and stderr)");
+  add_client_flags(*logs, o);
+  logs->add_option("id", ra.lease_id, "lease id")->required();
+  logs->add_flag("-f,--follow", ra.follow, "keep printing new output until the container stops");
+  logs->callback([&] {
+    action = [&] {
+      auto token = saved_token(o.onenode);
+      if (!token) return report(Error{ErrorCode::kUnauthenticated, "sign in first: kaisar login --onenode " + o.onenode}, o.json);
+      auto stream = net::SseReader::open(o.onenode + "/api/v1/leases/" + query_escape(ra.lease_id) + "/logs?follow=" +
+                                             (ra.follow ? "1" : "0"),
+                                         {{"authorization", "Bearer " + *token}});
+      if (!stream) {
+        // The error carries OneNode's status and body; show its message.
+        std::string message = stream.error().message;
+        if (auto at = message.find("\"message\":\""); at != std::string::npos) {
+          message = message.substr(at + 11, message.find('"', at + 11) - at - 11);
+        }
+        return report(Error{stream.error().code, message}, o.json);
+      }
+      const auto wait = ra.follow ? std::chrono::milliseconds{std::chrono::hours{24}} : std::chrono::milliseconds{60000};
+      while (true) {
+        auto event = (*stream)->next(wait);
+        if (!event || event->event == "end") break;
+        if (event->event != "log") continue;
+        if (o.json) {
+          std::cout << event->data << "\n" << std::flush;
+          continue;
+        }
+        boost::system::error_code ec;
+        json::value line = json::parse(event->data, ec);
+        if (ec || !line.is_object()) continue;
+        (field(line, "stream") == "stderr" ? std::cerr : std::cout) << field(line, "data") << std::flush;
+      }
+      return kExitOk;
     };
   });
 

@@ -66,6 +66,7 @@ struct RentArgs {
   std::string lease_id;  // lease show
   std::vector<std::string> ssh_args;  // ssh ID -- ARGS
   std::uint32_t extend_hours = 1;     // lease extend
+  bool follow = false;                // lease logs -f
   std::uint32_t wait_seconds = 120;
 };
 

@@ -165,6 +165,10 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
         if (on_lease_usage) on_lease_usage(state->provider_id, o);
         return;
       }
+      if (*type == "log" || *type == "log_end") {
+        relay_log(state->provider_id, o, *type == "log_end");
+        return;
+      }
       return reject("invalid_argument", "unknown message type");
     }
     if (*type != "hello") return reject("unauthenticated", "the first message must be hello");
@@ -229,6 +233,59 @@ bool ControlChannel::send_to(const std::string& provider_id, const std::string& 
   }
   s->send(text);
   return true;
+}
+
+bool ControlChannel::stream_logs(const std::string& provider_id, const std::string& lease_id, bool follow,
+                                 std::shared_ptr<net::SseStream> stream) {
+  const std::string request_id = crypto::random_token(12);
+  {
+    std::lock_guard lock(logs_mutex_);
+    if (log_requests_.size() >= 1000) return false;
+    log_requests_[request_id] = LogRequest{provider_id, stream};
+  }
+  stream->on_close([this, provider_id, request_id] {
+    bool was_open = false;
+    {
+      std::lock_guard lock(logs_mutex_);
+      was_open = log_requests_.erase(request_id) > 0;
+    }
+    // The renter went away: the agent stops reading.
+    if (was_open) send_to(provider_id, json::serialize(json::object{{"type", "logs_stop"}, {"request_id", request_id}}));
+  });
+  const bool sent = send_to(provider_id, json::serialize(json::object{{"type", "logs"},
+                                                                      {"lease_id", lease_id},
+                                                                      {"request_id", request_id},
+                                                                      {"follow", follow}}));
+  if (!sent) {
+    std::lock_guard lock(logs_mutex_);
+    log_requests_.erase(request_id);
+  }
+  return sent;
+}
+
+void ControlChannel::relay_log(const std::string& provider_id, const json::object& message, bool end) {
+  const auto* request_id = get_string(message, "request_id");
+  if (request_id == nullptr) return;
+  std::shared_ptr<net::SseStream> stream;
+  {
+    std::lock_guard lock(logs_mutex_);
+    auto it = log_requests_.find(std::string(*request_id));
+    // Only the provider that was asked may answer.
+    if (it == log_requests_.end() || it->second.provider_id != provider_id) return;
+    stream = it->second.stream.lock();
+    if (end || !stream) log_requests_.erase(it);
+  }
+  if (!stream) return;
+  if (end) {
+    stream->send("end", "{}");
+    stream->close();
+    return;
+  }
+  const auto* data = get_string(message, "data");
+  const auto* which = get_string(message, "stream");
+  if (data == nullptr || data->size() > 65536) return;
+  stream->send("log", json::serialize(json::object{{"stream", which != nullptr ? json::value(*which) : json::value("stdout")},
+                                                   {"data", *data}}));
 }
 
 bool ControlChannel::has_session(const std::string& provider_id) {

@@ -42,6 +42,11 @@ class ControlChannel {
   std::function<void(const std::string&, const boost::json::object&)> on_lease_status;
   std::function<void(const std::string&, const boost::json::object&)> on_lease_usage;
 
+  // Asks the provider's agent for a lease's output and relays it to `stream` ("log" events
+  // with the text, then "end"). false when the provider is not connected.
+  bool stream_logs(const std::string& provider_id, const std::string& lease_id, bool follow,
+                   std::shared_ptr<net::SseStream> stream);
+
  private:
   struct Pending {
     std::weak_ptr<net::WebSocketSession> session;
@@ -55,6 +60,13 @@ class ControlChannel {
   std::atomic<std::size_t> connected_{0};
   std::mutex pending_mutex_;
   std::vector<Pending> pending_;
+  struct LogRequest {
+    std::string provider_id;
+    std::weak_ptr<net::SseStream> stream;
+  };
+  void relay_log(const std::string& provider_id, const boost::json::object& message, bool end);
+  std::mutex logs_mutex_;
+  std::map<std::string, LogRequest> log_requests_;  // by request id
   std::mutex sessions_mutex_;
   std::map<std::string, std::weak_ptr<net::WebSocketSession>> sessions_;  // by lower-case provider id
 };

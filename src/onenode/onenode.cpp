@@ -303,6 +303,27 @@ struct OneNode::Impl {
                 events.subscribe(std::move(stream), id);
                 return std::nullopt;
               });
+    r.add_sse("/api/v1/leases/{id}/logs",
+              [this](Request& req, std::shared_ptr<net::SseStream> stream) -> std::optional<Response> {
+                auto session = session_of(req);
+                if (!session) return Response::error(session.error());
+                const std::string& id = req.path_params["id"];
+                auto lease = id.size() <= 64 ? leases->get(id) : Result<json::object>(fail(ErrorCode::kNotFound, ""));
+                if (!lease || lease->at("renter").as_string() != session->address.to_checksum()) {
+                  return Response::error(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
+                }
+                const std::string state(lease->at("state").as_string());
+                if (state != "running" && state != "deploying") {
+                  return Response::error(ErrorCode::kConflict, "lease " + id + " is " + state + ": no container to read");
+                }
+                auto provider = crypto::Address::parse(lease->at("provider").as_string());
+                const bool follow = req.query("follow").value_or("0") == "1";
+                if (!provider || !control->stream_logs(provider->to_lower_hex(), id, follow, stream)) {
+                  return Response::error(ErrorCode::kUnavailable, "the provider's agent is not connected");
+                }
+                metrics.count_request("GET", "/api/v1/leases/{id}/logs", 200);
+                return std::nullopt;
+              });
     r.add_sse("/api/v1/events", [this](Request&, std::shared_ptr<net::SseStream> stream) -> std::optional<Response> {
       metrics.count_request("GET", "/api/v1/events", 200);
       events.subscribe(std::move(stream));

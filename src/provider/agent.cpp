@@ -173,6 +173,16 @@ void Agent::run() {
           acked_.fetch_add(1);
         } else if (type == "error") {
           co_return fail(ErrorCode::kUnavailable, "OneNode closed the channel: " + string_field(*msg, "message"));
+        } else if (type == "logs") {
+          if (impl_->deployer) {
+            auto follow = msg->find("follow");
+            impl_->deployer->logs(string_field(*msg, "request_id"), string_field(*msg, "lease_id"),
+                                  follow != msg->end() && follow->value().is_bool() && follow->value().get_bool());
+          } else {
+            client->send(json::serialize(json::object{{"type", "log_end"}, {"request_id", string_field(*msg, "request_id")}}));
+          }
+        } else if (type == "logs_stop") {
+          if (impl_->deployer) impl_->deployer->logs_stop(string_field(*msg, "request_id"));
         } else if (type == "stop") {
           const std::string lease_id = string_field(*msg, "lease_id");
           if (impl_->deployer && !lease_id.empty() && lease_id.size() <= 64) impl_->deployer->stop(lease_id);

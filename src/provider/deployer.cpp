@@ -32,11 +32,21 @@ json::object status(const std::string& id, std::string_view state, const std::st
 
 Deployer::Deployer(std::string engine_socket, std::string demo_image_tar,
                    std::function<void(const json::object&)> report)
-    : demo_image_tar_(std::move(demo_image_tar)), engine_(std::move(engine_socket)), report_(std::move(report)) {
+    : shared_(std::make_shared<Shared>()),
+      engine_socket_(engine_socket),
+      demo_image_tar_(std::move(demo_image_tar)),
+      engine_(std::move(engine_socket)),
+      report_(std::move(report)) {
+  shared_->report = report_;
   worker_ = std::thread([this] { work(); });
 }
 
 Deployer::~Deployer() {
+  {
+    std::lock_guard lock(shared_->mutex);
+    shared_->alive = false;
+    for (auto& [id, cancel] : shared_->cancels) cancel->store(true);
+  }
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -69,6 +79,52 @@ void Deployer::reconcile(std::vector<std::string> live) {
     jobs_.push_back(json::object{{"reconcile", std::move(ids)}});
   }
   cv_.notify_all();
+}
+
+void Deployer::logs(const std::string& request_id, const std::string& lease_id, bool follow) {
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  {
+    std::lock_guard lock(shared_->mutex);
+    if (shared_->readers >= 16 || request_id.empty() || request_id.size() > 64 || lease_id.size() > 64) return;
+    shared_->cancels[request_id] = cancel;
+    ++shared_->readers;
+  }
+  // A thread per reader: a followed log can wait long for its next line.
+  std::thread([shared = shared_, socket = engine_socket_, request_id, lease_id, follow, cancel] {
+    auto send = [&](const json::object& message) {
+      std::lock_guard lock(shared->mutex);
+      if (shared->alive) shared->report(message);
+    };
+    runtime::DockerClient engine(socket, std::chrono::seconds{30});
+    auto containers = engine.list("kaisar.lease", lease_id);
+    if (containers && !containers->empty()) {
+      (void)engine.logs(
+          containers->front().id, follow,
+          [&](const runtime::LogFrame& frame) {
+            if (cancel->load()) return false;
+            std::string text = frame.data;
+            for (char& c : text) {  // JSON text: keep it printable ASCII, tabs and newlines
+              const auto u = static_cast<unsigned char>(c);
+              if (u >= 0x80 || (u < 0x20 && c != '\n' && c != '\t')) c = '?';
+            }
+            send(json::object{{"type", "log"},
+                              {"request_id", request_id},
+                              {"stream", frame.stream == runtime::LogFrame::Stream::kStderr ? "stderr" : "stdout"},
+                              {"data", text}});
+            return true;
+          },
+          std::chrono::minutes{10});
+    }
+    send(json::object{{"type", "log_end"}, {"request_id", request_id}});
+    std::lock_guard lock(shared->mutex);
+    shared->cancels.erase(request_id);
+    --shared->readers;
+  }).detach();
+}
+
+void Deployer::logs_stop(const std::string& request_id) {
+  std::lock_guard lock(shared_->mutex);
+  if (auto it = shared_->cancels.find(request_id); it != shared_->cancels.end()) it->second->store(true);
 }
 
 void Deployer::report_usage() {

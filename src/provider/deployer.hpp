@@ -3,7 +3,9 @@
 #include <boost/json/object.hpp>
 
 #include <condition_variable>
+#include <atomic>
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -31,6 +33,11 @@ class Deployer {
   void deploy(boost::json::object lease);
   // Removes the lease's containers.
   void stop(const std::string& lease_id);
+  // Streams a lease container's output as "log" messages (then "log_end") for the
+  // request; with `follow` until the container stops, logs_stop(request) or 10 minutes.
+  void logs(const std::string& request_id, const std::string& lease_id, bool follow);
+  void logs_stop(const std::string& request_id);
+
   // Reports the usage of every lease container (lease_usage messages), unless a report is
   // still pending.
   void report_usage();
@@ -43,6 +50,16 @@ class Deployer {
   void run_one(const boost::json::object& lease);
   Result<void> ensure_image(const std::string& image);
 
+  // What log readers (detached threads) share with us; `alive` turns false when we go.
+  struct Shared {
+    std::mutex mutex;
+    bool alive = true;
+    std::function<void(const boost::json::object&)> report;
+    std::map<std::string, std::shared_ptr<std::atomic<bool>>> cancels;
+    std::size_t readers = 0;
+  };
+  std::shared_ptr<Shared> shared_;
+  std::string engine_socket_;
   std::string demo_image_tar_;
   runtime::DockerClient engine_;
   std::function<void(const boost::json::object&)> report_;

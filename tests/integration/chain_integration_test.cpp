@@ -470,6 +470,16 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
                          {}, env_, std::chrono::seconds{30});
   EXPECT_EQ(via.exit_code, 0) << via.err;
   EXPECT_EQ(via.out, "via-kaisar\n");
+  // The container's output, through OneNode and the agent.
+  RunResult output;
+  EXPECT_TRUE(eventually([&] {
+    output = kaisar({"lease", "logs", std::string(lease.at("id").as_string())});
+    // busybox httpd logs each answer on stderr: "…: response:200"
+    return output.exit_code == 0 && output.err.find("response:200") != std::string::npos;
+  })) << output.out << output.err;
+  EXPECT_NE(output.out.find("kaisar demo: ssh on 22, http on 8080"), std::string::npos) << output.out;
+  EXPECT_NE(output.err.find("Pubkey auth succeeded for 'root'"), std::string::npos) << output.err;
+  EXPECT_EQ(kaisar({"lease", "logs", "no-such-lease"}).exit_code, 4);
   // The lease and its history, as the renter sees them.
   auto shown = kaisar({"lease", "show", std::string(lease.at("id").as_string()), "--json"});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
@@ -490,6 +500,12 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   auto deposited = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
   EXPECT_EQ(deposited.body.at("deposited"), longer.at("amount"));
   EXPECT_EQ(kaisar({"lease", "extend", std::string(lease.at("id").as_string()), "--hours", "0"}).exit_code, 2);
+
+  // A follower of the output sees what is there and ends when the container goes.
+  std::vector<std::string> follow_argv{kaisar_binary(), "lease", "logs", std::string(lease.at("id").as_string()), "-f",
+                                       "--onenode", node_->url()};
+  ChildProcess follower(follow_argv, env_);
+  EXPECT_TRUE(follower.wait_for_line("kaisar demo:")) << follower.output();
 
   // The renter stops it: the container goes, and the chain pays the provider for the
   // seconds it ran and the renter the rest, through the outbox.
@@ -528,6 +544,7 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
     return !r;
   })) << "the container is gone";
   EXPECT_EQ(kaisar({"lease", "stop", std::string(lease.at("id").as_string())}).exit_code, 6) << "ended already";
+  EXPECT_TRUE(eventually([&] { return !follower.running(); })) << "the followed output ends with the container";
   // A restart of OneNode keeps the lease and its state.
   EXPECT_EQ(node_->stop(), 0);
   std::vector<std::string> flags = chain_flags(anvil_.url);
