@@ -417,8 +417,14 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         if (of.at("num_gpus").to_number<double>() > 0) {
           gpus = field(offer, "num_gpus") + "x " + (of.at("gpu_name").is_string() ? std::string(of.at("gpu_name").as_string()) : "GPU");
         }
-        rows.push_back({field(offer, "id"), gpus, field(offer, "gpu_ram") + " GB", field(offer, "cpu_cores"),
-                        field(offer, "ram") + " GB", price, reliability, field(offer, "country"),
+        std::string vram = "-";
+        if (of.at("num_gpus").to_number<double>() > 0) {
+          char gb[32];
+          std::snprintf(gb, sizeof gb, "%.1f GiB", of.at("gpu_ram").to_number<double>());
+          vram = gb;
+        }
+        rows.push_back({field(offer, "id"), gpus, vram, field(offer, "cpu_cores"),
+                        field(offer, "ram") + " GiB", price, reliability, field(offer, "country"),
                         of.at("verified").as_bool() ? "yes" : "no"});
       }
       if (rows.empty()) {

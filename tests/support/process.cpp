@@ -1,6 +1,9 @@
 #include "process.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -284,6 +287,18 @@ Anvil start_anvil(int port, const std::string& state_file, const std::vector<std
   }
   anvil.url = "http://" + address;
   anvil.port = std::atoi(address.substr(address.rfind(':') + 1).c_str());
+  // The line can come before the port takes connections: wait until it does.
+  for (int i = 0; i < 100; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(anvil.port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool up = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    if (fd >= 0) ::close(fd);
+    if (up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
   return anvil;
 }
 
