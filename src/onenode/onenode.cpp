@@ -48,6 +48,15 @@ struct OneNode::Impl {
   bool stopping = false;
   std::string base_url;
 
+  // The signed-in wallet's lease `id`; someone else's lease is as unknown as a missing one.
+  Result<json::object> renters_lease(const Session& session, const std::string& id) {
+    auto lease = id.size() <= 64 ? leases->get(id) : Result<json::object>(fail(ErrorCode::kNotFound, ""));
+    if (!lease || lease->at("renter").as_string() != session.address.to_checksum()) {
+      return fail(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
+    }
+    return lease;
+  }
+
   Result<Session> session_of(const Request& req) {
     auto token = req.bearer_token();
     if (!token) return fail(ErrorCode::kUnauthenticated, "missing Authorization: Bearer <token>; sign in first");
@@ -210,11 +219,8 @@ struct OneNode::Impl {
             if (!session) return Response::error(session.error());
             const std::string& id = req.path_params["id"];
             if (id.size() > 64) return Response::error(ErrorCode::kInvalidArgument, "lease id is too long");
-            auto lease = leases->get(id);
-            // Someone else's lease is as unknown as a missing one.
-            if (!lease || lease->at("renter").as_string() != session->address.to_checksum()) {
-              return Response::error(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
-            }
+            auto lease = renters_lease(*session, id);
+            if (!lease) return Response::error(lease.error());
             return Response::json(200, *lease);
           }));
     r.add("POST", "/api/v1/leases/{id}/stop", counted("POST", "/api/v1/leases/{id}/stop", [this](Request& req) {
@@ -291,10 +297,8 @@ struct OneNode::Impl {
                 auto session = session_of(req);
                 if (!session) return Response::error(session.error());
                 const std::string& id = req.path_params["id"];
-                auto lease = id.size() <= 64 ? leases->get(id) : Result<json::object>(fail(ErrorCode::kNotFound, ""));
-                if (!lease || lease->at("renter").as_string() != session->address.to_checksum()) {
-                  return Response::error(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
-                }
+                auto lease = renters_lease(*session, id);
+                if (!lease) return Response::error(lease.error());
                 metrics.count_request("GET", "/api/v1/leases/{id}/events", 200);
                 // The current state first, then every change as it happens.
                 stream->send("lease.state", json::serialize(json::object{{"lease_id", id},
@@ -308,10 +312,8 @@ struct OneNode::Impl {
                 auto session = session_of(req);
                 if (!session) return Response::error(session.error());
                 const std::string& id = req.path_params["id"];
-                auto lease = id.size() <= 64 ? leases->get(id) : Result<json::object>(fail(ErrorCode::kNotFound, ""));
-                if (!lease || lease->at("renter").as_string() != session->address.to_checksum()) {
-                  return Response::error(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
-                }
+                auto lease = renters_lease(*session, id);
+                if (!lease) return Response::error(lease.error());
                 const std::string state(lease->at("state").as_string());
                 if (state != "running" && state != "deploying") {
                   return Response::error(ErrorCode::kConflict, "lease " + id + " is " + state + ": no container to read");
