@@ -396,10 +396,12 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
     offers->footer(fields);
   }
   offers->add_option("--sort", oa.sort, "price_hour (default), -reliability, perf_per_price-, …");
+  offers->add_option("--limit", oa.limit, "at most this many offers, 1 to 1000 (default 100)");
   offers->callback([&] {
     action = [&] {
       std::string path = "/api/v1/offers?q=" + query_escape(oa.query);
       if (!oa.sort.empty()) path += "&sort=" + query_escape(oa.sort);
+      if (oa.limit != 0) path += "&limit=" + std::to_string(oa.limit);
       auto r = api_call(o, "GET", path);
       if (!r) return report(r.error(), o.json);
       if (o.json) {
@@ -432,6 +434,10 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         return kExitOk;
       }
       print_table({"OFFER", "GPUS", "VRAM", "CORES", "RAM", "KAI/HOUR", "RELIABILITY", "COUNTRY", "VERIFIED"}, rows);
+      const auto& total = r->as_object().at("total");
+      if (total.is_number() && total.to_number<std::size_t>() > rows.size()) {
+        std::cout << rows.size() << " of " << field(*r, "total") << " matching offers (--limit for more)\n";
+      }
       return kExitOk;
     };
   });
@@ -439,7 +445,11 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
   RentArgs& ra = all.rent;
   auto* rent = app.add_subcommand("rent", "Rent an offer: reserve, pay from your wallet, and follow the lease");
   add_client_flags(*rent, o);
-  rent->add_option("--offer", ra.offer, "offer id from `kaisar offers`")->required();
+  auto* offer_opt = rent->add_option("--offer", ra.offer, "offer id from `kaisar offers`");
+  auto* query_opt = rent->add_option("--query", ra.query,
+                                     "instead of --offer: OneNode picks the cheapest online offer that matches "
+                                     "(same language as `kaisar offers`) and has the resources free");
+  offer_opt->excludes(query_opt);
   rent->add_option("--image", ra.image, "container image, e.g. localhost/kaisar/demo:latest")->required();
   rent->add_option("--gpus", ra.gpus, "GPUs (default 0)");
   rent->add_option("--cpus", ra.cpus, "CPU cores (default 1)");
@@ -451,8 +461,13 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
   rent->add_option("--wait", ra.wait_seconds, "seconds to wait for the payment to be seen (default 120)");
   rent->callback([&] {
     action = [&] {
-      json::object body{{"offer", ra.offer}, {"image", ra.image}, {"gpus", ra.gpus}, {"cpus", ra.cpus},
-                        {"memory_gb", ra.memory_gb}, {"hours", ra.hours}};
+      if (ra.offer.empty() && ra.query.empty()) {
+        return report(Error{ErrorCode::kInvalidArgument, "rent needs --offer ID or --query 'CONDITIONS'"}, o.json);
+      }
+      json::object body{{"image", ra.image}, {"gpus", ra.gpus}, {"cpus", ra.cpus}, {"memory_gb", ra.memory_gb},
+                        {"hours", ra.hours}};
+      if (!ra.offer.empty()) body["offer"] = ra.offer;
+      else body["query"] = ra.query;
       json::array ports;
       for (auto p : ra.ports) ports.push_back(p);
       body["ports"] = std::move(ports);
@@ -476,31 +491,51 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         return report(Error{ErrorCode::kUnauthenticated, "sign in first: kaisar login --onenode " + o.onenode}, o.json);
       }
       json::value request = body;
+      // Timings of the steps as seen from here: reserving, paying on chain until OneNode has
+      // seen the deposit, and from then until the container runs.
+      using Steady = std::chrono::steady_clock;
+      const auto started = Steady::now();
+      auto seconds_since = [](Steady::time_point from) {
+        return std::chrono::duration<double>(Steady::now() - from).count();
+      };
       auto lease = api_call(o, "POST", "/api/v1/leases", &request, true);
       if (!lease) return report(lease.error(), o.json);
+      const double reserve_s = seconds_since(started);
       const std::string id(lease->at("id").as_string());
       if (!o.json) {
-        std::cerr << "lease " << id << " reserved; paying " << field(*lease, "amount") << " base units\n";
+        std::cerr << "lease " << id << " reserved on " << field(*lease, "provider") << "; paying "
+                  << field(*lease, "amount") << " base units\n";
       }
+      const auto paying = Steady::now();
       auto paid = pay_from_wallet(o, *lease);
       if (!paid) return report(paid.error(), o.json);
       if (!o.json) std::cerr << "paid; waiting for OneNode to see the deposit\n";
       json::value current = *lease;
       std::string shown = "pending_payment";
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{ra.wait_seconds};
-      while (std::chrono::steady_clock::now() < deadline) {
+      std::optional<double> pay_s;
+      std::optional<Steady::time_point> seen_paid;
+      const auto deadline = Steady::now() + std::chrono::seconds{ra.wait_seconds};
+      while (Steady::now() < deadline) {
         auto now = api_call(o, "GET", "/api/v1/leases/" + id, nullptr, true);
         if (now) {
           current = *now;
           const std::string state(current.at("state").as_string());
           if (state != shown && !o.json) std::cerr << state << ": " << field(current, "reason") << "\n";
           shown = state;
+          if (!seen_paid && state != "pending_payment") {
+            seen_paid = Steady::now();
+            pay_s = seconds_since(paying);
+          }
           if (state == "running" || state == "failed" || state == "ended") break;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds{300});
+        std::this_thread::sleep_for(std::chrono::milliseconds{100});
       }
       const std::string state(current.at("state").as_string());
       if (o.json) {
+        json::object timings{{"reserve_s", reserve_s}};
+        if (pay_s) timings["pay_s"] = *pay_s;
+        if (seen_paid && state == "running") timings["deploy_s"] = seconds_since(*seen_paid);
+        current.as_object()["timings"] = std::move(timings);
         print_json(current);
       } else {
         std::cout << "lease " << id << ": " << state << " (" << field(current, "reason") << ")\n";

@@ -51,10 +51,12 @@ struct ProviderArgs {
 struct OffersArgs {
   std::string query;
   std::string sort;
+  std::uint32_t limit = 0;  // 0: OneNode's default (100)
 };
 
 struct RentArgs {
   std::string offer;
+  std::string query;  // instead of --offer: OneNode places the lease
   std::string image;
   std::uint32_t gpus = 0;
   std::uint32_t cpus = 1;

@@ -64,8 +64,8 @@ std::uint64_t u64(const json::value* v) {
 }  // namespace
 
 Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
-  static const std::set<std::string_view> kKnown = {"offer", "image", "gpus", "cpus", "memory_gb", "disk_gb", "env",
-                                                    "ports", "command", "ssh_key", "hours"};
+  static const std::set<std::string_view> kKnown = {"offer", "query", "image", "gpus", "cpus", "memory_gb", "disk_gb",
+                                                    "env", "ports", "command", "ssh_key", "hours"};
   for (const auto& [k, v] : o) {
     if (!kKnown.contains(k)) return fail(ErrorCode::kInvalidArgument, "unknown field '" + std::string(k) + "'");
   }
@@ -82,7 +82,11 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
     out = std::string(v->get_string());
     return {};
   };
-  if (auto r = text("offer", s.offer, 64, true); !r) return std::unexpected(r.error());
+  if (auto r = text("offer", s.offer, 64, false); !r) return std::unexpected(r.error());
+  if (auto r = text("query", s.query, 2048, false); !r) return std::unexpected(r.error());
+  if (s.offer.empty() == !o.contains("query")) {
+    return fail(ErrorCode::kInvalidArgument, "give either offer (an offer id) or query (what to look for), not both");
+  }
   if (auto r = text("image", s.image, 255, true); !r) return std::unexpected(r.error());
   if (!image_ok(s.image)) return fail(ErrorCode::kInvalidArgument, "image must be a reference like registry/name:tag");
   if (auto r = text("ssh_key", s.ssh_key, 8192, false); !r) return std::unexpected(r.error());
@@ -181,7 +185,7 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
   auto provider_addr = crypto::Address::parse(spec.offer);
   if (!provider_addr) return fail(ErrorCode::kInvalidArgument, "offer must be an offer id (a provider address)");
   const std::string provider_id = provider_addr->to_lower_hex();
-  auto provider = registry_.get(provider_id);
+  auto provider = registry_.terms(provider_id);
   if (!provider) return std::unexpected(provider.error());
   if (provider->at("status").as_string() != "online") {
     return fail(ErrorCode::kConflict, "provider " + spec.offer + " is offline");
@@ -245,6 +249,7 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
     return {};
   });
   if (!tx) return std::unexpected(tx.error());
+  if (on_capacity_change) on_capacity_change(provider_id);
   events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", "pending_payment"}}), id);
   return get(id);
 }
@@ -445,7 +450,7 @@ Result<void> LeaseBook::on_status(const std::string& provider_id, const json::ob
 
 Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std::string_view to,
                                const std::string& reason) {
-  return db_.transaction([&]() -> Result<void> {
+  auto done = db_.transaction([&]() -> Result<void> {
     auto rows = db_.query(
         "SELECT l.price_hour, l.amount, l.started_at, l.escrow_lease_id, p.owner, l.spec FROM leases l "
         "JOIN providers p ON p.id = l.provider WHERE l.id = ?",
@@ -487,6 +492,26 @@ Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std
     }
     return {};
   });
+  if (done) capacity_changed_of(id);
+  return done;
+}
+
+void LeaseBook::capacity_changed_of(const std::string& lease_id) {
+  if (!on_capacity_change) return;
+  if (auto rows = db_.query("SELECT provider FROM leases WHERE id = ?", {lease_id}); rows && !rows->empty()) {
+    on_capacity_change(rows->front().text(0));
+  }
+}
+
+Result<Reserved> LeaseBook::reserved_on(const std::string& provider_id) const {
+  auto rows = db_.query(
+      "SELECT COALESCE(SUM(gpus), 0), COALESCE(SUM(cpu_cores), 0), COALESCE(SUM(memory_gb), 0) FROM leases "
+      "WHERE provider = ? AND state IN ('pending_payment', 'paid', 'deploying', 'running')",
+      {provider_id});
+  if (!rows) return std::unexpected(rows.error());
+  const auto& h = rows->front();
+  return Reserved{static_cast<std::uint32_t>(h.integer(0)), static_cast<std::uint32_t>(h.integer(1)),
+                  static_cast<std::uint64_t>(h.integer(2))};
 }
 
 Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Address& renter, const std::string& id) {
@@ -561,6 +586,30 @@ Result<void> LeaseBook::on_usage(const std::string& provider_id, const json::obj
                      {"network_rx_bytes", number("network_rx_bytes")},
                      {"network_tx_bytes", number("network_tx_bytes")},
                      {"cost_so_far", cost.to_decimal()}};
+  // GPUs (where the provider has NVML): each one's utilisation and memory, and their mean.
+  if (const json::value* gpus = message.if_contains("gpus"); gpus != nullptr && gpus->is_array()) {
+    json::array kept;
+    std::uint64_t total = 0;
+    for (const auto& g : gpus->get_array()) {
+      if (kept.size() == 64 || !g.is_object()) break;
+      const json::object& o = g.get_object();
+      const json::value* uuid = o.if_contains("uuid");
+      const json::value* percent = o.if_contains("utilization_percent");
+      const json::value* memory = o.if_contains("memory_used_bytes");
+      if (uuid == nullptr || !uuid->is_string() || uuid->get_string().size() > 96 || percent == nullptr ||
+          !percent->is_int64() || percent->get_int64() < 0 || percent->get_int64() > 100) {
+        continue;
+      }
+      total += static_cast<std::uint64_t>(percent->get_int64());
+      kept.push_back(json::object{{"uuid", uuid->get_string()},
+                                  {"utilization_percent", percent->get_int64()},
+                                  {"memory_used_bytes", u64(memory)}});
+    }
+    if (!kept.empty()) {
+      usage["gpu_utilization_percent"] = static_cast<double>(total) / static_cast<double>(kept.size());
+      usage["gpus"] = std::move(kept);
+    }
+  }
   const std::string text = json::serialize(usage);
   auto stored = db_.execute("UPDATE leases SET usage = ? WHERE id = ?", {text, id});
   if (!stored) return std::unexpected(stored.error());
@@ -605,7 +654,10 @@ std::size_t LeaseBook::expire_unpaid(const std::function<std::optional<bool>(con
     auto done = db_.transaction([&]() -> Result<void> {
       return transition(r.text(0), "pending_payment", "failed", "not paid in time; the capacity is free again");
     });
-    if (done) ++n;
+    if (done) {
+      ++n;
+      capacity_changed_of(r.text(0));
+    }
   }
   return n;
 }

@@ -24,6 +24,7 @@ namespace kaisar::onenode {
 // What a renter asks for (POST /api/v1/leases).
 struct LeaseSpec {
   std::string offer;  // provider id
+  std::string query;  // instead of an offer: the scheduler picks the best match
   std::string image;
   std::uint32_t gpus = 0;
   std::uint32_t cpus = 1;
@@ -62,6 +63,9 @@ class LeaseBook final : public chain::LogHandler {
   Result<boost::json::array> list_for(const crypto::Address& renter) const;
   // Capacity held by leases that are not final, per provider (lower-case id).
   Result<std::map<std::string, Reserved>> reserved() const;
+  Result<Reserved> reserved_on(const std::string& provider_id) const;
+  // Called (with the provider's lower-case id) after a lease took or gave back capacity.
+  std::function<void(const std::string& provider_id)> on_capacity_change;
   // Fails leases still unpaid past the payment timeout; returns how many. A lease is only
   // failed when `deposited_on_chain` says the escrow holds nothing for it (empty: cannot
   // tell, e.g. the node is down: it waits), so an indexer that lags fails nobody.
@@ -115,6 +119,7 @@ class LeaseBook final : public chain::LogHandler {
   // Moves a lease to ended or failed and queues its settlement, in one transaction.
   Result<void> finish(const std::string& id, std::string_view from, std::string_view to, const std::string& reason);
   boost::json::object view(const store::Row& row) const;
+  void capacity_changed_of(const std::string& lease_id);
   Result<void> apply_extension(const std::string& id, const chain::EscrowEvent& event);
 
   store::Database& db_;

@@ -1,6 +1,7 @@
 #include "onenode/onenode.hpp"
 
 #include <boost/json.hpp>
+#include <charconv>
 #include <condition_variable>
 #include <filesystem>
 #include <thread>
@@ -16,7 +17,7 @@
 #include "onenode/geoip.hpp"
 #include "onenode/metrics.hpp"
 #include "onenode/leases.hpp"
-#include "onenode/offers.hpp"
+#include "onenode/scheduler.hpp"
 #include "onenode/registry.hpp"
 #include "onenode/schema.hpp"
 #include "onenode/settlement.hpp"
@@ -39,6 +40,9 @@ struct OneNode::Impl {
   std::unique_ptr<AuthService> auth;
   std::unique_ptr<ControlChannel> control;
   std::unique_ptr<LeaseBook> leases;
+  Scheduler scheduler;
+  std::vector<std::string> refresh_list;  // round-robin refresh of online providers' offers
+  std::size_t refresh_cursor = 0;
   std::unique_ptr<Settlement> settlement;
   std::unique_ptr<net::HttpServer> server;
   std::atomic<bool> ready{false};
@@ -182,18 +186,23 @@ struct OneNode::Impl {
             return Response::json(200, *p);
           }));
     r.add("GET", "/api/v1/offers", counted("GET", "/api/v1/offers", [this](Request& req) {
-            auto providers = registry->list();
-            if (!providers) return Response::error(providers.error());
-            auto held = leases->reserved();
-            if (!held) return Response::error(held.error());
-            apply_reservations(*providers, *held);
             const std::string q = req.query("q").value_or("");
             const std::string sort = req.query("sort").value_or("");
-            auto offers = search_offers(*providers, q, sort);
-            if (!offers) return Response::error(offers.error());
+            std::size_t limit = 100;
+            if (auto l = req.query("limit")) {
+              std::size_t n = 0;
+              auto [end, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
+              if (ec != std::errc{} || end != l->data() + l->size() || n < 1 || n > 1000) {
+                return Response::error(Error{ErrorCode::kInvalidArgument, "limit must be a number from 1 to 1000"});
+              }
+              limit = n;
+            }
+            auto page = scheduler.search(q, sort, limit);
+            if (!page) return Response::error(page.error());
             return Response::json(200, json::object{{"query", q},
-                                                    {"sort", sort.empty() ? "price_hour" : sort},
-                                                    {"offers", std::move(*offers)}});
+                                                    {"sort", sort.empty() ? "price_hour,-reliability" : sort},
+                                                    {"total", page->total},
+                                                    {"offers", std::move(page->offers)}});
           }));
     r.add("POST", "/api/v1/leases", counted("POST", "/api/v1/leases", [this](Request& req) {
             auto session = session_of(req);
@@ -203,7 +212,14 @@ struct OneNode::Impl {
             auto spec = LeaseSpec::from_json(*body);
             if (!spec) return Response::error(spec.error());
             if (!settlement) return Response::error(ErrorCode::kUnavailable, "this OneNode has no chain to be paid on");
-            auto lease = leases->create(session->address, *spec, settlement->deployment());
+            Result<json::object> lease;
+            if (body->contains("query")) {
+              auto query = parse_query(spec->query);
+              if (!query) return Response::error(query.error());
+              lease = place_lease(scheduler, *leases, session->address, *spec, *query, settlement->deployment());
+            } else {
+              lease = leases->create(session->address, *spec, settlement->deployment());
+            }
             if (!lease) return Response::error(lease.error());
             return Response::json(201, *lease);
           }));
@@ -350,6 +366,19 @@ struct OneNode::Impl {
     }
   }
 
+  // A provider's offer from its registry view (hardware, prices, reliability) and what its
+  // leases hold.
+  void refresh_offer(const std::string& provider, bool online) {
+    if (!online) {
+      scheduler.set_online(provider, false);
+      return;
+    }
+    auto view = registry->get(provider);
+    if (!view) return;
+    scheduler.upsert(*view);
+    if (auto held = leases->reserved_on(provider)) scheduler.set_held(provider, *held);
+  }
+
   std::atomic<std::uint64_t>& logins = metrics.counter("kaisar_auth_logins_total", "Successful wallet sign-ins.");
 
   void monitor_loop() {
@@ -367,6 +396,16 @@ struct OneNode::Impl {
       });
       for (const auto& provider : leases->providers_with_paid_leases()) deploy_to(provider, false);
       for (const auto& [provider, lease_id] : leases->expire_running()) send_stop(provider, lease_id);
+      // Reliability moves slowly: a few hundred online providers' offers are refreshed a
+      // second, so each is at most minutes old even with 100,000 online.
+      for (int n = 0; n < 200; ++n) {
+        if (refresh_cursor >= refresh_list.size()) {  // a new round
+          refresh_list = registry->online_ids();
+          refresh_cursor = 0;
+          if (refresh_list.empty()) break;
+        }
+        refresh_offer(refresh_list[refresh_cursor++], true);
+      }
       if (std::chrono::steady_clock::now() >= next_purge) {
         auth->purge_expired();
         next_purge = std::chrono::steady_clock::now() + std::chrono::minutes{1};
@@ -379,6 +418,10 @@ struct OneNode::Impl {
 OneNode::OneNode(OneNodeConfig config) : impl_(std::make_unique<Impl>()) { impl_->config = std::move(config); }
 
 OneNode::~OneNode() { stop(); }
+
+ProviderRegistry& OneNode::registry() { return *impl_->registry; }
+LeaseBook& OneNode::leases() { return *impl_->leases; }
+const Scheduler& OneNode::scheduler() const { return impl_->scheduler; }
 
 Result<std::string> OneNode::start() {
   auto& s = *impl_;
@@ -399,6 +442,12 @@ Result<std::string> OneNode::start() {
   s.control = std::make_unique<ControlChannel>(*s.registry, s.metrics, s.config.heartbeat_interval);
   s.leases = std::make_unique<LeaseBook>(*s.db, s.clock, s.events, *s.registry, s.config.payment_timeout);
   s.control->on_agent_online = [&s](const std::string& provider) { s.deploy_to(provider, true); };
+  // The scheduler's in-memory offers follow the registry (online, offline) and the leases
+  // (capacity taken and given back).
+  s.registry->on_status_change = [&s](const std::string& provider, bool online) { s.refresh_offer(provider, online); };
+  s.leases->on_capacity_change = [&s](const std::string& provider) {
+    if (auto held = s.leases->reserved_on(provider)) s.scheduler.set_held(provider, *held);
+  };
   s.control->live_leases = [&s](const std::string& provider) { return s.leases->live_on(provider); };
   s.control->on_lease_usage = [&s](const std::string& provider, const json::object& message) {
     if (auto r = s.leases->on_usage(provider, message); !r) spdlog::debug("lease_usage from {}: {}", provider, r.error().message);

@@ -11,6 +11,10 @@
 
 namespace kaisar::onenode {
 
+class ProviderRegistry;
+class LeaseBook;
+class Scheduler;
+
 // The coordinator: REST API, agents' control channel, provider registry and uptime.
 class OneNode {
  public:
@@ -26,6 +30,12 @@ class OneNode {
   void stop();
   // The dev-chain faucet (see POST /api/v1/faucet); kNotFound when it is off.
   Result<boost::json::object> faucet(const crypto::Address& address);
+
+  // The parts, for running OneNode inside another program (bench/scheduler registers
+  // 100,000 providers through the registry instead of 100,000 agents). After start().
+  ProviderRegistry& registry();
+  LeaseBook& leases();
+  const Scheduler& scheduler() const;
 
  private:
   struct Impl;

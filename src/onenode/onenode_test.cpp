@@ -3,10 +3,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include <boost/json.hpp>
+
 #include "crypto/eip191.hpp"
 #include "onenode/auth.hpp"
 #include "onenode/config.hpp"
 #include "onenode/schema.hpp"
+#include "onenode/scheduler.hpp"
 #include "onenode/siwe.hpp"
 
 namespace kaisar::onenode {
@@ -254,6 +257,63 @@ TEST(Config, TomlAndErrors) {
   EXPECT_FALSE(OneNodeConfig::split_listen("localhost"));
   EXPECT_FALSE(OneNodeConfig::split_listen("h:70000"));
   EXPECT_FALSE(OneNodeConfig::split_listen("h:"));
+}
+
+}  // namespace
+}  // namespace kaisar::onenode
+
+namespace kaisar::onenode {
+namespace {
+
+namespace json = boost::json;
+
+json::object provider_view(const std::string& id, int gpus, const char* model, const char* gpu_hour, double reliability) {
+  json::array list;
+  for (int i = 0; i < gpus; ++i) list.push_back(json::object{{"name", model}, {"vram_bytes", 24ULL << 30}});
+  return json::object{{"id", id},
+                      {"status", "online"},
+                      {"hardware", json::object{{"cpu_cores", 16}, {"ram_bytes", 64ULL << 30}, {"gpus", list}}},
+                      {"prices", json::object{{"gpu_hour", gpu_hour}, {"cpu_core_hour", "10000000000000000"},
+                                              {"ram_gb_hour", "1000000000000000"}}},
+                      {"uptime", json::object{{"ratio_30d", reliability}}},
+                      {"location", json::object{{"country", "DE"}, {"region", nullptr}}}};
+}
+
+TEST(Scheduler, SearchesAndPlacesOnWhatIsFree) {
+  const std::string a = "0x00000000000000000000000000000000000000a1";
+  const std::string b = "0x00000000000000000000000000000000000000b2";
+  const std::string c = "0x00000000000000000000000000000000000000c3";
+  Scheduler s;
+  s.upsert(provider_view(a, 2, "NVIDIA GeForce RTX 4090", "500000000000000000", 0.99));
+  s.upsert(provider_view(b, 4, "NVIDIA GeForce RTX 4090", "400000000000000000", 0.90));
+  s.upsert(provider_view(c, 0, "", "0", 1.0));
+  ASSERT_EQ(s.size(), 3u);
+
+  auto page = s.search("gpu_name=RTX_4090", "", 10);
+  ASSERT_TRUE(page) << page.error().message;
+  ASSERT_EQ(page->total, 2u);
+  EXPECT_EQ(page->offers[0].at("id").as_string(), a);  // the whole offer is cheaper (2 GPUs, not 4)
+  auto by_reliability = s.search("num_gpus>=1", "reliability", 1);
+  ASSERT_TRUE(by_reliability);
+  EXPECT_EQ(by_reliability->total, 2u);
+  ASSERT_EQ(by_reliability->offers.size(), 1u);
+  EXPECT_EQ(by_reliability->offers[0].at("id").as_string(), b);
+  EXPECT_FALSE(s.search("num_gpus>>1", "", 10));
+  EXPECT_FALSE(s.search("", "nonsense", 10));
+
+  // One GPU: the cheapest per GPU; what leases hold and who is offline are not offered.
+  auto q = parse_query("gpu_name=4090").value();
+  EXPECT_EQ(s.candidates(q, Need{1, 1, 1}, 3).value(), (std::vector<std::string>{b, a}));
+  s.set_held("0x00000000000000000000000000000000000000b2", Reserved{4, 4, 4});
+  EXPECT_EQ(s.candidates(q, Need{1, 1, 1}, 3).value(), std::vector<std::string>{a});
+  EXPECT_TRUE(s.candidates(q, Need{3, 1, 1}, 3).value().empty());
+  s.set_online("0x00000000000000000000000000000000000000a1", false);
+  EXPECT_TRUE(s.candidates(q, Need{1, 1, 1}, 3).value().empty());
+  EXPECT_EQ(s.search("", "", 10).value().total, 2u);  // b (CPU still free) and c
+  // CPU only: the cheapest per core among those with room.
+  EXPECT_EQ(s.candidates(parse_query("").value(), Need{0, 16, 8}, 3).value(), std::vector<std::string>{c});
+  s.set_held("0x00000000000000000000000000000000000000b2", Reserved{0, 0, 0});
+  EXPECT_EQ(s.candidates(q, Need{4, 1, 1}, 3).value(), std::vector<std::string>{b});
 }
 
 }  // namespace

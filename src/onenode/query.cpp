@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <iterator>
 
 namespace kaisar::onenode {
 
@@ -34,6 +35,10 @@ constexpr FieldInfo kFields[] = {
     {"provider", FieldType::kString, "provider id (node address)"},
 };
 
+static_assert(std::size(kFields) == kOfferFieldCount);
+static_assert(kFields[kNumGpus].name == "num_gpus" && kFields[kPriceHour].name == "price_hour" &&
+              kFields[kProvider].name == "provider" && kFields[kRam].name == "ram");
+
 std::string normalize(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -59,15 +64,37 @@ std::vector<std::string> words(std::string_view s) {
   return out;
 }
 
-// The query's words appear in the field's words, consecutively ("rtx 4090" in "nvidia
-// geforce rtx 4090"); an empty query value matches only an empty field.
-bool string_matches(std::string_view field, std::string_view wanted) {
-  const auto f = words(field);
-  const auto w = words(wanted);
-  if (w.empty()) return f.empty();
-  if (w.size() > f.size()) return false;
-  for (std::size_t i = 0; i + w.size() <= f.size(); ++i) {
-    if (std::equal(w.begin(), w.end(), f.begin() + static_cast<std::ptrdiff_t>(i))) return true;
+bool separator(char ch) {
+  return std::isspace(static_cast<unsigned char>(ch)) || ch == '-' || ch == '/' || ch == '_';
+}
+
+// Whether the words of `field` contain `wanted` (lower-case words) in a row ("rtx 4090"
+// in "NVIDIA GeForce RTX 4090"; no words match only a field without words), without
+// allocating: the field's words are found in place and compared ignoring case.
+bool words_match(std::string_view field, const std::vector<std::string>& wanted) {
+  constexpr std::size_t kMaxWords = 64;
+  std::string_view found[kMaxWords];
+  std::size_t n = 0;
+  std::size_t i = 0;
+  while (i < field.size() && n < kMaxWords) {
+    while (i < field.size() && separator(field[i])) ++i;
+    const std::size_t start = i;
+    while (i < field.size() && !separator(field[i])) ++i;
+    if (i > start) found[n++] = field.substr(start, i - start);
+  }
+  if (wanted.empty()) return n == 0;
+  if (wanted.size() > n) return false;
+  auto same = [](std::string_view a, const std::string& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      if (std::tolower(static_cast<unsigned char>(a[k])) != static_cast<unsigned char>(b[k])) return false;
+    }
+    return true;
+  };
+  for (std::size_t start = 0; start + wanted.size() <= n; ++start) {
+    bool all = true;
+    for (std::size_t k = 0; k < wanted.size() && all; ++k) all = same(found[start + k], wanted[k]);
+    if (all) return true;
   }
   return false;
 }
@@ -137,37 +164,38 @@ bool compare_number(double a, CompareOp op, double b) {
   return false;
 }
 
-bool holds(const Condition& c, const std::optional<FieldValue>& value) {
-  if (!value) return c.op == CompareOp::kNe;
+}  // namespace
+
+std::span<const FieldInfo> offer_fields() { return kFields; }
+
+bool condition_holds(const Condition& c, const FieldValue* value) {
+  if (value == nullptr) return c.op == CompareOp::kNe;
   switch (c.type) {
     case FieldType::kNumber: {
-      const double* v = std::get_if<double>(&*value);
+      const double* v = std::get_if<double>(value);
       return v != nullptr && compare_number(*v, c.op, std::get<double>(c.values.front()));
     }
     case FieldType::kBool: {
-      const bool* v = std::get_if<bool>(&*value);
+      const bool* v = std::get_if<bool>(value);
       if (v == nullptr) return false;
       const bool eq = *v == std::get<bool>(c.values.front());
       return c.op == CompareOp::kEq ? eq : !eq;
     }
     case FieldType::kString: {
-      const std::string* v = std::get_if<std::string>(&*value);
+      const std::string* v = std::get_if<std::string>(value);
       if (v == nullptr) return false;
       bool any = false;
-      for (const auto& wanted : c.values) any = any || string_matches(*v, std::get<std::string>(wanted));
+      for (const auto& wanted : c.words) any = any || words_match(*v, wanted);
       return c.op == CompareOp::kEq ? any : !any;
     }
   }
   return false;
 }
 
-}  // namespace
-
-std::span<const FieldInfo> offer_fields() { return kFields; }
-
 bool Query::matches(const FieldReader& read) const {
   for (const Condition& c : conditions) {
-    if (!holds(c, read(c.field))) return false;
+    const auto value = read(c.field);
+    if (!condition_holds(c, value ? &*value : nullptr)) return false;
   }
   return true;
 }
@@ -198,6 +226,7 @@ Result<Query> parse_query(std::string_view text) {
       return std::unexpected(at(name_start, "unknown field '" + c.field + "'; fields are " + field_names()));
     }
     c.type = info->type;
+    c.field_index = static_cast<std::size_t>(info - kFields);
     skip_spaces();
     const std::size_t op_start = i;
     auto next_is = [&](std::string_view s) { return text.substr(i, s.size()) == s; };
@@ -248,7 +277,10 @@ Result<Query> parse_query(std::string_view text) {
           c.values.emplace_back(*b);
           break;
         }
-        case FieldType::kString: c.values.emplace_back(raw); break;
+        case FieldType::kString:
+          c.words.push_back(words(raw));
+          c.values.emplace_back(std::move(raw));
+          break;
       }
       if (i < text.size() && text[i] == ',') {
         if (c.type != FieldType::kString) return std::unexpected(at(i, "only text fields take a list of values"));
@@ -286,6 +318,7 @@ Result<std::vector<SortKey>> parse_sort(std::string_view text) {
       return fail(ErrorCode::kInvalidArgument, "sort: unknown field '" + std::string(part) + "'; fields are " + field_names());
     }
     key.field = std::string(part);
+    key.field_index = static_cast<std::size_t>(find_field(part) - kFields);
     keys.push_back(std::move(key));
     if (keys.size() > 8) return fail(ErrorCode::kInvalidArgument, "sort: at most 8 keys");
     start = comma + 1;
@@ -294,24 +327,29 @@ Result<std::vector<SortKey>> parse_sort(std::string_view text) {
   return keys;
 }
 
+int compare_for_sort(const SortKey& key, const FieldValue* va, const FieldValue* vb) {
+  if (va == nullptr && vb == nullptr) return 0;
+  if (va == nullptr) return 1;  // missing values last, whatever the direction
+  if (vb == nullptr) return -1;
+  if (va->index() != vb->index()) return 0;
+  int cmp = 0;
+  if (const double* da = std::get_if<double>(va)) {
+    const double db = std::get<double>(*vb);
+    cmp = *da < db ? -1 : (*da > db ? 1 : 0);
+  } else if (const bool* ba = std::get_if<bool>(va)) {
+    cmp = static_cast<int>(*ba) - static_cast<int>(std::get<bool>(*vb));
+  } else {
+    cmp = normalize(std::get<std::string>(*va)).compare(normalize(std::get<std::string>(*vb)));
+  }
+  return key.descending ? -cmp : cmp;
+}
+
 bool sort_before(const std::vector<SortKey>& keys, const FieldReader& a, const FieldReader& b) {
   for (const SortKey& k : keys) {
-    auto va = a(k.field);
-    auto vb = b(k.field);
-    if (!va && !vb) continue;
-    if (!va) return false;  // missing values last, whatever the direction
-    if (!vb) return true;
-    if (va->index() != vb->index()) continue;
-    int cmp = 0;
-    if (const double* da = std::get_if<double>(&*va)) {
-      const double db = std::get<double>(*vb);
-      cmp = *da < db ? -1 : (*da > db ? 1 : 0);
-    } else if (const bool* ba = std::get_if<bool>(&*va)) {
-      cmp = static_cast<int>(*ba) - static_cast<int>(std::get<bool>(*vb));
-    } else {
-      cmp = normalize(std::get<std::string>(*va)).compare(normalize(std::get<std::string>(*vb)));
-    }
-    if (cmp != 0) return k.descending ? cmp > 0 : cmp < 0;
+    const auto va = a(k.field);
+    const auto vb = b(k.field);
+    const int cmp = compare_for_sort(k, va ? &*va : nullptr, vb ? &*vb : nullptr);
+    if (cmp != 0) return cmp < 0;
   }
   return false;
 }

@@ -79,12 +79,13 @@ Result<std::shared_ptr<Liveness>> ProviderRegistry::connect(const Registration& 
     return {};
   });
   if (!stored) return std::unexpected(stored.error());
-  online_[id] = Online{live, interval_id};
+  online_[id] = Online{live, interval_id, was_online ? it->second.flushed_s : now_s};
   lock.unlock();
 
   json::object ev{{"provider_id", reg.node.to_checksum()}, {"status", "online"}, {"at", format_rfc3339(clock_.now())}};
   if (is_new) events_.publish("provider.registered", json::serialize(ev));
   if (!was_online) events_.publish("provider.online", json::serialize(ev));
+  if (on_status_change) on_status_change(id, true);
   return live;
 }
 
@@ -109,6 +110,7 @@ void ProviderRegistry::mark_offline(const std::string& id, const Online& entry) 
                   {"at", format_rfc3339(clock_.now())},
                   {"last_seen", format_rfc3339(from_unix_seconds(last_s))}};
   events_.publish("provider.offline", json::serialize(ev));
+  if (on_status_change) on_status_change(id, false);
 }
 
 void ProviderRegistry::sweep(bool force_flush) {
@@ -117,6 +119,11 @@ void ProviderRegistry::sweep(bool force_flush) {
   const std::int64_t grace_ms = std::chrono::duration_cast<Millis>(offline_after_).count();
   std::vector<std::pair<std::string, Online>> gone;
   std::vector<std::pair<std::int64_t, std::int64_t>> flush;  // interval id, last seen (s)
+  // Last-seen times reach the database every few seconds, not every sweep: at 10,000
+  // providers that is the difference between 10,000 and 2,000 row updates a second. Only
+  // the times that moved since they were last written are written.
+  const bool flushing = force_flush || now - last_flush_ms_ >= kFlushEveryMs;
+  if (flushing) last_flush_ms_ = now;
   {
     std::unique_lock lock(mutex_);
     for (auto it = online_.begin(); it != online_.end();) {
@@ -125,19 +132,21 @@ void ProviderRegistry::sweep(bool force_flush) {
         gone.emplace_back(it->first, it->second);
         it = online_.erase(it);
       } else {
-        flush.emplace_back(it->second.interval_id, last / 1000);
+        if (flushing && last / 1000 > it->second.flushed_s) {
+          flush.emplace_back(it->second.interval_id, last / 1000);
+          it->second.flushed_s = last / 1000;
+        }
         ++it;
       }
     }
   }
   for (const auto& [id, entry] : gone) mark_offline(id, entry);
-  // Last-seen times reach the database every few seconds, not every sweep: at 10,000
-  // providers that is the difference between 10,000 and 2,000 row updates a second.
-  if (!force_flush && now - last_flush_ms_ < kFlushEveryMs) return;
-  last_flush_ms_ = now;
-  if (!flush.empty()) {
+  // In transactions of a thousand, so that nobody waits long for the write lock.
+  constexpr std::size_t kBatch = 1000;
+  for (std::size_t start = 0; start < flush.size(); start += kBatch) {
     (void)db_.transaction([&]() -> Result<void> {
-      for (const auto& [interval, last_s] : flush) {
+      for (std::size_t i = start; i < std::min(flush.size(), start + kBatch); ++i) {
+        const auto& [interval, last_s] = flush[i];
         (void)db_.execute("UPDATE uptime_intervals SET ended_at = ? WHERE id = ? AND ended_at < ?",
                           {last_s, interval, last_s});
       }
@@ -244,6 +253,27 @@ Result<boost::json::object> ProviderRegistry::get(const std::string& id) const {
   return view(rows->front());
 }
 
+Result<boost::json::object> ProviderRegistry::terms(const std::string& id) const {
+  auto rows = db_.query("SELECT hardware, prices FROM providers WHERE id = ?", {id});
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty()) return fail(ErrorCode::kNotFound, "no provider " + id);
+  bool online = false;
+  {
+    std::shared_lock lock(mutex_);
+    online = online_.contains(id);
+  }
+  boost::system::error_code ec;
+  json::value hardware = json::parse(rows->front().text(0), ec);
+  if (ec || !hardware.is_object()) hardware = json::object{};
+  json::value prices = nullptr;
+  if (!rows->front().is_null(1)) {
+    json::value parsed = json::parse(rows->front().text(1), ec);
+    if (!ec && parsed.is_object()) prices = std::move(parsed);
+  }
+  return json::object{{"status", online ? "online" : "offline"}, {"hardware", std::move(hardware)},
+                      {"prices", std::move(prices)}};
+}
+
 std::vector<std::string> ProviderRegistry::owned_by(const crypto::Address& owner) const {
   std::vector<std::string> out;
   auto rows = db_.query("SELECT id FROM providers WHERE owner = ? ORDER BY registered_at", {owner.to_lower_hex()});
@@ -253,6 +283,14 @@ std::vector<std::string> ProviderRegistry::owned_by(const crypto::Address& owner
       out.push_back(a ? a->to_checksum() : r.text(0));
     }
   }
+  return out;
+}
+
+std::vector<std::string> ProviderRegistry::online_ids() const {
+  std::shared_lock lock(mutex_);
+  std::vector<std::string> out;
+  out.reserve(online_.size());
+  for (const auto& [id, entry] : online_) out.push_back(id);
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,14 +72,21 @@ class ProviderRegistry {
 
   Result<boost::json::array> list() const;
   Result<boost::json::object> get(const std::string& id) const;
+  // What a lease needs of a provider, without the uptime history get() adds: {"status",
+  // "hardware", "prices"}.
+  Result<boost::json::object> terms(const std::string& id) const;
   std::vector<std::string> owned_by(const crypto::Address& owner) const;
   std::size_t online_count() const;
+  std::vector<std::string> online_ids() const;  // lower-case
+  // Told (lower-case id) when a provider comes online (after it is stored) or goes offline.
+  std::function<void(const std::string& id, bool online)> on_status_change;
   std::uint64_t heartbeats() const { return heartbeats_.load(std::memory_order_relaxed); }
 
  private:
   struct Online {
     std::shared_ptr<Liveness> live;
     std::int64_t interval_id = 0;
+    std::int64_t flushed_s = 0;  // the last-seen time last written to the interval
   };
   boost::json::object view(const store::Row& row) const;
   void mark_offline(const std::string& id, const Online& entry);

@@ -1,5 +1,6 @@
 #include "provider/deployer.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -24,6 +25,18 @@ std::uint64_t number(const json::object& o, std::string_view key) {
   return 0;
 }
 
+// "GPU-a,GPU-b" (a container's kaisar.gpus label) → its ids.
+std::vector<std::string> split_ids(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 json::object status(const std::string& id, std::string_view state, const std::string& reason) {
   return json::object{{"type", "lease_status"}, {"lease_id", id}, {"state", state}, {"reason", reason}};
 }
@@ -31,13 +44,15 @@ json::object status(const std::string& id, std::string_view state, const std::st
 }  // namespace
 
 Deployer::Deployer(std::string engine_socket, std::string demo_image_tar,
-                   std::function<void(const json::object&)> report)
+                   std::function<void(const json::object&)> report, std::vector<std::string> gpus)
     : shared_(std::make_shared<Shared>()),
       engine_socket_(engine_socket),
       demo_image_tar_(std::move(demo_image_tar)),
       engine_(std::move(engine_socket)),
-      report_(std::move(report)) {
+      report_(std::move(report)),
+      gpus_(std::move(gpus)) {
   shared_->report = report_;
+  if (!gpus_.empty()) sampler_ = std::make_unique<GpuSampler>(nvml_library());
   worker_ = std::thread([this] { work(); });
 }
 
@@ -176,12 +191,24 @@ void Deployer::run_one(const json::object& lease) {
       auto label = c.labels.find("kaisar.lease");
       auto stats = engine_.stats(c.id);
       if (label == c.labels.end() || !stats) continue;
-      report_(json::object{{"type", "lease_usage"},
-                           {"lease_id", label->second},
-                           {"cpu_ns", stats->cpu_total_ns},
-                           {"memory_bytes", stats->memory_bytes},
-                           {"network_rx_bytes", stats->network_rx_bytes},
-                           {"network_tx_bytes", stats->network_tx_bytes}});
+      json::object usage{{"type", "lease_usage"},
+                         {"lease_id", label->second},
+                         {"cpu_ns", stats->cpu_total_ns},
+                         {"memory_bytes", stats->memory_bytes},
+                         {"network_rx_bytes", stats->network_rx_bytes},
+                         {"network_tx_bytes", stats->network_tx_bytes}};
+      if (auto held = c.labels.find("kaisar.gpus"); held != c.labels.end() && sampler_) {
+        json::array gpus;
+        for (const auto& uuid : split_ids(held->second)) {
+          if (auto g = sampler_->sample(uuid)) {
+            gpus.push_back(json::object{{"uuid", g->uuid},
+                                        {"utilization_percent", g->utilization_percent},
+                                        {"memory_used_bytes", g->memory_used_bytes}});
+          }
+        }
+        usage["gpus"] = std::move(gpus);
+      }
+      report_(usage);
     }
     return;
   }
@@ -247,7 +274,31 @@ void Deployer::run_one(const json::object& lease) {
   if (spec.command.empty() && spec.image == kDemoImage) spec.command = {"/init.sh"};
   spec.memory_bytes = number(lease, "memory_gb") << 30;
   spec.nano_cpus = number(lease, "cpus") * 1000000000ULL;
-  spec.gpu_count = static_cast<std::uint32_t>(number(lease, "gpus"));
+  if (const auto wanted = static_cast<std::uint32_t>(number(lease, "gpus")); wanted > 0) {
+    // Whole GPUs that no other lease container holds, named by uuid so the engine cannot
+    // hand out one that is taken.
+    auto all = engine_.list("kaisar.lease");
+    if (!all) {
+      report_(status(id, "failed", "listing the containers to find free GPUs: " + all.error().message));
+      return;
+    }
+    std::set<std::string> used;
+    for (const auto& c : *all) {
+      if (auto held = c.labels.find("kaisar.gpus"); held != c.labels.end()) {
+        for (auto& uuid : split_ids(held->second)) used.insert(std::move(uuid));
+      }
+    }
+    auto picked = pick_gpus(gpus_, used, wanted);
+    if (!picked) {
+      report_(status(id, "failed", "the lease asks for " + std::to_string(wanted) + " GPUs; this machine has " +
+                                       std::to_string(gpus_.size()) + ", " + std::to_string(used.size()) + " in use"));
+      return;
+    }
+    spec.gpu_ids = *picked;
+    std::string label;
+    for (const auto& uuid : *picked) label += (label.empty() ? "" : ",") + uuid;
+    spec.labels["kaisar.gpus"] = label;
+  }
   if (auto v = runtime::validate(spec); !v) {
     report_(status(id, "failed", "the lease's container spec is not valid: " + v.error().message));
     return;

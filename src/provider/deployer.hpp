@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "provider/inventory.hpp"
 #include "provider/runtime/docker.hpp"
 
 namespace kaisar::provider {
@@ -22,9 +23,11 @@ namespace kaisar::provider {
 // deployed again (after a reconnect) is adopted instead of started twice.
 class Deployer {
  public:
-  // `report` receives lease_status messages (called on the deployer's thread).
+  // `report` receives lease_status messages (called on the deployer's thread). `gpus` are
+  // the machine's GPU uuids: a lease gets whole GPUs that no other lease container holds
+  // (label kaisar.gpus), sampled through NVML for its usage.
   Deployer(std::string engine_socket, std::string demo_image_tar,
-           std::function<void(const boost::json::object&)> report);
+           std::function<void(const boost::json::object&)> report, std::vector<std::string> gpus = {});
   ~Deployer();
   Deployer(const Deployer&) = delete;
   Deployer& operator=(const Deployer&) = delete;
@@ -63,6 +66,8 @@ class Deployer {
   std::string demo_image_tar_;
   runtime::DockerClient engine_;
   std::function<void(const boost::json::object&)> report_;
+  std::vector<std::string> gpus_;
+  std::unique_ptr<GpuSampler> sampler_;  // only when the machine has GPUs
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<boost::json::object> jobs_;

@@ -1,5 +1,6 @@
 #include "provider/inventory.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <dlfcn.h>
@@ -58,6 +59,9 @@ using nvmlReturn = int;
 using nvmlDevice = void*;
 struct NvmlMemory {
   unsigned long long total, free, used;
+};
+struct NvmlUtilization {
+  unsigned gpu, memory;
 };
 
 }  // namespace
@@ -123,10 +127,61 @@ Hardware detect_hardware(const std::string& data_dir) {
     h.disk_bytes = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
     h.disk_free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
   }
+  h.gpus = detect_nvidia_gpus(nullptr, nvml_library().c_str());
+  return h;
+}
+
+std::string nvml_library() {
   // KAISAR_NVML_LIBRARY names NVML when it is not where the driver usually puts it.
   const char* nvml = std::getenv("KAISAR_NVML_LIBRARY");
-  h.gpus = nvml != nullptr && *nvml != '\0' ? detect_nvidia_gpus(nullptr, nvml) : detect_nvidia_gpus();
-  return h;
+  return nvml != nullptr && *nvml != '\0' ? std::string(nvml) : std::string("libnvidia-ml.so.1");
+}
+
+std::optional<std::vector<std::string>> pick_gpus(const std::vector<std::string>& all,
+                                                  const std::set<std::string>& used, std::uint32_t count) {
+  std::vector<std::string> picked;
+  for (const auto& uuid : all) {
+    if (picked.size() == count) break;
+    if (!uuid.empty() && !used.contains(uuid)) picked.push_back(uuid);
+  }
+  if (picked.size() < count) return std::nullopt;
+  return picked;
+}
+
+GpuSampler::GpuSampler(const std::string& library) {
+  void* lib = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return;
+  auto init = reinterpret_cast<nvmlReturn (*)()>(dlsym(lib, "nvmlInit_v2"));
+  shutdown_ = reinterpret_cast<int (*)()>(dlsym(lib, "nvmlShutdown"));
+  by_uuid_ = reinterpret_cast<int (*)(const char*, void**)>(dlsym(lib, "nvmlDeviceGetHandleByUUID"));
+  utilization_ = reinterpret_cast<int (*)(void*, void*)>(dlsym(lib, "nvmlDeviceGetUtilizationRates"));
+  memory_ = reinterpret_cast<int (*)(void*, void*)>(dlsym(lib, "nvmlDeviceGetMemoryInfo"));
+  if (init == nullptr || shutdown_ == nullptr || by_uuid_ == nullptr || utilization_ == nullptr ||
+      memory_ == nullptr || init() != 0) {
+    dlclose(lib);
+    return;
+  }
+  lib_ = lib;
+}
+
+GpuSampler::~GpuSampler() {
+  if (lib_ == nullptr) return;
+  shutdown_();
+  dlclose(lib_);
+}
+
+std::optional<GpuSample> GpuSampler::sample(const std::string& uuid) const {
+  if (lib_ == nullptr) return std::nullopt;
+  nvmlDevice dev = nullptr;
+  if (by_uuid_(uuid.c_str(), &dev) != 0) return std::nullopt;
+  NvmlUtilization rates{};
+  if (utilization_(dev, &rates) != 0) return std::nullopt;
+  GpuSample s;
+  s.uuid = uuid;
+  s.utilization_percent = std::min(rates.gpu, 100u);
+  NvmlMemory mem{};
+  if (memory_(dev, &mem) == 0) s.memory_used_bytes = mem.used;
+  return s;
 }
 
 }  // namespace kaisar::provider

@@ -1,6 +1,10 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "core/hardware.hpp"
 
@@ -15,5 +19,39 @@ Hardware detect_hardware(const std::string& data_dir);
 // Only the GPUs; `note` tells why none were found (no NVML, init failed, …).
 // `library` is the NVML library to load (tests point it at a stand-in).
 std::vector<Gpu> detect_nvidia_gpus(std::string* note = nullptr, const char* library = "libnvidia-ml.so.1");
+
+// The NVML library to load: $KAISAR_NVML_LIBRARY when set, else the driver's usual name.
+std::string nvml_library();
+
+// `count` of the machine's GPUs (by uuid, in the machine's order) that are not in `used`;
+// nothing when fewer are free. A GPU belongs to one lease at a time.
+std::optional<std::vector<std::string>> pick_gpus(const std::vector<std::string>& all,
+                                                  const std::set<std::string>& used, std::uint32_t count);
+
+// What a GPU is doing now, read through NVML.
+struct GpuSample {
+  std::string uuid;
+  unsigned utilization_percent = 0;  // of the last sample period (NVML: about 1/6 s to 1 s)
+  std::uint64_t memory_used_bytes = 0;
+};
+
+// Keeps NVML open to sample GPUs by uuid. Without NVML every sample is empty.
+class GpuSampler {
+ public:
+  explicit GpuSampler(const std::string& library);
+  ~GpuSampler();
+  GpuSampler(const GpuSampler&) = delete;
+  GpuSampler& operator=(const GpuSampler&) = delete;
+
+  bool available() const { return lib_ != nullptr; }
+  std::optional<GpuSample> sample(const std::string& uuid) const;
+
+ private:
+  void* lib_ = nullptr;
+  int (*shutdown_)() = nullptr;
+  int (*by_uuid_)(const char*, void**) = nullptr;
+  int (*utilization_)(void*, void*) = nullptr;
+  int (*memory_)(void*, void*) = nullptr;
+};
 
 }  // namespace kaisar::provider

@@ -1,11 +1,19 @@
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 
 #include "core/protocol.hpp"
 #include "process.hpp"
 #include "crypto/eip191.hpp"
+#include "podman.hpp"
+#include "provider/deployer.hpp"
 #include "provider/identity.hpp"
 #include "provider/inventory.hpp"
 #include "store/files.hpp"
@@ -67,6 +75,119 @@ TEST(Inventory, NvmlInitFailureIsReported) {
   ::unsetenv("FAKE_NVML_FAIL");
   EXPECT_TRUE(gpus.empty());
   EXPECT_NE(note.find("nvmlInit failed"), std::string::npos) << note;
+}
+
+TEST(Inventory, GpusAreGivenWholeAndOnlyOnce) {
+  const std::vector<std::string> all = {"GPU-a", "GPU-b", "GPU-c"};
+  EXPECT_EQ(pick_gpus(all, {}, 2), (std::vector<std::string>{"GPU-a", "GPU-b"}));
+  EXPECT_EQ(pick_gpus(all, {"GPU-a"}, 2), (std::vector<std::string>{"GPU-b", "GPU-c"}));
+  EXPECT_EQ(pick_gpus(all, {"GPU-b"}, 0), std::vector<std::string>{});
+  EXPECT_FALSE(pick_gpus(all, {"GPU-a", "GPU-c"}, 2));
+  EXPECT_FALSE(pick_gpus(all, {}, 4));
+  EXPECT_FALSE(pick_gpus({}, {}, 1));
+}
+
+TEST(Inventory, SamplesGpuUtilisationByUuid) {
+  ::unsetenv("FAKE_NVML_FAIL");
+  GpuSampler sampler(fake_nvml());
+  ASSERT_TRUE(sampler.available());
+  auto first = sampler.sample("GPU-00000000-0000-0000-0000-000000000000");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->utilization_percent, 37u);
+  EXPECT_EQ(first->memory_used_bytes, 1ull << 30);
+  auto second = sampler.sample("GPU-11111111-1111-1111-1111-111111111111");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->utilization_percent, 90u);
+  EXPECT_FALSE(sampler.sample("GPU-not-here"));
+
+  GpuSampler none("/nonexistent/libnvidia-ml.so.1");
+  EXPECT_FALSE(none.available());
+  EXPECT_FALSE(none.sample("GPU-00000000-0000-0000-0000-000000000000"));
+  ::setenv("FAKE_NVML_FAIL", "1", 1);
+  GpuSampler failing(fake_nvml());
+  ::unsetenv("FAKE_NVML_FAIL");
+  EXPECT_FALSE(failing.available());
+}
+
+// A Deployer against a private Podman service, on a machine with the two stand-in GPUs.
+TEST(Deployer, GivesEachLeaseItsOwnGpusAndReportsTheirUse) {
+  ::unsetenv("FAKE_NVML_FAIL");
+  ::setenv("KAISAR_NVML_LIBRARY", fake_nvml().c_str(), 1);
+  const std::string dir = testing::make_temp_dir("deployer-gpus");
+  testing::PodmanService podman(dir + "/engine");
+  ASSERT_TRUE(podman.ok()) << podman.output();
+  runtime::DockerClient engine(podman.socket());
+  {
+    std::ifstream in(testing::static_httpd_rootfs(dir), std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    const std::string tar = bytes.str();
+    ASSERT_TRUE(engine.import_rootfs(as_bytes(tar), "localhost/kaisar/httpd", "test"));
+  }
+  const std::string first = "GPU-00000000-0000-0000-0000-000000000000";
+  const std::string second = "GPU-11111111-1111-1111-1111-111111111111";
+
+  // A lease container that already holds the first GPU (its label says so; no device is
+  // attached: this machine has none).
+  runtime::ContainerSpec held;
+  held.image = "localhost/kaisar/httpd:test";
+  held.command = {"/httpd"};
+  held.labels = {{"kaisar.lease", "lease-holding"}, {"kaisar.gpus", first}};
+  auto id = engine.create(held);
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(engine.start(*id));
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<boost::json::object> reports;
+  Deployer deployer(podman.socket(), "", [&](const boost::json::object& m) {
+    std::lock_guard lock(mutex);
+    reports.push_back(m);
+    cv.notify_all();
+  }, {first, second});
+  auto wait_for = [&](const std::string& type, const std::string& lease) {
+    std::unique_lock lock(mutex);
+    std::optional<boost::json::object> found;
+    cv.wait_for(lock, std::chrono::seconds{60}, [&] {
+      for (const auto& r : reports) {
+        if (r.at("type").as_string() == type && r.at("lease_id").as_string() == lease) found = r;
+      }
+      return found.has_value();
+    });
+    return found;
+  };
+
+  // Usage: the held GPU's utilisation and memory, read through NVML by uuid.
+  deployer.report_usage();
+  auto usage = wait_for("lease_usage", "lease-holding");
+  ASSERT_TRUE(usage);
+  const auto& gpus = usage->at("gpus").as_array();
+  ASSERT_EQ(gpus.size(), 1u) << boost::json::serialize(*usage);
+  EXPECT_EQ(gpus[0].at("uuid").as_string(), first);
+  EXPECT_EQ(gpus[0].at("utilization_percent").to_number<int>(), 37);
+  EXPECT_EQ(gpus[0].at("memory_used_bytes").to_number<std::uint64_t>(), 1ull << 30);
+
+  // Two GPUs while one is held: refused with the reason, nothing created.
+  deployer.deploy(boost::json::object{{"id", "lease-two"}, {"image", "localhost/kaisar/httpd:test"}, {"gpus", 2},
+                                      {"cpus", 1}, {"memory_gb", 1}, {"command", boost::json::array{"/httpd"}}});
+  auto two = wait_for("lease_status", "lease-two");
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->at("state").as_string(), "failed");
+  EXPECT_NE(two->at("reason").as_string().find("asks for 2 GPUs; this machine has 2, 1 in use"), std::string::npos)
+      << two->at("reason").as_string();
+  EXPECT_TRUE(engine.list("kaisar.lease", "lease-two").value().empty());
+
+  // One GPU: the free one, asked of Podman as a CDI device by its uuid (Podman then says it
+  // cannot resolve it, there being no NVIDIA CDI specification here).
+  deployer.deploy(boost::json::object{{"id", "lease-one"}, {"image", "localhost/kaisar/httpd:test"}, {"gpus", 1},
+                                      {"cpus", 1}, {"memory_gb", 1}, {"command", boost::json::array{"/httpd"}}});
+  auto one = wait_for("lease_status", "lease-one");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->at("state").as_string(), "failed");
+  EXPECT_NE(one->at("reason").as_string().find("nvidia.com/gpu=" + second), std::string::npos)
+      << one->at("reason").as_string();
+  EXPECT_TRUE(engine.list("kaisar.lease", "lease-one").value().empty());
+  ::unsetenv("KAISAR_NVML_LIBRARY");
 }
 
 TEST(Identity, InitThenLoad) {

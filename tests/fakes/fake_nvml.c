@@ -32,10 +32,30 @@ int nvmlDeviceGetUUID(void* device, char* uuid, unsigned length) {
   strncpy(uuid, index_of(device) == 0 ? "GPU-00000000-0000-0000-0000-000000000000" : "GPU-11111111-1111-1111-1111-111111111111", length);
   return 0;
 }
+int nvmlDeviceGetHandleByUUID(const char* uuid, void** device) {
+  for (unsigned i = 0; i < 2; ++i) {
+    char buf[96];
+    nvmlDeviceGetUUID(&g_devices[i], buf, sizeof buf);
+    if (strcmp(buf, uuid) == 0) {
+      *device = &g_devices[i];
+      return 0;
+    }
+  }
+  return 6; /* NVML_ERROR_NOT_FOUND */
+}
+/* Utilisation: 37% on the first GPU, 90% on the second, with 1 GiB and 2 GiB in use. */
+typedef struct {
+  unsigned gpu, memory;
+} Utilization;
+int nvmlDeviceGetUtilizationRates(void* device, Utilization* rates) {
+  rates->gpu = index_of(device) == 0 ? 37u : 90u;
+  rates->memory = 10u;
+  return 0;
+}
 int nvmlDeviceGetMemoryInfo(void* device, Memory* memory) {
   memory->total = index_of(device) == 0 ? 85520809984ull : 25757220864ull;
-  memory->free = memory->total;
-  memory->used = 0;
+  memory->used = index_of(device) == 0 ? 1073741824ull : 2147483648ull;
+  memory->free = memory->total - memory->used;
   return 0;
 }
 int nvmlSystemGetDriverVersion(char* version, unsigned length) {

@@ -646,6 +646,49 @@ TEST_F(LeaseTest, BadLeaseRequestsAreRefused) {
             404);
 }
 
+TEST_F(LeaseTest, AQueryPlacesTheLeaseOnAMatchingOfferOrSaysWhyNot) {
+  const std::string token = sign_in(node_->url(), crypto::PrivateKey::generate());
+  auto by_query = [&](std::string query, int gpus) {
+    json::object s = spec(gpus);
+    s.erase("offer");
+    s["query"] = std::move(query);
+    return post_lease(token, s);
+  };
+  // The stand-in GPUs are an H100 and an RTX 4090: the offer names the first model.
+  auto placed = by_query("gpu_name=H100 num_gpus>=1", 1);
+  ASSERT_EQ(placed.status, 201) << json::serialize(placed.body);
+  EXPECT_EQ(placed.body.at("provider").as_string(), provider_id_);
+  EXPECT_EQ(placed.body.at("state").as_string(), "pending_payment");
+  EXPECT_EQ(placed.body.at("spec").at("gpus").to_number<int>(), 1);
+  EXPECT_EQ(free_gpus(), 1);  // the offers index follows the reservation at once
+
+  // Nothing matches, nothing has room, the query is not valid, or both ways are given.
+  auto none = by_query("gpu_name=A100", 1);
+  EXPECT_EQ(none.status, 409);
+  EXPECT_NE(std::string(none.body.at("error").at("message").as_string()).find("no online offer matches"),
+            std::string::npos);
+  EXPECT_EQ(by_query("gpu_name=H100", 2).status, 409);
+  auto bad = by_query("num_gpus>>2", 1);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(std::string(bad.body.at("error").at("message").as_string()).find("at position"), std::string::npos);
+  EXPECT_EQ(by_query(std::string(3000, 'a'), 1).status, 400);
+  json::object both = spec(1);
+  both["query"] = "num_gpus>=1";
+  EXPECT_EQ(post_lease(token, both).status, 400);
+  json::object neither = spec(1);
+  neither.erase("offer");
+  EXPECT_EQ(post_lease(token, neither).status, 400);
+  EXPECT_EQ(free_gpus(), 1);  // none of these reserved anything
+
+  // The offers page: a limit, and how many matched in all.
+  auto page = call("GET", node_->url() + "/api/v1/offers?limit=1&q=num_gpus%3E%3D0");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(page.body.at("total").to_number<int>(), 1);
+  EXPECT_EQ(page.body.at("offers").as_array().size(), 1u);
+  EXPECT_EQ(call("GET", node_->url() + "/api/v1/offers?limit=0").status, 400);
+  EXPECT_EQ(call("GET", node_->url() + "/api/v1/offers?limit=abc").status, 400);
+}
+
 TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
   std::vector<std::string> tokens;
   for (int i = 0; i < 100; ++i) tokens.push_back(sign_in(node_->url(), crypto::PrivateKey::generate()));

@@ -260,6 +260,49 @@ std::string create_body(const ContainerSpec& spec) {
   return json::serialize(body);
 }
 
+std::string libpod_create_body(const ContainerSpec& spec) {
+  json::object body;
+  body["image"] = spec.image;
+  if (!spec.name.empty()) body["name"] = spec.name;
+  if (!spec.command.empty()) {
+    json::array cmd;
+    for (const auto& a : spec.command) cmd.push_back(json::value(a));
+    body["command"] = std::move(cmd);
+  }
+  json::object env;
+  for (const auto& [k, v] : spec.env) env[k] = v;
+  body["env"] = std::move(env);
+  json::object labels;
+  for (const auto& [k, v] : spec.labels) labels[k] = v;
+  body["labels"] = std::move(labels);
+  json::array ports;
+  for (std::uint16_t p : spec.ports) {
+    // No host_port: Podman picks a free one, as with Docker's empty HostPort.
+    ports.push_back(json::object{{"container_port", p}, {"host_ip", "127.0.0.1"}, {"protocol", "tcp"}});
+  }
+  body["portmappings"] = std::move(ports);
+  json::object limits;
+  if (spec.memory_bytes != 0) limits["memory"] = json::object{{"limit", spec.memory_bytes}, {"swap", spec.memory_bytes}};
+  if (spec.nano_cpus != 0) {
+    constexpr std::uint64_t kPeriod = 100000;  // microseconds, as `--cpus` uses
+    limits["cpu"] = json::object{{"quota", spec.nano_cpus * kPeriod / 1000000000ULL}, {"period", kPeriod}};
+  }
+  body["resource_limits"] = std::move(limits);
+  json::array devices;
+  for (const auto& id : spec.gpu_ids) devices.push_back(json::object{{"path", "nvidia.com/gpu=" + id}});
+  body["devices"] = std::move(devices);
+  return json::serialize(body);
+}
+
+Result<bool> DockerClient::is_podman() {
+  if (!podman_) {
+    auto name = engine();
+    if (!name) return std::unexpected(name.error());
+    podman_ = name->find("Podman") != std::string::npos;
+  }
+  return *podman_;
+}
+
 Result<std::string> DockerClient::call(std::string_view method, const std::string& target, std::string_view body,
                                        std::string_view content_type) {
   auto r = unix_request(socket_, method, target, body, content_type, timeout_);
@@ -377,9 +420,16 @@ Result<void> DockerClient::remove_image(const std::string& image) {
 
 Result<std::string> DockerClient::create(const ContainerSpec& spec) {
   if (auto v = validate(spec); !v) return std::unexpected(v.error());
-  std::string target = "/containers/create";
-  if (!spec.name.empty()) target += "?name=" + url_encode(spec.name);
-  auto r = call("POST", target, create_body(spec));
+  bool libpod = false;
+  if (!spec.gpu_ids.empty() || spec.gpu_count != 0) {
+    auto podman = is_podman();
+    if (!podman) return std::unexpected(podman.error());
+    libpod = *podman;
+    if (libpod && spec.gpu_ids.empty()) return fail(ErrorCode::kInvalidArgument, "Podman needs the GPUs' ids (CDI names)");
+  }
+  std::string target = libpod ? "/v4.0.0/libpod/containers/create" : "/containers/create";
+  if (!libpod && !spec.name.empty()) target += "?name=" + url_encode(spec.name);
+  auto r = call("POST", target, libpod ? libpod_create_body(spec) : create_body(spec));
   if (!r) return std::unexpected(r.error());
   boost::system::error_code ec;
   json::value v = json::parse(*r, ec);

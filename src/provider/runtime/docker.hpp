@@ -27,7 +27,8 @@ struct ContainerSpec {
   std::uint64_t memory_bytes = 0;    // 0: no limit
   std::uint64_t nano_cpus = 0;       // 1e9 per CPU; 0: no limit
   // GPUs: empty for none. Docker gets a DeviceRequest for these device ids (or `gpu_count`
-  // when no ids are given); Podman reads the same request through its CDI support.
+  // when no ids are given); Podman gets the CDI devices nvidia.com/gpu=<id>, which only its
+  // own (libpod) create endpoint takes, so Podman needs ids.
   std::vector<std::string> gpu_ids;
   std::uint32_t gpu_count = 0;
 };
@@ -36,6 +37,10 @@ struct ContainerSpec {
 Result<void> validate(const ContainerSpec& spec);
 // The Docker Engine API body for POST /containers/create.
 std::string create_body(const ContainerSpec& spec);
+// The same container for Podman's own POST /libpod/containers/create, used for containers
+// with GPUs: Podman's Docker-compatible create ignores DeviceRequests and refuses CDI names
+// in HostConfig.Devices (seen on 4.3), while its own endpoint resolves CDI devices.
+std::string libpod_create_body(const ContainerSpec& spec);
 
 struct ContainerInfo {
   std::string id;
@@ -91,8 +96,12 @@ class DockerClient {
   Result<std::string> call(std::string_view method, const std::string& target, std::string_view body = {},
                            std::string_view content_type = "application/json");
 
+  // Whether the engine is Podman (asked once, on the first create with GPUs).
+  Result<bool> is_podman();
+
   std::string socket_;
   std::chrono::milliseconds timeout_;
+  std::optional<bool> podman_;
 };
 
 // Percent-encodes a query value.

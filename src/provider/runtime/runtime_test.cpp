@@ -114,6 +114,24 @@ TEST(ContainerSpec, BadSpecsAreRefusedBeforeTheEngine) {
   const auto& bindings = body.at("HostConfig").at("PortBindings").at("8080/tcp").as_array();
   EXPECT_EQ(bindings.at(0).at("HostIp").as_string(), "127.0.0.1");
   EXPECT_EQ(body.at("HostConfig").at("DeviceRequests").at(0).at("Count").as_int64(), 2);
+
+  // Given GPUs by id: Docker asks for exactly those; Podman's own body names CDI devices.
+  gpu.gpu_ids = {"GPU-aaaa", "GPU-bbbb"};
+  gpu.memory_bytes = 1ULL << 30;
+  gpu.nano_cpus = 1500000000;
+  body = json::parse(create_body(gpu));
+  const auto& request = body.at("HostConfig").at("DeviceRequests").at(0);
+  EXPECT_EQ(request.at("DeviceIDs"), (json::array{"GPU-aaaa", "GPU-bbbb"}));
+  EXPECT_FALSE(request.as_object().contains("Count"));
+  auto libpod = json::parse(libpod_create_body(gpu));
+  EXPECT_EQ(libpod.at("devices"), (json::array{json::object{{"path", "nvidia.com/gpu=GPU-aaaa"}},
+                                               json::object{{"path", "nvidia.com/gpu=GPU-bbbb"}}}));
+  EXPECT_EQ(libpod.at("portmappings").at(0).at("host_ip").as_string(), "127.0.0.1");
+  EXPECT_EQ(libpod.at("portmappings").at(0).at("container_port").as_int64(), 8080);
+  EXPECT_FALSE(libpod.at("portmappings").at(0).as_object().contains("host_port"));
+  EXPECT_EQ(libpod.at("resource_limits").at("memory").at("limit").to_number<std::uint64_t>(), 1ULL << 30);
+  EXPECT_EQ(libpod.at("resource_limits").at("cpu").at("quota").to_number<std::uint64_t>(), 150000U);
+  EXPECT_EQ(libpod.at("resource_limits").at("cpu").at("period").to_number<std::uint64_t>(), 100000U);
 }
 
 TEST(DockerClient, NoEngineIsUnavailable) {
@@ -228,6 +246,30 @@ TEST_F(PodmanTest, ContainerLifecycle) {
   EXPECT_EQ(client_->inspect(*id).error().code, ErrorCode::kNotFound);
   ASSERT_TRUE(client_->remove(*id));  // removing twice is fine
   EXPECT_TRUE(client_->list("kaisar.lease", "lease-a").value().empty());
+}
+
+TEST_F(PodmanTest, GpusGoToPodmanAsCdiDevices) {
+  // Podman's own create endpoint takes the GPU as a CDI device; this machine has no CDI
+  // specification for it, so Podman names the device it could not resolve.
+  ContainerSpec spec = httpd("lease-gpu");
+  spec.gpu_ids = {"GPU-00000000-0000-0000-0000-000000000000"};
+  auto id = client_->create(spec);
+  ASSERT_TRUE(id) << id.error().message;  // Podman resolves CDI devices when it starts
+  auto info = client_->inspect(*id);
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_EQ(info->labels.at("kaisar.lease"), "lease-gpu");
+  auto started = client_->start(*id);
+  ASSERT_FALSE(started) << "a fake GPU was attached";
+  EXPECT_NE(started.error().message.find("nvidia.com/gpu=GPU-00000000-0000-0000-0000-000000000000"), std::string::npos)
+      << started.error().message;
+  ASSERT_TRUE(client_->remove(*id));
+  // Without ids Podman cannot be told which GPUs: refused before anything is sent.
+  spec.gpu_ids.clear();
+  spec.gpu_count = 1;
+  id = client_->create(spec);
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(client_->list("kaisar.lease", "lease-gpu").value().empty());
 }
 
 TEST_F(PodmanTest, FollowedLogsStreamUntilStopped) {
