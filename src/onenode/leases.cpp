@@ -20,7 +20,6 @@ constexpr std::string_view kColumns =
     "created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, endpoints, started_at, ended_at, settlement, usage, "
     "extension";
 
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 Result<std::uint32_t> small_uint(const json::object& o, std::string_view key, std::uint32_t fallback, std::uint32_t max) {
   const json::value* v = o.if_contains(key);
@@ -187,33 +186,33 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
   const std::string provider_id = provider_addr->to_lower_hex();
   auto provider = registry_.terms(provider_id);
   if (!provider) return std::unexpected(provider.error());
-  if (provider->at("status").as_string() != "online") {
-    return fail(ErrorCode::kConflict, "provider " + spec.offer + " is offline");
-  }
-  const json::value& prices = provider->at("prices");
-  if (!prices.is_object()) return fail(ErrorCode::kConflict, "provider " + spec.offer + " offers nothing for rent");
-  auto price = [&](std::string_view key) {
-    const json::value* v = prices.get_object().if_contains(key);
-    return v != nullptr && v->is_string() ? eth::Uint256::from_decimal(v->get_string()).value_or(eth::Uint256{})
-                                          : eth::Uint256{};
-  };
-  const eth::Uint256 price_hour =
-      price("gpu_hour") * spec.gpus + price("cpu_core_hour") * spec.cpus + price("ram_gb_hour") * spec.memory_gb;
+  if (!provider->priced) return fail(ErrorCode::kConflict, "provider " + spec.offer + " offers nothing for rent");
+  const eth::Uint256 price_hour = provider->gpu_hour * spec.gpus + provider->cpu_core_hour * spec.cpus +
+                                  provider->ram_gb_hour * spec.memory_gb;
   const eth::Uint256 amount = price_hour * spec.hours;
   if (amount.is_zero()) return fail(ErrorCode::kInvalidArgument, "this lease would cost nothing; ask for resources");
   if (amount.bit_length() > 88) {  // LeaseEscrow keeps deposits in 88 bits
     return fail(ErrorCode::kInvalidArgument, "this lease costs more than the escrow can hold; ask for fewer hours");
   }
-
-  const json::object& hw = provider->at("hardware").as_object();
-  const std::uint64_t total_gpus = hw.contains("gpus") && hw.at("gpus").is_array() ? hw.at("gpus").as_array().size() : 0;
-  const std::uint64_t total_cores = u64(hw.if_contains("cpu_cores"));
-  const auto total_mem = static_cast<std::uint64_t>(static_cast<double>(u64(hw.if_contains("ram_bytes"))) / kGiB);
+  const std::uint64_t total_gpus = provider->gpus;
+  const std::uint64_t total_cores = provider->cpu_cores;
+  const std::uint64_t total_mem = provider->ram_gb;
 
   const std::string id = crypto::random_uuid();
   const auto now = to_unix_seconds(clock_.now());
   const auto pay_by = now + payment_timeout_.count();
   const Hash32 escrow_id = chain::escrow_lease_id(id);
+  const std::string created_reason =
+      "created; pay " + amount.to_decimal() + " base units by " + format_rfc3339(from_unix_seconds(pay_by));
+  // The new lease's row (in kColumns' order): stored, then shown without reading it back.
+  const std::vector<store::Value> columns = {
+      id, renter.to_lower_hex(), provider_id, json::serialize(spec.to_json()), std::string("pending_payment"),
+      std::string("waiting for the deposit"), price_hour.to_decimal(), amount.to_decimal(), to_hex(escrow_id),
+      static_cast<std::int64_t>(chain.chain_id), chain.escrow.to_checksum(), chain.token.to_checksum(), now, pay_by,
+      store::Value{}, static_cast<std::int64_t>(spec.gpus), static_cast<std::int64_t>(spec.cpus),
+      static_cast<std::int64_t>(spec.memory_gb), store::Value{}, store::Value{}, store::Value{}, store::Value{},
+      store::Value{}, store::Value{}};
+  Reserved held_now;
   auto tx = db_.transaction([&]() -> Result<void> {
     // Inside the write lock: what is held now, then the new hold.
     auto held = db_.query(
@@ -233,34 +232,41 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
     if (static_cast<std::uint64_t>(h.integer(2)) + spec.memory_gb > total_mem) {
       return fail(ErrorCode::kConflict, "not enough free memory on this offer");
     }
-    auto inserted = db_.execute(
-        "INSERT INTO leases (id, renter, provider, spec, state, reason, price_hour, amount, escrow_lease_id, chain_id, "
-        "escrow, token, created_at, pay_by, paid_at, gpus, cpu_cores, memory_gb, updated_at) "
-        "VALUES (?, ?, ?, ?, 'pending_payment', 'waiting for the deposit', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
-        {id, renter.to_lower_hex(), provider_id, json::serialize(spec.to_json()), price_hour.to_decimal(),
-         amount.to_decimal(), to_hex(escrow_id), static_cast<std::int64_t>(chain.chain_id), chain.escrow.to_checksum(),
-         chain.token.to_checksum(), now, pay_by, static_cast<std::int64_t>(spec.gpus),
-         static_cast<std::int64_t>(spec.cpus), static_cast<std::int64_t>(spec.memory_gb), now});
+    held_now = Reserved{static_cast<std::uint32_t>(h.integer(0)) + spec.gpus,
+                        static_cast<std::uint32_t>(h.integer(1)) + spec.cpus,
+                        static_cast<std::uint64_t>(h.integer(2)) + spec.memory_gb};
+    static const std::string kInsert = "INSERT INTO leases (" + std::string(kColumns) +
+                                       ", updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                       "?, ?, ?, ?, ?)";
+    auto inserted = db_.execute(kInsert,
+                                [&] {
+                                  auto values = columns;
+                                  values.emplace_back(now);  // updated_at
+                                  return values;
+                                }());
     if (!inserted) return std::unexpected(inserted.error());
     auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, 'pending_payment', ?)",
-                              {id, now, std::string("created; pay ") + amount.to_decimal() + " base units by " +
-                                            format_rfc3339(from_unix_seconds(pay_by))});
+                              {id, now, created_reason});
     if (!logged) return std::unexpected(logged.error());
     return {};
   });
   if (!tx) return std::unexpected(tx.error());
-  if (on_capacity_change) on_capacity_change(provider_id);
+  if (on_capacity_change) on_capacity_change(provider_id, held_now);
   events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", "pending_payment"}}), id);
-  return get(id);
+  const json::array history{json::object{
+      {"at", format_rfc3339(from_unix_seconds(now))}, {"state", "pending_payment"}, {"reason", created_reason}}};
+  return view(store::Row(columns), &history);
 }
 
-json::object LeaseBook::view(const store::Row& row) const {
+json::object LeaseBook::view(const store::Row& row, const json::array* known_history) const {
   const std::string id = row.text(0);
   boost::system::error_code ec;
   json::value spec = json::parse(row.text(3), ec);
   if (ec) spec = json::object{};
   json::array history;
-  if (auto events = db_.query("SELECT at, state, reason FROM lease_events WHERE lease_id = ? ORDER BY id", {id})) {
+  if (known_history != nullptr) {
+    history = *known_history;
+  } else if (auto events = db_.query("SELECT at, state, reason FROM lease_events WHERE lease_id = ? ORDER BY id", {id})) {
     for (const auto& e : *events) {
       history.push_back(json::object{{"at", format_rfc3339(from_unix_seconds(e.integer(0)))},
                                      {"state", e.text(1)},
@@ -499,7 +505,7 @@ Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std
 void LeaseBook::capacity_changed_of(const std::string& lease_id) {
   if (!on_capacity_change) return;
   if (auto rows = db_.query("SELECT provider FROM leases WHERE id = ?", {lease_id}); rows && !rows->empty()) {
-    on_capacity_change(rows->front().text(0));
+    on_capacity_change(rows->front().text(0), std::nullopt);
   }
 }
 

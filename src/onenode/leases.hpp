@@ -64,8 +64,9 @@ class LeaseBook final : public chain::LogHandler {
   // Capacity held by leases that are not final, per provider (lower-case id).
   Result<std::map<std::string, Reserved>> reserved() const;
   Result<Reserved> reserved_on(const std::string& provider_id) const;
-  // Called (with the provider's lower-case id) after a lease took or gave back capacity.
-  std::function<void(const std::string& provider_id)> on_capacity_change;
+  // Called (with the provider's lower-case id) after a lease took or gave back capacity,
+  // with what the provider's leases now hold when that is known without asking.
+  std::function<void(const std::string& provider_id, const std::optional<Reserved>& held)> on_capacity_change;
   // Fails leases still unpaid past the payment timeout; returns how many. A lease is only
   // failed when `deposited_on_chain` says the escrow holds nothing for it (empty: cannot
   // tell, e.g. the node is down: it waits), so an indexer that lags fails nobody.
@@ -118,7 +119,8 @@ class LeaseBook final : public chain::LogHandler {
   Result<void> transition(const std::string& id, std::string_view from, std::string_view to, const std::string& reason);
   // Moves a lease to ended or failed and queues its settlement, in one transaction.
   Result<void> finish(const std::string& id, std::string_view from, std::string_view to, const std::string& reason);
-  boost::json::object view(const store::Row& row) const;
+  // The API's view of a lease row; its history is read unless given.
+  boost::json::object view(const store::Row& row, const boost::json::array* known_history = nullptr) const;
   void capacity_changed_of(const std::string& lease_id);
   Result<void> apply_extension(const std::string& id, const chain::EscrowEvent& event);
 

@@ -445,8 +445,9 @@ Result<std::string> OneNode::start() {
   // The scheduler's in-memory offers follow the registry (online, offline) and the leases
   // (capacity taken and given back).
   s.registry->on_status_change = [&s](const std::string& provider, bool online) { s.refresh_offer(provider, online); };
-  s.leases->on_capacity_change = [&s](const std::string& provider) {
-    if (auto held = s.leases->reserved_on(provider)) s.scheduler.set_held(provider, *held);
+  s.leases->on_capacity_change = [&s](const std::string& provider, const std::optional<Reserved>& known) {
+    if (known) s.scheduler.set_held(provider, *known);
+    else if (auto held = s.leases->reserved_on(provider)) s.scheduler.set_held(provider, *held);
   };
   s.control->live_leases = [&s](const std::string& provider) { return s.leases->live_on(provider); };
   s.control->on_lease_usage = [&s](const std::string& provider, const json::object& message) {

@@ -79,7 +79,22 @@ Result<std::shared_ptr<Liveness>> ProviderRegistry::connect(const Registration& 
     return {};
   });
   if (!stored) return std::unexpected(stored.error());
-  online_[id] = Online{live, interval_id, was_online ? it->second.flushed_s : now_s};
+  auto terms = std::make_shared<ProviderTerms>();
+  terms->gpus = reg.hardware.gpus.size();
+  terms->cpu_cores = reg.hardware.cpu_cores;
+  terms->ram_gb = reg.hardware.ram_bytes >> 30;
+  if (reg.prices) {
+    auto price = [&](std::string_view key) {
+      const json::value* v = reg.prices->if_contains(key);
+      return v != nullptr && v->is_string() ? eth::Uint256::from_decimal(v->get_string()).value_or(eth::Uint256{})
+                                            : eth::Uint256{};
+    };
+    terms->priced = true;
+    terms->gpu_hour = price("gpu_hour");
+    terms->cpu_core_hour = price("cpu_core_hour");
+    terms->ram_gb_hour = price("ram_gb_hour");
+  }
+  online_[id] = Online{live, interval_id, was_online ? it->second.flushed_s : now_s, std::move(terms)};
   lock.unlock();
 
   json::object ev{{"provider_id", reg.node.to_checksum()}, {"status", "online"}, {"at", format_rfc3339(clock_.now())}};
@@ -253,25 +268,16 @@ Result<boost::json::object> ProviderRegistry::get(const std::string& id) const {
   return view(rows->front());
 }
 
-Result<boost::json::object> ProviderRegistry::terms(const std::string& id) const {
-  auto rows = db_.query("SELECT hardware, prices FROM providers WHERE id = ?", {id});
-  if (!rows) return std::unexpected(rows.error());
-  if (rows->empty()) return fail(ErrorCode::kNotFound, "no provider " + id);
-  bool online = false;
+Result<ProviderTerms> ProviderRegistry::terms(const std::string& id) const {
   {
     std::shared_lock lock(mutex_);
-    online = online_.contains(id);
+    if (auto it = online_.find(id); it != online_.end() && it->second.terms) return *it->second.terms;
   }
-  boost::system::error_code ec;
-  json::value hardware = json::parse(rows->front().text(0), ec);
-  if (ec || !hardware.is_object()) hardware = json::object{};
-  json::value prices = nullptr;
-  if (!rows->front().is_null(1)) {
-    json::value parsed = json::parse(rows->front().text(1), ec);
-    if (!ec && parsed.is_object()) prices = std::move(parsed);
-  }
-  return json::object{{"status", online ? "online" : "offline"}, {"hardware", std::move(hardware)},
-                      {"prices", std::move(prices)}};
+  auto rows = db_.query("SELECT 1 FROM providers WHERE id = ?", {id});
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty()) return fail(ErrorCode::kNotFound, "no provider " + id);
+  auto address = crypto::Address::parse(id);
+  return fail(ErrorCode::kConflict, "provider " + (address ? address->to_checksum() : id) + " is offline");
 }
 
 std::vector<std::string> ProviderRegistry::owned_by(const crypto::Address& owner) const {

@@ -17,6 +17,7 @@
 #include "core/hardware.hpp"
 #include "core/time.hpp"
 #include "crypto/address.hpp"
+#include "eth/uint256.hpp"
 #include "onenode/events.hpp"
 #include "store/database.hpp"
 
@@ -35,6 +36,16 @@ struct Registration {
   // {"gpu_hour","cpu_core_hour","ram_gb_hour"} as canonical decimal token base units;
   // empty when the provider set no prices (it then offers nothing).
   std::optional<boost::json::object> prices;
+};
+
+// What a lease needs of an online provider, kept from its registration so that a
+// reservation reads no provider row.
+struct ProviderTerms {
+  std::uint64_t gpus = 0;
+  std::uint64_t cpu_cores = 0;
+  std::uint64_t ram_gb = 0;
+  bool priced = false;  // the provider set prices: it offers something
+  eth::Uint256 gpu_hour, cpu_core_hour, ram_gb_hour;  // token base units
 };
 
 struct Availability {
@@ -72,9 +83,9 @@ class ProviderRegistry {
 
   Result<boost::json::array> list() const;
   Result<boost::json::object> get(const std::string& id) const;
-  // What a lease needs of a provider, without the uptime history get() adds: {"status",
-  // "hardware", "prices"}.
-  Result<boost::json::object> terms(const std::string& id) const;
+  // What a lease needs of a provider; kNotFound for an unknown one, kConflict when it is
+  // offline.
+  Result<ProviderTerms> terms(const std::string& id) const;
   std::vector<std::string> owned_by(const crypto::Address& owner) const;
   std::size_t online_count() const;
   std::vector<std::string> online_ids() const;  // lower-case
@@ -87,6 +98,7 @@ class ProviderRegistry {
     std::shared_ptr<Liveness> live;
     std::int64_t interval_id = 0;
     std::int64_t flushed_s = 0;  // the last-seen time last written to the interval
+    std::shared_ptr<const ProviderTerms> terms;
   };
   boost::json::object view(const store::Row& row) const;
   void mark_offline(const std::string& id, const Online& entry);
