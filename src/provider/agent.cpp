@@ -1,5 +1,6 @@
 #include "provider/agent.hpp"
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/json.hpp>
@@ -146,19 +147,26 @@ void Agent::run() {
     // Heartbeats go out on a timer; a channel that acknowledges none for 3 intervals is dead.
     auto beat = [this, &s, client, interval, last_ack]() -> asio::awaitable<Result<void>> {
       asio::steady_timer timer(s.io);
-      for (std::uint64_t seq = 1; client->is_open(); ++seq) {
-        if (std::chrono::steady_clock::now() - *last_ack > 3 * interval) {
+      // A heartbeat each interval; what the lease containers use, each second.
+      auto next_beat = std::chrono::steady_clock::now();
+      std::uint64_t seq = 1;
+      while (client->is_open()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - *last_ack > 3 * interval) {
           client->close();
           co_return fail(ErrorCode::kTimeout, "no acknowledgement from OneNode for 3 heartbeats");
         }
-        json::object hb{{"type", "heartbeat"},
-                        {"seq", seq},
-                        {"available", json::object{{"gpus", s.hardware.gpus.size()},
-                                                   {"cpu_cores", s.hardware.cpu_cores},
-                                                   {"ram_bytes", s.hardware.ram_bytes}}}};
-        client->send(json::serialize(hb));
-        if (s.deployer) s.deployer->report_usage();  // what the lease containers use, each beat
-        timer.expires_after(interval);
+        if (now >= next_beat) {
+          json::object hb{{"type", "heartbeat"},
+                          {"seq", seq++},
+                          {"available", json::object{{"gpus", s.hardware.gpus.size()},
+                                                     {"cpu_cores", s.hardware.cpu_cores},
+                                                     {"ram_bytes", s.hardware.ram_bytes}}}};
+          client->send(json::serialize(hb));
+          next_beat = now + interval;
+        }
+        if (s.deployer) s.deployer->report_usage();
+        timer.expires_after(std::min<std::chrono::steady_clock::duration>(std::chrono::seconds{1}, next_beat - now));
         boost::system::error_code ec;
         co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }

@@ -424,6 +424,12 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   auto usage1 = next_usage();
   ASSERT_TRUE(usage1);
   EXPECT_GT(usage1->at("memory_bytes").to_number<std::uint64_t>(), 0U) << json::serialize(*usage1);
+  {
+    // Reported about every second.
+    const auto from = std::chrono::steady_clock::now();
+    for (int n = 0; n < 3; ++n) ASSERT_TRUE(next_usage());
+    EXPECT_LT(std::chrono::steady_clock::now() - from, std::chrono::milliseconds{4500});
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds{1500});
   std::optional<json::value> usage2;
   for (int i = 0; i < 5 && (!usage2 || usage2->at("seconds") == usage1->at("seconds")); ++i) usage2 = next_usage();

@@ -490,7 +490,7 @@ Result<std::vector<ContainerInfo>> DockerClient::list(const std::string& key, co
 }
 
 Result<ContainerStats> DockerClient::stats(const std::string& id) {
-  auto r = call("GET", "/containers/" + url_encode(id) + "/stats?stream=false");
+  auto r = call("GET", "/containers/" + url_encode(id) + "/stats?stream=false&one-shot=true");  // one sample, no 1 s wait
   if (!r) return std::unexpected(r.error());
   boost::system::error_code ec;
   json::value v = json::parse(*r, ec);
