@@ -9,6 +9,8 @@
 #include "onenode/auth.hpp"
 #include "onenode/config.hpp"
 #include "onenode/schema.hpp"
+#include "onenode/leases.hpp"
+#include "onenode/registry.hpp"
 #include "onenode/scheduler.hpp"
 #include "onenode/siwe.hpp"
 
@@ -314,6 +316,74 @@ TEST(Scheduler, SearchesAndPlacesOnWhatIsFree) {
   EXPECT_EQ(s.candidates(parse_query("").value(), Need{0, 16, 8}, 3).value(), std::vector<std::string>{c});
   s.set_held("0x00000000000000000000000000000000000000b2", Reserved{0, 0, 0});
   EXPECT_EQ(s.candidates(q, Need{4, 1, 1}, 3).value(), std::vector<std::string>{b});
+}
+
+}  // namespace
+}  // namespace kaisar::onenode
+
+namespace kaisar::onenode {
+namespace {
+
+TEST(LeaseBook, UsageKeepsEachGpuAndTheirMean) {
+  const auto dir = std::filesystem::temp_directory_path() / ("kaisar-usage-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto db = store::open_sqlite((dir / "db").string(), migrations());
+  ASSERT_TRUE(db) << db.error().message;
+  ManualClock clock{from_unix_seconds(1795600000)};
+  EventHub events;
+  ProviderRegistry registry(**db, clock, events, std::chrono::seconds{30}, [](const std::string&) { return "DE"; });
+  LeaseBook leases(**db, clock, events, registry, std::chrono::seconds{900});
+
+  Registration reg;
+  reg.node = crypto::PrivateKey::generate().address();
+  reg.owner = crypto::PrivateKey::generate().address();
+  reg.hardware.cpu_cores = 8;
+  reg.hardware.ram_bytes = 16ULL << 30;
+  reg.hardware.gpus = {Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, "GPU-a", "550"},
+                       Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, "GPU-b", "550"}};
+  reg.prices = json::object{{"gpu_hour", "1000"}, {"cpu_core_hour", "10"}, {"ram_gb_hour", "1"}};
+  ASSERT_TRUE(registry.connect(reg));
+  LeaseSpec spec;
+  spec.offer = reg.node.to_checksum();
+  spec.image = "localhost/kaisar/demo:latest";
+  spec.gpus = 2;
+  chain::Deployment deployment;
+  deployment.chain_id = 31337;
+  auto lease = leases.create(crypto::PrivateKey::generate().address(), spec, deployment);
+  ASSERT_TRUE(lease) << lease.error().message;
+  EXPECT_EQ(lease->at("state").as_string(), "pending_payment");
+  EXPECT_EQ(lease->at("history").as_array().size(), 1u);
+  EXPECT_EQ(*leases.get(std::string(lease->at("id").as_string())), *lease);  // shown as stored
+  const std::string id(lease->at("id").as_string());
+  ASSERT_TRUE((*db)->execute("UPDATE leases SET state = 'running', started_at = ? WHERE id = ?",
+                             {to_unix_seconds(clock.now()), id}));
+  clock.advance(std::chrono::seconds{36});
+
+  const std::string provider = reg.node.to_lower_hex();
+  auto usage = [&](json::array gpus) {
+    return json::object{{"type", "lease_usage"}, {"lease_id", id}, {"cpu_ns", 5}, {"memory_bytes", 7},
+                        {"gpus", std::move(gpus)}};
+  };
+  ASSERT_TRUE(leases.on_usage(provider, usage(json::array{
+      json::object{{"uuid", "GPU-a"}, {"utilization_percent", 37}, {"memory_used_bytes", 1 << 30}},
+      json::object{{"uuid", "GPU-b"}, {"utilization_percent", 90}, {"memory_used_bytes", 2}},
+      json::object{{"uuid", "GPU-c"}, {"utilization_percent", 101}},     // not a percentage: left out
+      json::object{{"uuid", std::string(200, 'x')}, {"utilization_percent", 5}},  // too long
+      json::value("not an object")})));
+  auto shown = leases.get(id);
+  ASSERT_TRUE(shown);
+  const auto& u = shown->at("usage");
+  EXPECT_DOUBLE_EQ(u.at("gpu_utilization_percent").as_double(), 63.5);
+  ASSERT_EQ(u.at("gpus").as_array().size(), 2u);
+  EXPECT_EQ(u.at("gpus").at(0).at("memory_used_bytes").to_number<std::uint64_t>(), 1ULL << 30);
+  EXPECT_EQ(u.at("seconds").to_number<int>(), 36);
+  EXPECT_EQ(u.at("cost_so_far").as_string(), "20");  // (2 × 1000 + 10 + 1) per hour × 36 s
+
+  // Another provider's report about this lease changes nothing.
+  EXPECT_FALSE(leases.on_usage("0x00000000000000000000000000000000000000ff", usage(json::array{})));
+  EXPECT_EQ(leases.get(id)->at("usage"), u);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
