@@ -452,6 +452,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
   offer_opt->excludes(query_opt);
   rent->add_option("--image", ra.image, "container image, e.g. localhost/kaisar/demo:latest")->required();
   rent->add_option("--gpus", ra.gpus, "GPUs (default 0)");
+  rent->add_option("--gpu-model", ra.gpu_model, "only GPUs of this model, e.g. RTX_4090 or H100");
   rent->add_option("--cpus", ra.cpus, "CPU cores (default 1)");
   rent->add_option("--memory-gb", ra.memory_gb, "memory in GiB (default 1)");
   rent->add_option("--hours", ra.hours, "hours paid in advance (default 1)");
@@ -466,6 +467,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       }
       json::object body{{"image", ra.image}, {"gpus", ra.gpus}, {"cpus", ra.cpus}, {"memory_gb", ra.memory_gb},
                         {"hours", ra.hours}};
+      if (!ra.gpu_model.empty()) body["gpu_model"] = ra.gpu_model;
       if (!ra.offer.empty()) body["offer"] = ra.offer;
       else body["query"] = ra.query;
       json::array ports;

@@ -59,6 +59,7 @@ struct RentArgs {
   std::string query;  // instead of --offer: OneNode places the lease
   std::string image;
   std::uint32_t gpus = 0;
+  std::string gpu_model;
   std::uint32_t cpus = 1;
   std::uint32_t memory_gb = 1;
   std::uint32_t hours = 1;

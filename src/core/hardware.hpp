@@ -3,6 +3,7 @@
 #include <boost/json/value.hpp>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.hpp"
@@ -29,5 +30,10 @@ struct Hardware {
   // Validates untrusted JSON from an agent: types, sizes (strings ≤ 256 bytes, ≤ 64 GPUs).
   static Result<Hardware> from_json(const boost::json::value& v) noexcept;
 };
+
+// Whether a GPU named `name` ("NVIDIA GeForce RTX 4090") is of `model` ("RTX_4090",
+// "rtx 4090"): the model's words appear in the name's words in a row, ignoring case; '_',
+// '-' and '/' separate words like spaces.
+bool gpu_model_matches(std::string_view name, std::string_view model);
 
 }  // namespace kaisar

@@ -3,6 +3,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 
@@ -63,8 +64,9 @@ std::uint64_t u64(const json::value* v) {
 }  // namespace
 
 Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
-  static const std::set<std::string_view> kKnown = {"offer", "query", "image", "gpus", "cpus", "memory_gb", "disk_gb",
-                                                    "env", "ports", "command", "ssh_key", "hours"};
+  static const std::set<std::string_view> kKnown = {"offer",   "query",   "image",   "gpus",    "gpu_model",
+                                                    "cpus",    "memory_gb", "disk_gb", "env",   "ports",
+                                                    "command", "ssh_key", "hours"};
   for (const auto& [k, v] : o) {
     if (!kKnown.contains(k)) return fail(ErrorCode::kInvalidArgument, "unknown field '" + std::string(k) + "'");
   }
@@ -88,6 +90,25 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
   }
   if (auto r = text("image", s.image, 255, true); !r) return std::unexpected(r.error());
   if (!image_ok(s.image)) return fail(ErrorCode::kInvalidArgument, "image must be a reference like registry/name:tag");
+  if (auto r = text("gpu_model", s.gpu_model, 64, false); !r) return std::unexpected(r.error());
+  {
+    // Kept in one spelling ("RTX_4090", "rtx 4090" → "rtx 4090") so that leases of a model
+    // can be counted.
+    std::string model;
+    for (char ch : s.gpu_model) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (!(std::isalnum(c) || ch == ' ' || ch == '_' || ch == '-' || ch == '.')) {
+        return fail(ErrorCode::kInvalidArgument, "gpu_model may hold letters, digits, spaces and _ - . only");
+      }
+      if (ch == ' ' || ch == '_' || ch == '-') {
+        if (!model.empty() && model.back() != ' ') model.push_back(' ');
+      } else {
+        model.push_back(static_cast<char>(std::tolower(c)));
+      }
+    }
+    while (!model.empty() && model.back() == ' ') model.pop_back();
+    s.gpu_model = std::move(model);
+  }
   if (auto r = text("ssh_key", s.ssh_key, 8192, false); !r) return std::unexpected(r.error());
   if (!s.ssh_key.empty() && s.ssh_key.rfind("ssh-", 0) != 0 && s.ssh_key.rfind("ecdsa-", 0) != 0) {
     return fail(ErrorCode::kInvalidArgument, "ssh_key must be an OpenSSH public key line (ssh-ed25519 …)");
@@ -110,6 +131,7 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
   s.hours = *hours;
   if (s.hours == 0) return fail(ErrorCode::kInvalidArgument, "hours must be at least 1");
   if (s.cpus == 0) return fail(ErrorCode::kInvalidArgument, "cpus must be at least 1");
+  if (!s.gpu_model.empty() && s.gpus == 0) return fail(ErrorCode::kInvalidArgument, "gpu_model needs gpus of at least 1");
   if (const json::value* env = o.if_contains("env")) {
     if (!env->is_object() || env->get_object().size() > 128) {
       return fail(ErrorCode::kInvalidArgument, "env must be an object of at most 128 NAME: value strings");
@@ -156,10 +178,12 @@ json::object LeaseSpec::to_json() const {
   for (auto p : ports) ports_a.push_back(p);
   json::array command_a;
   for (const auto& c : command) command_a.push_back(json::value(c));
-  return json::object{{"offer", offer},       {"image", image},     {"gpus", gpus},
+  json::object out{{"offer", offer},       {"image", image},     {"gpus", gpus},
                       {"cpus", cpus},         {"memory_gb", memory_gb}, {"disk_gb", disk_gb},
                       {"env", std::move(env_o)}, {"ports", std::move(ports_a)}, {"command", std::move(command_a)},
                       {"ssh_key", ssh_key},   {"hours", hours}};
+  if (!gpu_model.empty()) out["gpu_model"] = gpu_model;
+  return out;
 }
 
 LeaseBook::LeaseBook(store::Database& db, const Clock& clock, EventHub& events, ProviderRegistry& registry,
@@ -195,6 +219,15 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
     return fail(ErrorCode::kInvalidArgument, "this lease costs more than the escrow can hold; ask for fewer hours");
   }
   const std::uint64_t total_gpus = provider->gpus;
+  // A model: only its GPUs count, less what live leases of the same model hold (on a
+  // machine of mixed models the agent gives each lease GPUs of its model).
+  const auto model_gpus = static_cast<std::uint64_t>(
+      std::count_if(provider->gpu_names.begin(), provider->gpu_names.end(),
+                    [&](const std::string& n) { return !spec.gpu_model.empty() && gpu_model_matches(n, spec.gpu_model); }));
+  if (!spec.gpu_model.empty() && model_gpus < spec.gpus) {
+    return fail(ErrorCode::kConflict, "this offer has " + std::to_string(model_gpus) + " GPUs of model '" +
+                                          spec.gpu_model + "'");
+  }
   const std::uint64_t total_cores = provider->cpu_cores;
   const std::uint64_t total_mem = provider->ram_gb;
 
@@ -225,6 +258,16 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
       return fail(ErrorCode::kConflict, "not enough free GPUs on this offer (" +
                                             std::to_string(total_gpus - std::min<std::uint64_t>(total_gpus, static_cast<std::uint64_t>(h.integer(0)))) +
                                             " free)");
+    }
+    if (!spec.gpu_model.empty()) {
+      auto same = db_.query(
+          "SELECT COALESCE(SUM(gpus), 0) FROM leases WHERE provider = ? AND "
+          "state IN ('pending_payment', 'paid', 'deploying', 'running') AND json_extract(spec, '$.gpu_model') = ?",
+          {provider_id, spec.gpu_model});
+      if (!same) return std::unexpected(same.error());
+      if (static_cast<std::uint64_t>(same->front().integer(0)) + spec.gpus > model_gpus) {
+        return fail(ErrorCode::kConflict, "not enough free GPUs of model '" + spec.gpu_model + "' on this offer");
+      }
     }
     if (static_cast<std::uint64_t>(h.integer(1)) + spec.cpus > total_cores) {
       return fail(ErrorCode::kConflict, "not enough free CPU cores on this offer");

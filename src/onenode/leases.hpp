@@ -27,6 +27,7 @@ struct LeaseSpec {
   std::string query;  // instead of an offer: the scheduler picks the best match
   std::string image;
   std::uint32_t gpus = 0;
+  std::string gpu_model;  // optional: "RTX_4090", "H100" (words of the GPUs' NVML name)
   std::uint32_t cpus = 1;
   std::uint32_t memory_gb = 1;
   std::uint32_t disk_gb = 0;

@@ -214,7 +214,9 @@ struct OneNode::Impl {
             if (!settlement) return Response::error(ErrorCode::kUnavailable, "this OneNode has no chain to be paid on");
             Result<json::object> lease;
             if (body->contains("query")) {
-              auto query = parse_query(spec->query);
+              // A GPU model narrows the query to offers of that model.
+              auto query = parse_query(spec->gpu_model.empty() ? spec->query
+                                                               : spec->query + " gpu_name=\"" + spec->gpu_model + "\"");
               if (!query) return Response::error(query.error());
               lease = place_lease(scheduler, *leases, session->address, *spec, *query, settlement->deployment());
             } else {

@@ -81,6 +81,7 @@ Result<std::shared_ptr<Liveness>> ProviderRegistry::connect(const Registration& 
   if (!stored) return std::unexpected(stored.error());
   auto terms = std::make_shared<ProviderTerms>();
   terms->gpus = reg.hardware.gpus.size();
+  for (const auto& g : reg.hardware.gpus) terms->gpu_names.push_back(g.name);
   terms->cpu_cores = reg.hardware.cpu_cores;
   terms->ram_gb = reg.hardware.ram_bytes >> 30;
   if (reg.prices) {

@@ -42,6 +42,7 @@ struct Registration {
 // reservation reads no provider row.
 struct ProviderTerms {
   std::uint64_t gpus = 0;
+  std::vector<std::string> gpu_names;  // each GPU's NVML name
   std::uint64_t cpu_cores = 0;
   std::uint64_t ram_gb = 0;
   bool priced = false;  // the provider set prices: it offers something

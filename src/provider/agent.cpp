@@ -34,8 +34,6 @@ Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(identity), std::move(hardware))) {
   Impl& s = *impl_;
   if (!s.options.engine_socket.empty()) {
-    std::vector<std::string> gpus;
-    for (const auto& g : s.hardware.gpus) gpus.push_back(g.uuid);
     s.deployer = std::make_unique<Deployer>(s.options.engine_socket, s.options.demo_image_tar,
                                             [&s](const json::object& message) {
                                               // Back on the agent's thread, onto the channel if it is up.
@@ -43,7 +41,7 @@ Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
                                                 if (s.client && s.client->is_open()) s.client->send(text);
                                               });
                                             },
-                                            std::move(gpus));
+                                            s.hardware.gpus);
   }
 }
 

@@ -44,7 +44,7 @@ json::object status(const std::string& id, std::string_view state, const std::st
 }  // namespace
 
 Deployer::Deployer(std::string engine_socket, std::string demo_image_tar,
-                   std::function<void(const json::object&)> report, std::vector<std::string> gpus)
+                   std::function<void(const json::object&)> report, std::vector<Gpu> gpus)
     : shared_(std::make_shared<Shared>()),
       engine_socket_(engine_socket),
       demo_image_tar_(std::move(demo_image_tar)),
@@ -288,10 +288,13 @@ void Deployer::run_one(const json::object& lease) {
         for (auto& uuid : split_ids(held->second)) used.insert(std::move(uuid));
       }
     }
-    auto picked = pick_gpus(gpus_, used, wanted);
+    const std::string model = text(lease, "gpu_model");
+    auto picked = pick_gpus(gpus_, used, wanted, model);
     if (!picked) {
-      report_(status(id, "failed", "the lease asks for " + std::to_string(wanted) + " GPUs; this machine has " +
-                                       std::to_string(gpus_.size()) + ", " + std::to_string(used.size()) + " in use"));
+      report_(status(id, "failed", "the lease asks for " + std::to_string(wanted) + " GPUs" +
+                                       (model.empty() ? std::string{} : " of model '" + model + "'") +
+                                       "; this machine has " + std::to_string(gpus_.size()) + ", " +
+                                       std::to_string(used.size()) + " in use"));
       return;
     }
     spec.gpu_ids = *picked;

@@ -24,10 +24,10 @@ namespace kaisar::provider {
 class Deployer {
  public:
   // `report` receives lease_status messages (called on the deployer's thread). `gpus` are
-  // the machine's GPU uuids: a lease gets whole GPUs that no other lease container holds
-  // (label kaisar.gpus), sampled through NVML for its usage.
+  // the machine's GPUs: a lease gets whole GPUs (of its gpu_model, when it names one) that
+  // no other lease container holds (label kaisar.gpus), sampled through NVML for its usage.
   Deployer(std::string engine_socket, std::string demo_image_tar,
-           std::function<void(const boost::json::object&)> report, std::vector<std::string> gpus = {});
+           std::function<void(const boost::json::object&)> report, std::vector<Gpu> gpus = {});
   ~Deployer();
   Deployer(const Deployer&) = delete;
   Deployer& operator=(const Deployer&) = delete;
@@ -66,7 +66,7 @@ class Deployer {
   std::string demo_image_tar_;
   runtime::DockerClient engine_;
   std::function<void(const boost::json::object&)> report_;
-  std::vector<std::string> gpus_;
+  std::vector<Gpu> gpus_;
   std::unique_ptr<GpuSampler> sampler_;  // only when the machine has GPUs
   std::mutex mutex_;
   std::condition_variable cv_;

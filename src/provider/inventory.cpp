@@ -137,12 +137,14 @@ std::string nvml_library() {
   return nvml != nullptr && *nvml != '\0' ? std::string(nvml) : std::string("libnvidia-ml.so.1");
 }
 
-std::optional<std::vector<std::string>> pick_gpus(const std::vector<std::string>& all,
-                                                  const std::set<std::string>& used, std::uint32_t count) {
+std::optional<std::vector<std::string>> pick_gpus(const std::vector<Gpu>& all, const std::set<std::string>& used,
+                                                  std::uint32_t count, std::string_view model) {
   std::vector<std::string> picked;
-  for (const auto& uuid : all) {
+  for (const auto& gpu : all) {
     if (picked.size() == count) break;
-    if (!uuid.empty() && !used.contains(uuid)) picked.push_back(uuid);
+    if (gpu.uuid.empty() || used.contains(gpu.uuid)) continue;
+    if (!model.empty() && !gpu_model_matches(gpu.name, model)) continue;
+    picked.push_back(gpu.uuid);
   }
   if (picked.size() < count) return std::nullopt;
   return picked;

@@ -23,10 +23,11 @@ std::vector<Gpu> detect_nvidia_gpus(std::string* note = nullptr, const char* lib
 // The NVML library to load: $KAISAR_NVML_LIBRARY when set, else the driver's usual name.
 std::string nvml_library();
 
-// `count` of the machine's GPUs (by uuid, in the machine's order) that are not in `used`;
-// nothing when fewer are free. A GPU belongs to one lease at a time.
-std::optional<std::vector<std::string>> pick_gpus(const std::vector<std::string>& all,
-                                                  const std::set<std::string>& used, std::uint32_t count);
+// `count` of the machine's GPUs (their uuids, in the machine's order) that are not in
+// `used` and, when `model` is given, are of that model (gpu_model_matches); nothing when
+// fewer are free. A GPU belongs to one lease at a time.
+std::optional<std::vector<std::string>> pick_gpus(const std::vector<Gpu>& all, const std::set<std::string>& used,
+                                                  std::uint32_t count, std::string_view model = {});
 
 // What a GPU is doing now, read through NVML.
 struct GpuSample {

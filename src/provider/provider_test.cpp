@@ -78,8 +78,17 @@ TEST(Inventory, NvmlInitFailureIsReported) {
 }
 
 TEST(Inventory, GpusAreGivenWholeAndOnlyOnce) {
-  const std::vector<std::string> all = {"GPU-a", "GPU-b", "GPU-c"};
+  const std::vector<Gpu> all = {Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, "GPU-a", "550"},
+                                Gpu{"NVIDIA GeForce RTX 4090", 24ULL << 30, "GPU-b", "550"},
+                                Gpu{"NVIDIA GeForce RTX 4090", 24ULL << 30, "GPU-c", "550"}};
   EXPECT_EQ(pick_gpus(all, {}, 2), (std::vector<std::string>{"GPU-a", "GPU-b"}));
+  // Of a model: its GPUs only.
+  EXPECT_EQ(pick_gpus(all, {}, 2, "RTX_4090"), (std::vector<std::string>{"GPU-b", "GPU-c"}));
+  EXPECT_EQ(pick_gpus(all, {}, 1, "h100"), std::vector<std::string>{"GPU-a"});
+  EXPECT_FALSE(pick_gpus(all, {}, 2, "H100"));
+  EXPECT_FALSE(pick_gpus(all, {"GPU-b"}, 2, "RTX 4090"));
+  EXPECT_FALSE(pick_gpus(all, {}, 1, "A100"));
+  EXPECT_FALSE(pick_gpus(all, {}, 1, "4090 RTX"));
   EXPECT_EQ(pick_gpus(all, {"GPU-a"}, 2), (std::vector<std::string>{"GPU-b", "GPU-c"}));
   EXPECT_EQ(pick_gpus(all, {"GPU-b"}, 0), std::vector<std::string>{});
   EXPECT_FALSE(pick_gpus(all, {"GPU-a", "GPU-c"}, 2));
@@ -144,7 +153,7 @@ TEST(Deployer, GivesEachLeaseItsOwnGpusAndReportsTheirUse) {
     std::lock_guard lock(mutex);
     reports.push_back(m);
     cv.notify_all();
-  }, {first, second});
+  }, {Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, first, "550"}, Gpu{"NVIDIA GeForce RTX 4090", 24ULL << 30, second, "550"}});
   auto wait_for = [&](const std::string& type, const std::string& lease) {
     std::unique_lock lock(mutex);
     std::optional<boost::json::object> found;
@@ -176,6 +185,13 @@ TEST(Deployer, GivesEachLeaseItsOwnGpusAndReportsTheirUse) {
   EXPECT_NE(two->at("reason").as_string().find("asks for 2 GPUs; this machine has 2, 1 in use"), std::string::npos)
       << two->at("reason").as_string();
   EXPECT_TRUE(engine.list("kaisar.lease", "lease-two").value().empty());
+
+  // The H100 by name while the held one is it: refused.
+  deployer.deploy(boost::json::object{{"id", "lease-h100"}, {"image", "localhost/kaisar/httpd:test"}, {"gpus", 1},
+                                      {"gpu_model", "H100"}, {"cpus", 1}, {"memory_gb", 1}});
+  auto h100 = wait_for("lease_status", "lease-h100");
+  ASSERT_TRUE(h100);
+  EXPECT_NE(h100->at("reason").as_string().find("of model 'H100'"), std::string::npos) << h100->at("reason").as_string();
 
   // One GPU: the free one, asked of Podman as a CDI device by its uuid (Podman then says it
   // cannot resolve it, there being no NVIDIA CDI specification here).

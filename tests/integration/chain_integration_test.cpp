@@ -686,6 +686,21 @@ TEST_F(LeaseTest, AQueryPlacesTheLeaseOnAMatchingOfferOrSaysWhyNot) {
   EXPECT_EQ(post_lease(token, neither).status, 400);
   EXPECT_EQ(free_gpus(), 1);  // none of these reserved anything
 
+  // A GPU model: the machine's other GPU is an RTX 4090.
+  json::object model = spec(1);
+  model["gpu_model"] = "A100";
+  EXPECT_EQ(post_lease(token, model).status, 409);
+  model["gpu_model"] = "RTX 4090; rm";
+  EXPECT_EQ(post_lease(token, model).status, 400);
+  model["gpu_model"] = "RTX_4090";
+  model["gpus"] = 0;
+  EXPECT_EQ(post_lease(token, model).status, 400);
+  model["gpus"] = 1;
+  auto rtx = post_lease(token, model);
+  ASSERT_EQ(rtx.status, 201) << json::serialize(rtx.body);
+  EXPECT_EQ(rtx.body.at("spec").at("gpu_model").as_string(), "rtx 4090");  // one spelling
+  EXPECT_EQ(free_gpus(), 0);
+
   // The offers page: a limit, and how many matched in all.
   auto page = call("GET", node_->url() + "/api/v1/offers?limit=1&q=num_gpus%3E%3D0");
   ASSERT_EQ(page.status, 200);
