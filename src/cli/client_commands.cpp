@@ -12,6 +12,7 @@
 #include "chain/payments.hpp"
 #include "cli/commands.hpp"
 #include "net/client.hpp"
+#include "crypto/random.hpp"
 #include "onenode/query.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/keystore.hpp"
@@ -500,7 +501,13 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       auto seconds_since = [](Steady::time_point from) {
         return std::chrono::duration<double>(Steady::now() - from).count();
       };
-      auto lease = api_call(o, "POST", "/api/v1/leases", &request, true);
+      // One key per `kaisar rent`: should the answer get lost and the request be retried,
+      // OneNode returns the same lease instead of reserving twice.
+      const net::Headers idempotency{{"idempotency-key", crypto::random_uuid()}};
+      auto lease = api_call(o, "POST", "/api/v1/leases", &request, true, idempotency);
+      if (!lease && lease.error().code == ErrorCode::kUnavailable) {
+        lease = api_call(o, "POST", "/api/v1/leases", &request, true, idempotency);  // one retry, same key
+      }
       if (!lease) return report(lease.error(), o.json);
       const double reserve_s = seconds_since(started);
       const std::string id(lease->at("id").as_string());

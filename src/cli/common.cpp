@@ -114,8 +114,8 @@ Result<crypto::PrivateKey> unlock_wallet(const ClientOptions& options) {
 }
 
 Result<json::value> api_call(const ClientOptions& options, std::string_view method, std::string_view path,
-                             const json::value* body, bool authenticated) {
-  net::Headers headers;
+                             const json::value* body, bool authenticated, const net::Headers& extra_headers) {
+  net::Headers headers = extra_headers;
   std::string payload;
   if (body != nullptr) {
     payload = json::serialize(*body);

@@ -44,7 +44,8 @@ Result<crypto::PrivateKey> unlock_wallet(const ClientOptions& options);
 
 // Calls the OneNode API; turns a non-2xx answer into its {"error"} as an Error.
 Result<boost::json::value> api_call(const ClientOptions& options, std::string_view method, std::string_view path,
-                                    const boost::json::value* body = nullptr, bool authenticated = false);
+                                    const boost::json::value* body = nullptr, bool authenticated = false,
+                                    const net::Headers& extra_headers = {});
 
 // Bearer tokens saved by `kaisar login`, per OneNode URL, in <config>/sessions.json (0600).
 std::optional<std::string> saved_token(const std::string& onenode);

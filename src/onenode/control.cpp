@@ -94,6 +94,19 @@ Result<Registration> parse_hello(const json::object& o, const std::string& nonce
   if (const auto* version = get_string(o, "agent_version"); version != nullptr) {
     reg.agent_version = std::string(version->subview().substr(0, 64));
   }
+  if (auto images = o.find("images"); images != o.end()) {
+    if (!images->value().is_array() || images->value().get_array().size() > 1024) {
+      return bad("hello.images must be an array of at most 1024 image names");
+    }
+    std::vector<std::string> list;
+    for (const auto& i : images->value().get_array()) {
+      if (!i.is_string() || i.get_string().empty() || i.get_string().size() > 255) {
+        return bad("hello.images must hold image names of at most 255 bytes");
+      }
+      list.emplace_back(i.get_string());
+    }
+    reg.images = std::move(list);
+  }
   if (auto p = o.find("prices"); p != o.end()) {
     if (!p->value().is_object()) return bad("hello.prices must be an object");
     json::object prices;

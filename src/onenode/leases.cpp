@@ -22,14 +22,16 @@ constexpr std::string_view kColumns =
     "extension";
 
 
-Result<std::uint32_t> small_uint(const json::object& o, std::string_view key, std::uint32_t fallback, std::uint32_t max) {
+Result<std::uint32_t> small_uint(const json::object& o, std::string_view key, std::uint32_t fallback, std::uint32_t min,
+                                 std::uint32_t max) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr) return fallback;
   std::int64_t n = -1;
   if (v->is_int64()) n = v->get_int64();
   else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(max)) n = static_cast<std::int64_t>(v->get_uint64());
-  if (n < 0 || n > static_cast<std::int64_t>(max)) {
-    return fail(ErrorCode::kInvalidArgument, std::string(key) + " must be a whole number from 0 to " + std::to_string(max));
+  if (n < static_cast<std::int64_t>(min) || n > static_cast<std::int64_t>(max)) {
+    return fail(ErrorCode::kInvalidArgument, std::string(key) + " must be a whole number from " + std::to_string(min) +
+                                                 " to " + std::to_string(max));
   }
   return static_cast<std::uint32_t>(n);
 }
@@ -116,11 +118,11 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
   for (char ch : s.ssh_key) {
     if (ch == '\n' || ch == '\r' || ch == '\0') return fail(ErrorCode::kInvalidArgument, "ssh_key must be one line");
   }
-  auto gpus = small_uint(o, "gpus", 0, 64);
-  auto cpus = small_uint(o, "cpus", 1, 1024);
-  auto mem = small_uint(o, "memory_gb", 1, 4096);
-  auto disk = small_uint(o, "disk_gb", 0, 65536);
-  auto hours = small_uint(o, "hours", 1, 24 * 366);
+  auto gpus = small_uint(o, "gpus", 0, 0, 64);
+  auto cpus = small_uint(o, "cpus", 1, 1, 1024);
+  auto mem = small_uint(o, "memory_gb", 1, 1, 4096);  // every container gets a memory limit
+  auto disk = small_uint(o, "disk_gb", 0, 0, 65536);
+  auto hours = small_uint(o, "hours", 1, 1, 24 * 366);
   for (auto* r : {&gpus, &cpus, &mem, &disk, &hours}) {
     if (!*r) return std::unexpected(r->error());
   }
@@ -129,8 +131,6 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
   s.memory_gb = *mem;
   s.disk_gb = *disk;
   s.hours = *hours;
-  if (s.hours == 0) return fail(ErrorCode::kInvalidArgument, "hours must be at least 1");
-  if (s.cpus == 0) return fail(ErrorCode::kInvalidArgument, "cpus must be at least 1");
   if (!s.gpu_model.empty() && s.gpus == 0) return fail(ErrorCode::kInvalidArgument, "gpu_model needs gpus of at least 1");
   if (const json::value* env = o.if_contains("env")) {
     if (!env->is_object() || env->get_object().size() > 128) {
@@ -203,14 +203,46 @@ Result<std::map<std::string, Reserved>> LeaseBook::reserved() const {
   return out;
 }
 
+Result<std::optional<json::object>> LeaseBook::replayed(const crypto::Address& renter, const std::string& key,
+                                                        const LeaseSpec& spec) const {
+  if (key.empty()) return std::optional<json::object>{};
+  auto rows = db_.query("SELECT " + std::string(kColumns) + " FROM leases WHERE renter = ? AND idempotency_key = ?",
+                        {renter.to_lower_hex(), key});
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty()) return std::optional<json::object>{};
+  // The same request again: everything but the offer, which a query placement chose.
+  boost::system::error_code ec;
+  json::value stored = json::parse(rows->front().text(3), ec);
+  json::object asked = spec.to_json();
+  if (!ec && stored.is_object()) {
+    stored.as_object().erase("offer");
+    asked.erase("offer");
+  }
+  if (ec || stored != json::value(asked)) {
+    return fail(ErrorCode::kConflict, "this Idempotency-Key was used for a different lease request");
+  }
+  return std::optional<json::object>{view(rows->front())};
+}
+
 Result<json::object> LeaseBook::create(const crypto::Address& renter, const LeaseSpec& spec,
-                                       const chain::Deployment& chain) {
+                                       const chain::Deployment& chain, const std::string& idempotency_key) {
+  if (auto earlier = replayed(renter, idempotency_key, spec); !earlier || *earlier) {
+    if (!earlier) return std::unexpected(earlier.error());
+    return **earlier;
+  }
   auto provider_addr = crypto::Address::parse(spec.offer);
   if (!provider_addr) return fail(ErrorCode::kInvalidArgument, "offer must be an offer id (a provider address)");
   const std::string provider_id = provider_addr->to_lower_hex();
   auto provider = registry_.terms(provider_id);
   if (!provider) return std::unexpected(provider.error());
   if (!provider->priced) return fail(ErrorCode::kConflict, "provider " + spec.offer + " offers nothing for rent");
+  // Images under localhost/ exist only where they were built or imported: the provider must
+  // have it (other images are pulled from their registry, and a failed pull fails the lease
+  // with the reason and a full refund).
+  if (spec.image.starts_with("localhost/") && provider->images && !provider->images->contains(spec.image)) {
+    return fail(ErrorCode::kInvalidArgument, "unknown image " + spec.image +
+                                                 ": the provider does not have it and it cannot be pulled from a registry");
+  }
   const eth::Uint256 price_hour = provider->gpu_hour * spec.gpus + provider->cpu_core_hour * spec.cpus +
                                   provider->ram_gb_hour * spec.memory_gb;
   const eth::Uint256 amount = price_hour * spec.hours;
@@ -246,6 +278,7 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
       static_cast<std::int64_t>(spec.memory_gb), store::Value{}, store::Value{}, store::Value{}, store::Value{},
       store::Value{}, store::Value{}};
   Reserved held_now;
+  bool key_taken = false;  // a concurrent request with the same key won
   auto tx = db_.transaction([&]() -> Result<void> {
     // Inside the write lock: what is held now, then the new hold.
     auto held = db_.query(
@@ -288,11 +321,22 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
                                   return values;
                                 }());
     if (!inserted) return std::unexpected(inserted.error());
+    if (!idempotency_key.empty()) {
+      auto keyed = db_.execute("UPDATE leases SET idempotency_key = ? WHERE id = ?", {idempotency_key, id});
+      if (!keyed) {
+        key_taken = keyed.error().code == ErrorCode::kConflict;
+        return std::unexpected(keyed.error());
+      }
+    }
     auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, 'pending_payment', ?)",
                               {id, now, created_reason});
     if (!logged) return std::unexpected(logged.error());
     return {};
   });
+  if (!tx && key_taken) {
+    auto earlier = replayed(renter, idempotency_key, spec);
+    if (earlier && *earlier) return **earlier;
+  }
   if (!tx) return std::unexpected(tx.error());
   if (on_capacity_change) on_capacity_change(provider_id, held_now);
   events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", "pending_payment"}}), id);

@@ -58,8 +58,14 @@ class LeaseBook final : public chain::LogHandler {
 
   // Quotes, reserves and stores a lease in pending_payment. kConflict when the offer does
   // not have the resources free, kNotFound for an unknown or offline provider.
+  // `idempotency_key` (optional, the renter's Idempotency-Key header) makes a retried
+  // request return the lease the first one created instead of reserving again.
   Result<boost::json::object> create(const crypto::Address& renter, const LeaseSpec& spec,
-                                     const chain::Deployment& chain);
+                                     const chain::Deployment& chain, const std::string& idempotency_key = {});
+  // The lease a request with this renter's `idempotency_key` created, if any; kConflict when
+  // the key was used for a different request.
+  Result<std::optional<boost::json::object>> replayed(const crypto::Address& renter, const std::string& idempotency_key,
+                                                      const LeaseSpec& spec) const;
   Result<boost::json::object> get(const std::string& id) const;
   Result<boost::json::array> list_for(const crypto::Address& renter) const;
   // Capacity held by leases that are not final, per provider (lower-case id).

@@ -1,5 +1,6 @@
 #include "onenode/onenode.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
 #include <condition_variable>
@@ -212,15 +213,23 @@ struct OneNode::Impl {
             auto spec = LeaseSpec::from_json(*body);
             if (!spec) return Response::error(spec.error());
             if (!settlement) return Response::error(ErrorCode::kUnavailable, "this OneNode has no chain to be paid on");
+            // Idempotency-Key: a retried request returns the lease the first one made (200).
+            const std::string key(req.header("idempotency-key").value_or(""));
+            if (key.size() > 64 || std::any_of(key.begin(), key.end(), [](char c) { return c < 0x21 || c > 0x7e; })) {
+              return Response::error(ErrorCode::kInvalidArgument, "Idempotency-Key must be at most 64 printable characters");
+            }
+            auto earlier = leases->replayed(session->address, key, *spec);
+            if (!earlier) return Response::error(earlier.error());
+            if (*earlier) return Response::json(200, **earlier);
             Result<json::object> lease;
             if (body->contains("query")) {
               // A GPU model narrows the query to offers of that model.
               auto query = parse_query(spec->gpu_model.empty() ? spec->query
                                                                : spec->query + " gpu_name=\"" + spec->gpu_model + "\"");
               if (!query) return Response::error(query.error());
-              lease = place_lease(scheduler, *leases, session->address, *spec, *query, settlement->deployment());
+              lease = place_lease(scheduler, *leases, session->address, *spec, *query, settlement->deployment(), key);
             } else {
-              lease = leases->create(session->address, *spec, settlement->deployment());
+              lease = leases->create(session->address, *spec, settlement->deployment(), key);
             }
             if (!lease) return Response::error(lease.error());
             return Response::json(201, *lease);

@@ -82,6 +82,7 @@ Result<std::shared_ptr<Liveness>> ProviderRegistry::connect(const Registration& 
   auto terms = std::make_shared<ProviderTerms>();
   terms->gpus = reg.hardware.gpus.size();
   for (const auto& g : reg.hardware.gpus) terms->gpu_names.push_back(g.name);
+  if (reg.images) terms->images = std::set<std::string>(reg.images->begin(), reg.images->end());
   terms->cpu_cores = reg.hardware.cpu_cores;
   terms->ram_gb = reg.hardware.ram_bytes >> 30;
   if (reg.prices) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -36,6 +37,8 @@ struct Registration {
   // {"gpu_hour","cpu_core_hour","ram_gb_hour"} as canonical decimal token base units;
   // empty when the provider set no prices (it then offers nothing).
   std::optional<boost::json::object> prices;
+  // The images its container engine has (absent: it did not say, e.g. no engine).
+  std::optional<std::vector<std::string>> images;
 };
 
 // What a lease needs of an online provider, kept from its registration so that a
@@ -46,6 +49,7 @@ struct ProviderTerms {
   std::uint64_t cpu_cores = 0;
   std::uint64_t ram_gb = 0;
   bool priced = false;  // the provider set prices: it offers something
+  std::optional<std::set<std::string>> images;  // see Registration::images
   eth::Uint256 gpu_hour, cpu_core_hour, ram_gb_hour;  // token base units
 };
 

@@ -357,8 +357,14 @@ Result<std::vector<std::string>> Scheduler::candidates(const Query& query, const
 }
 
 Result<json::object> place_lease(const Scheduler& scheduler, LeaseBook& leases, const crypto::Address& renter,
-                                 LeaseSpec spec, const Query& query, const chain::Deployment& chain) {
+                                 LeaseSpec spec, const Query& query, const chain::Deployment& chain,
+                                 const std::string& idempotency_key) {
   constexpr std::size_t kTries = 3;
+  // A retried request gets the lease its first try placed, wherever that was.
+  if (auto earlier = leases.replayed(renter, idempotency_key, spec); !earlier || *earlier) {
+    if (!earlier) return std::unexpected(earlier.error());
+    return **earlier;
+  }
   auto picks = scheduler.candidates(query, Need{spec.gpus, spec.cpus, spec.memory_gb}, kTries);
   if (!picks) return std::unexpected(picks.error());
   if (picks->empty()) {
@@ -369,7 +375,7 @@ Result<json::object> place_lease(const Scheduler& scheduler, LeaseBook& leases, 
   Error last{ErrorCode::kConflict, "every matching offer was taken meanwhile; try again"};
   for (const auto& id : *picks) {
     spec.offer = id;
-    auto lease = leases.create(renter, spec, chain);
+    auto lease = leases.create(renter, spec, chain, idempotency_key);
     if (lease) return lease;
     if (lease.error().code != ErrorCode::kConflict) return lease;
     last = lease.error();  // taken a moment ago, or went offline: the next one

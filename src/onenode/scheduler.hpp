@@ -111,6 +111,7 @@ class Scheduler {
 // POST /api/v1/leases with a query instead of an offer: the best candidates in turn until
 // one reservation holds (another renter may have taken the capacity a moment before).
 Result<boost::json::object> place_lease(const Scheduler& scheduler, LeaseBook& leases, const crypto::Address& renter,
-                                        LeaseSpec spec, const Query& query, const chain::Deployment& chain);
+                                        LeaseSpec spec, const Query& query, const chain::Deployment& chain,
+                                        const std::string& idempotency_key = {});
 
 }  // namespace kaisar::onenode

@@ -92,6 +92,10 @@ ALTER TABLE leases ADD COLUMN settlement TEXT;
 )sql"},
       {8, "lease usage", "ALTER TABLE leases ADD COLUMN usage TEXT;"},
       {9, "lease extensions", "ALTER TABLE leases ADD COLUMN extension TEXT;"},
+      {10, "lease idempotency keys", R"sql(
+ALTER TABLE leases ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX leases_idempotency ON leases(renter, idempotency_key) WHERE idempotency_key IS NOT NULL;
+)sql"},
   };
   return kMigrations;
 }

@@ -105,6 +105,16 @@ void Agent::run() {
         {"hardware", s.hardware.to_json()},
         {"agent_version", s.options.agent_version}};
     if (s.options.region) hello["region"] = *s.options.region;
+    if (s.deployer) {
+      // What can run without a registry (OneNode refuses leases of other localhost/ images).
+      if (auto images = s.deployer->local_images()) {
+        json::array list;
+        for (auto& image : *images) {
+          if (list.size() < 1024 && image.size() <= 255) list.push_back(json::value(std::move(image)));
+        }
+        hello["images"] = std::move(list);
+      }
+    }
     if (s.options.prices) {
       hello["prices"] = json::object{{"gpu_hour", s.options.prices->gpu_hour},
                                      {"cpu_core_hour", s.options.prices->cpu_core_hour},

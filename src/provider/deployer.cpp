@@ -142,6 +142,17 @@ void Deployer::logs_stop(const std::string& request_id) {
   if (auto it = shared_->cancels.find(request_id); it != shared_->cancels.end()) it->second->store(true);
 }
 
+std::optional<std::vector<std::string>> Deployer::local_images() const {
+  runtime::DockerClient engine(engine_socket_, std::chrono::seconds{10});
+  auto tags = engine.image_tags();
+  if (!tags) return std::nullopt;
+  if (!demo_image_tar_.empty() && std::ifstream(demo_image_tar_).good() &&
+      std::find(tags->begin(), tags->end(), std::string(kDemoImage)) == tags->end()) {
+    tags->emplace_back(kDemoImage);
+  }
+  return *tags;
+}
+
 void Deployer::report_usage() {
   {
     std::lock_guard lock(mutex_);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,10 @@ class Deployer {
   // request; with `follow` until the container stops, logs_stop(request) or 10 minutes.
   void logs(const std::string& request_id, const std::string& lease_id, bool follow);
   void logs_stop(const std::string& request_id);
+
+  // The images leases can use without pulling: the engine's and the demo image when its
+  // tarball is at hand. Blocking (asks the engine); empty when the engine cannot be asked.
+  std::optional<std::vector<std::string>> local_images() const;
 
   // Reports the usage of every lease container (lease_usage messages), unless a report is
   // still pending.

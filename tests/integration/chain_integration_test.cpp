@@ -393,6 +393,11 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   const auto renter = funded_renter();
   ASSERT_FALSE(HasFailure());
 
+  // An image under localhost/ that the provider does not have: refused before anything is held.
+  auto unknown = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/nope:latest", "--json"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.err << unknown.out;
+  EXPECT_NE((unknown.err + unknown.out).find("unknown image localhost/kaisar/nope:latest"), std::string::npos)
+      << unknown.err << unknown.out;
   ASSERT_EQ(run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir_ + "/id"}).exit_code, 0);
   const int cores_before = call("GET", node_->url() + "/api/v1/offers").body.at("offers").as_array()[0].at("cpu_cores").to_number<int>();
   auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--cpus", "1",
@@ -565,11 +570,17 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
 }
 
 TEST_F(LeaseTest, AProviderWithoutAnEngineFailsTheLeaseWithTheReason) {
-  const std::string token = sign_in(node_->url(), crypto::PrivateKey::generate());
-  auto lease = post_lease(token, spec(0));
-  ASSERT_EQ(lease.status, 201) << lease.raw;
-  // Paying is what the CLI test covers; here OneNode sees no payment, so the lease waits.
-  EXPECT_EQ(lease.body.at("state").as_string(), "pending_payment");
+  const auto renter = funded_renter();
+  ASSERT_FALSE(HasFailure());
+  auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--json"});
+  EXPECT_EQ(rent.exit_code, 6) << rent.err << rent.out;  // paid, then failed
+  auto lease = json::parse(rent.out);
+  EXPECT_EQ(lease.at("state").as_string(), "failed");
+  EXPECT_NE(std::string(lease.at("reason").as_string()).find("runs no container engine"), std::string::npos) << rent.out;
+  // Refunded in full.
+  EXPECT_EQ(lease.at("settlement").at("to_provider").as_string(), "0");
+  EXPECT_EQ(lease.at("settlement").at("to_renter"), lease.at("amount"));
+  EXPECT_EQ(free_gpus(), 2);
 }
 
 TEST_F(LeaseTest, UnpaidLeasesExpireAndFreeTheirCapacity) {
@@ -642,6 +653,31 @@ TEST_F(LeaseTest, BadLeaseRequestsAreRefused) {
   EXPECT_EQ(with("surprise", 1).status, 400);
   EXPECT_EQ(with("offer", "0x00000000000000000000000000000000000000aa").status, 404);
   EXPECT_EQ(with("gpus", 3).status, 409);
+  // Each refusal says what is wrong.
+  auto message = [](const Reply& r) { return std::string(r.body.at("error").at("message").as_string()); };
+  auto negative = with("hours", -2);
+  EXPECT_EQ(negative.status, 400);
+  EXPECT_NE(message(negative).find("hours must be a whole number from 1"), std::string::npos) << negative.raw;
+  EXPECT_EQ(with("hours", 100000).status, 400);
+  EXPECT_EQ(with("memory_gb", 0).status, 400);
+  EXPECT_EQ(with("cpus", 0).status, 400);
+  EXPECT_EQ(with("cpus", 1024).status, 409);  // nobody has that many
+  auto port = with("ports", json::array{70000});
+  EXPECT_EQ(port.status, 400);
+  EXPECT_NE(message(port).find("ports must be distinct numbers from 1 to 65535"), std::string::npos) << port.raw;
+  EXPECT_EQ(with("ports", json::array{22, 22}).status, 400);
+  auto big_env = with("env", json::object{{"BIG", std::string(40000, 'x')}});
+  EXPECT_EQ(big_env.status, 400);
+  EXPECT_NE(message(big_env).find("at most 32 KiB"), std::string::npos) << big_env.raw;
+  json::object many;
+  for (int i = 0; i < 129; ++i) many["V" + std::to_string(i)] = "x";
+  EXPECT_EQ(with("env", many).status, 400);
+  EXPECT_EQ(with("image", json::string(300, 'a')).status, 400);
+  EXPECT_EQ(with("command", json::array{1, 2}).status, 400);
+  EXPECT_EQ(with("gpus", "two").status, 400);
+  // None of this reserved anything.
+  EXPECT_EQ(free_gpus(), 2);
+  EXPECT_TRUE(call("GET", url, {}, auth).body.at("leases").as_array().empty());
   // Someone else's lease does not exist for you.
   auto mine = post_lease(token, spec(1));
   ASSERT_EQ(mine.status, 201);
@@ -710,6 +746,67 @@ TEST_F(LeaseTest, AQueryPlacesTheLeaseOnAMatchingOfferOrSaysWhyNot) {
   EXPECT_EQ(call("GET", node_->url() + "/api/v1/offers?limit=abc").status, 400);
 }
 
+TEST_F(LeaseTest, ARetriedRequestWithItsIdempotencyKeyReservesOnce) {
+  const std::string token = sign_in(node_->url(), crypto::PrivateKey::generate());
+  const std::string url = node_->url() + "/api/v1/leases";
+  auto post = [&](const json::object& body, const std::string& key) {
+    return call("POST", url, json::serialize(body), {{"authorization", "Bearer " + token}, {"idempotency-key", key}});
+  };
+  auto first = post(spec(1), "rent-1");
+  ASSERT_EQ(first.status, 201) << first.raw;
+  auto replay = post(spec(1), "rent-1");
+  ASSERT_EQ(replay.status, 200) << replay.raw;
+  EXPECT_EQ(replay.body.at("id"), first.body.at("id"));
+  EXPECT_EQ(free_gpus(), 1);  // reserved once
+  // The same key for another request is refused; so is a malformed key.
+  EXPECT_EQ(post(spec(2), "rent-1").status, 409);
+  EXPECT_EQ(post(spec(1), std::string(100, 'k')).status, 400);
+  EXPECT_EQ(post(spec(1), "two words").status, 400);
+  // A query placement replayed returns the lease it placed.
+  json::object by_query = spec(1);
+  by_query.erase("offer");
+  by_query["query"] = "num_gpus>=1";
+  auto placed = post(by_query, "rent-2");
+  ASSERT_EQ(placed.status, 201) << placed.raw;
+  auto placed_again = post(by_query, "rent-2");
+  EXPECT_EQ(placed_again.status, 200);
+  EXPECT_EQ(placed_again.body.at("id"), placed.body.at("id"));
+  EXPECT_EQ(free_gpus(), 0);
+  // Another renter's key space is its own.
+  const std::string other = sign_in(node_->url(), crypto::PrivateKey::generate());
+  EXPECT_EQ(call("POST", url, json::serialize(spec(1)), {{"authorization", "Bearer " + other}, {"idempotency-key", "rent-1"}})
+                .status,
+            409);  // no GPU left for it: not handed the first renter's lease
+}
+
+TEST_F(LeaseTest, StopExtendLogsAndEventsRefuseBadRequests) {
+  const std::string token = sign_in(node_->url(), crypto::PrivateKey::generate());
+  auto lease = post_lease(token, spec(1));
+  ASSERT_EQ(lease.status, 201);
+  const std::string base = node_->url() + "/api/v1/leases/" + std::string(lease.body.at("id").as_string());
+  const net::Headers auth{{"authorization", "Bearer " + token}};
+  for (const std::string path : {"/stop", "/extend"}) {
+    const std::string body = path == "/extend" ? R"({"hours":1})" : "{}";
+    EXPECT_EQ(call("POST", base + path, body).status, 401) << path;
+    EXPECT_EQ(call("POST", base + path, body, {{"authorization", "Bearer nope"}}).status, 401) << path;
+    EXPECT_EQ(call("POST", base + path, std::string(2 << 20, ' '), auth).status, 413) << path;
+    EXPECT_EQ(call("POST", node_->url() + "/api/v1/leases/no-such-lease" + path, body, auth).status, 404) << path;
+  }
+  EXPECT_EQ(call("POST", base + "/extend", "{not json", auth).status, 400);
+  EXPECT_EQ(call("POST", base + "/extend", R"({"hours":0})", auth).status, 400);
+  EXPECT_EQ(call("POST", base + "/extend", R"({"hours":"2"})", auth).status, 400);
+  // Unpaid: nothing to stop or extend yet.
+  EXPECT_EQ(call("POST", base + "/stop", "{}", auth).status, 409);
+  EXPECT_EQ(call("POST", base + "/extend", R"({"hours":1})", auth).status, 409);
+  // Logs and events need the renter's token.
+  EXPECT_EQ(call("GET", base + "/logs").status, 401);
+  EXPECT_FALSE(net::SseReader::open(base + "/logs", {{"authorization", "Bearer nope"}}));
+  EXPECT_FALSE(net::SseReader::open(base + "/events"));
+  const std::string other = sign_in(node_->url(), crypto::PrivateKey::generate());
+  EXPECT_EQ(call("POST", base + "/stop", "{}", {{"authorization", "Bearer " + other}}).status, 404);
+  EXPECT_FALSE(net::SseReader::open(base + "/events", {{"authorization", "Bearer " + other}}));
+}
+
 TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
   std::vector<std::string> tokens;
   for (int i = 0; i < 100; ++i) tokens.push_back(sign_in(node_->url(), crypto::PrivateKey::generate()));
@@ -766,6 +863,28 @@ TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   EXPECT_EQ(after->front().id, before->front().id) << "the running container was adopted, not started again";
   auto shown = kaisar({"lease", "show", lease_id, "--json"});
   EXPECT_EQ(json::parse(shown.out).at("state").as_string(), "running");
+
+  // OneNode restarts (same address) while the lease runs: the lease, its container and the
+  // agent's channel come back, and the lease still ends and settles.
+  const std::string listen = node_->url().substr(std::string("http://").size());
+  EXPECT_EQ(node_->stop(), 0);
+  std::vector<std::string> flags = chain_flags(anvil_.url);
+  flags.push_back("--config");
+  flags.push_back(dir_ + "/onenode.toml");
+  node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags, listen);
+  EXPECT_TRUE(eventually([&] { return free_gpus() >= 0; })) << "the agent is back online\n" << agent_->output();
+  shown = kaisar({"lease", "show", lease_id, "--json"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_EQ(json::parse(shown.out).at("state").as_string(), "running");
+  auto still = engine.list("kaisar.lease", lease_id);
+  ASSERT_TRUE(still && still->size() == 1);
+  EXPECT_EQ(still->front().id, before->front().id) << "the container was neither restarted nor replaced";
+  auto stopped = kaisar({"lease", "stop", lease_id, "--json"});
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err << stopped.out;
+  EXPECT_TRUE(eventually([&] {
+    auto left = engine.list("kaisar.lease", lease_id);
+    return left && left->empty();
+  })) << "the ended lease leaves nothing behind";
 }
 
 // An engine that takes connections and never answers: deployment hangs, then the agent goes.

@@ -64,8 +64,11 @@ inline void write_text(const std::string& path, const std::string& text) {
 // A `kaisar onenode` process on a free port with its own data dir.
 class OneNodeProcess {
  public:
-  explicit OneNodeProcess(std::string data_dir, std::vector<std::string> extra = {}) : data_(std::move(data_dir)) {
-    std::vector<std::string> argv = {kaisar_binary(), "onenode", "--listen", "127.0.0.1:0", "--data", data_,
+  // `listen`: port 0 picks a free one; a restart passes the old address to keep the URL.
+  explicit OneNodeProcess(std::string data_dir, std::vector<std::string> extra = {},
+                          const std::string& listen = "127.0.0.1:0")
+      : data_(std::move(data_dir)) {
+    std::vector<std::string> argv = {kaisar_binary(), "onenode", "--listen", listen, "--data", data_,
                                      "--heartbeat-interval", "1"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process_ = std::make_unique<ChildProcess>(argv);

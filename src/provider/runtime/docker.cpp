@@ -346,6 +346,23 @@ Result<bool> DockerClient::image_exists(const std::string& image) {
   return std::unexpected(r.error());
 }
 
+Result<std::vector<std::string>> DockerClient::image_tags() {
+  auto r = call("GET", "/images/json");
+  if (!r) return std::unexpected(r.error());
+  boost::system::error_code ec;
+  json::value v = json::parse(*r, ec);
+  if (ec || !v.is_array()) return fail(ErrorCode::kUnavailable, "container engine: /images/json is not a JSON array");
+  std::vector<std::string> tags;
+  for (const auto& image : v.get_array()) {
+    const json::value* repo_tags = image.is_object() ? image.get_object().if_contains("RepoTags") : nullptr;
+    if (repo_tags == nullptr || !repo_tags->is_array()) continue;
+    for (const auto& t : repo_tags->get_array()) {
+      if (t.is_string() && t.get_string() != "<none>:<none>") tags.emplace_back(t.get_string());
+    }
+  }
+  return tags;
+}
+
 Result<void> DockerClient::pull(const std::string& image, const std::function<void(const PullProgress&)>& progress) {
   if (!valid_image(image)) return fail(ErrorCode::kInvalidArgument, "bad image reference '" + image + "'");
   auto present = image_exists(image);

@@ -72,6 +72,8 @@ class DockerClient {
   Result<std::string> engine();
 
   Result<bool> image_exists(const std::string& image);
+  // The tags of the images the engine has ("localhost/kaisar/demo:latest", …).
+  Result<std::vector<std::string>> image_tags();
   // Pulls `image` (unless present), reporting progress lines; kNotFound when the registry
   // has no such image, kUnavailable when it cannot be reached.
   Result<void> pull(const std::string& image, const std::function<void(const PullProgress&)>& progress = {});
