@@ -619,10 +619,12 @@ TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
   ChildProcess dev({kaisar_binary(), "dev", "--listen", "127.0.0.1:0", "--data", dir, "--heartbeat-interval", "1"});
   auto url = dev.wait_for_line("listening on ");
   ASSERT_TRUE(url) << dev.output();
+  // The provider comes online once the dev Podman runs and has the demo image (slow under
+  // sanitizers and a loaded machine).
   EXPECT_TRUE(eventually([&] {
     auto r = net::http_request("GET", *url + "/api/v1/providers?status=online");
     return r && r->status == 200 && json::parse(r->body).at("providers").as_array().size() == 1;
-  })) << dev.output();
+  }, std::chrono::seconds{90})) << dev.output();
   EXPECT_TRUE(fs::exists(dir + "/wallets/renter.json"));
   EXPECT_TRUE(fs::exists(dir + "/wallets/renter.password"));
   EXPECT_TRUE(fs::exists(dir + "/wallets/provider.json"));
@@ -660,6 +662,31 @@ TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
   auto offers = call("GET", *url + "/api/v1/offers");
   ASSERT_EQ(offers.status, 200) << offers.raw;
   EXPECT_EQ(offers.body.at("offers").as_array().size(), 1U) << offers.raw;
+
+  // What a newcomer does next, offline: rent the demo image and reach its HTTP server.
+  const std::map<std::string, std::string> renter_env{{"XDG_CONFIG_HOME", dir + "/config"}};
+  const std::vector<std::string> wallet{"--onenode", *url, "--wallet", dir + "/wallets/renter.json",
+                                        "--password-file", dir + "/wallets/renter.password"};
+  auto with_wallet = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kaisar_binary());
+    args.insert(args.end(), wallet.begin(), wallet.end());
+    return run_process(args, {}, renter_env, std::chrono::seconds{120});
+  };
+  auto rent = with_wallet({"rent", "--query", "cpu_cores>=1", "--image", "localhost/kaisar/demo:latest", "--port",
+                           "8080", "--json"});
+  ASSERT_EQ(rent.exit_code, 0) << rent.err << rent.out << dev.output();
+  auto lease = json::parse(rent.out);
+  EXPECT_EQ(lease.at("state").as_string(), "running");
+  const auto& endpoint = lease.at("endpoints").at(0);
+  EXPECT_EQ(endpoint.at("port").to_number<int>(), 8080);
+  const std::string http = "http://127.0.0.1:" + std::to_string(endpoint.at("host_port").to_number<int>()) + "/";
+  std::optional<net::ClientResponse> page;
+  EXPECT_TRUE(eventually([&] {
+    auto r = net::http_request("GET", http);
+    if (r && r->status == 200) page = *r;
+    return page.has_value();
+  })) << http;
+  EXPECT_EQ(with_wallet({"lease", "stop", std::string(lease.at("id").as_string())}).exit_code, 0);
   EXPECT_EQ(dev.stop(SIGINT), 0) << dev.output();
 
   // A second start keeps the chain: same contracts, the KAI still there.
