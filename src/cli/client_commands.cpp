@@ -520,7 +520,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       if (!paid) return report(paid.error(), o.json);
       if (!o.json) std::cerr << "paid; waiting for OneNode to see the deposit\n";
       json::value current = *lease;
-      std::string shown = "pending_payment";
+      std::string shown;
       std::optional<double> pay_s;
       std::optional<Steady::time_point> seen_paid;
       const auto deadline = Steady::now() + std::chrono::seconds{ra.wait_seconds};
@@ -529,8 +529,10 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         if (now) {
           current = *now;
           const std::string state(current.at("state").as_string());
-          if (state != shown && !o.json) std::cerr << state << ": " << field(current, "reason") << "\n";
-          shown = state;
+          // Each step once: paid, deploying (pulling, creating, starting), running.
+          const std::string step = state + ": " + field(current, "reason");
+          if (step != shown && !o.json) std::cerr << step << "\n";
+          shown = step;
           if (!seen_paid && state != "pending_payment") {
             seen_paid = Steady::now();
             pay_s = seconds_since(paying);

@@ -533,6 +533,15 @@ Result<void> LeaseBook::on_status(const std::string& provider_id, const json::ob
       return transition(id, "deploying", "running", reason.empty() ? "the container is running" : reason);
     });
   }
+  if (state == "deploying") {
+    // Progress while deploying (pulling, creating, starting): the reason says where it is.
+    if (current != "deploying" || reason.empty()) return {};
+    auto stored = db_.execute("UPDATE leases SET reason = ? WHERE id = ? AND state = 'deploying'", {reason, id});
+    if (!stored) return std::unexpected(stored.error());
+    events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", "deploying"}, {"reason", reason}}),
+                    id);
+    return {};
+  }
   if (state == "failed") {
     if (current != "deploying" && current != "running") return {};
     return finish(id, current, "failed", reason.empty() ? "the provider could not run the container" : reason);

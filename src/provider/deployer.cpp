@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -177,7 +178,7 @@ void Deployer::work() {
   }
 }
 
-Result<void> Deployer::ensure_image(const std::string& image) {
+Result<void> Deployer::ensure_image(const std::string& image, const std::function<void(const std::string&)>& progress) {
   auto present = engine_.image_exists(image);
   if (!present) return std::unexpected(present.error());
   if (*present) return {};
@@ -190,7 +191,24 @@ Result<void> Deployer::ensure_image(const std::string& image) {
     const std::string tar = bytes.str();
     return engine_.import_rootfs(as_bytes(tar), "localhost/kaisar/demo", "latest");
   }
-  return engine_.pull(image);
+  progress("pulling the image " + image);
+  auto last = std::chrono::steady_clock::now();
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> layers;  // id → (current, total)
+  return engine_.pull(image, [&](const runtime::PullProgress& p) {
+    if (!p.id.empty() && p.total && *p.total > 0) layers[p.id] = {p.current.value_or(0), *p.total};
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::seconds{1}) return;
+    last = now;
+    std::uint64_t current = 0;
+    std::uint64_t total = 0;
+    for (const auto& [id, ct] : layers) {
+      current += std::min(ct.first, ct.second);
+      total += ct.second;
+    }
+    progress("pulling the image " + image +
+             (total > 0 ? ": " + std::to_string(current >> 20) + " of " + std::to_string(total >> 20) + " MiB"
+                        : ": " + p.status));
+  });
 }
 
 void Deployer::run_one(const json::object& lease) {
@@ -317,15 +335,18 @@ void Deployer::run_one(const json::object& lease) {
     report_(status(id, "failed", "the lease's container spec is not valid: " + v.error().message));
     return;
   }
-  if (auto image = ensure_image(spec.image); !image) {
+  auto progress = [&](const std::string& what) { report_(status(id, "deploying", what)); };
+  if (auto image = ensure_image(spec.image, progress); !image) {
     report_(status(id, "failed", "getting the image " + spec.image + ": " + image.error().message));
     return;
   }
+  progress("creating the container");
   auto created = engine_.create(spec);
   if (!created) {
     report_(status(id, "failed", "creating the container: " + created.error().message));
     return;
   }
+  progress("starting the container");
   if (auto started = engine_.start(*created); !started) {
     (void)engine_.remove(*created);
     report_(status(id, "failed", "starting the container: " + started.error().message));
@@ -333,7 +354,9 @@ void Deployer::run_one(const json::object& lease) {
   }
   auto info = engine_.inspect(*created);
   if (!info || !info->running) {
-    report_(status(id, "failed", "the container stopped right after starting"));
+    const std::string exit = info ? " (exit code " + std::to_string(info->exit_code) + ")" : std::string{};
+    (void)engine_.remove(*created);  // a failed lease leaves nothing behind
+    report_(status(id, "failed", "the container stopped right after starting" + exit));
     return;
   }
   report_running(*info);

@@ -56,7 +56,8 @@ class Deployer {
  private:
   void work();
   void run_one(const boost::json::object& lease);
-  Result<void> ensure_image(const std::string& image);
+  // `progress` hears what a pull is doing (at most about once a second).
+  Result<void> ensure_image(const std::string& image, const std::function<void(const std::string&)>& progress);
 
   // What log readers (detached threads) share with us; `alive` turns false when we go.
   struct Shared {

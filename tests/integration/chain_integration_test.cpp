@@ -832,9 +832,15 @@ TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
 TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   const auto renter = funded_renter();
   ASSERT_FALSE(HasFailure());
-  auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--port", "8080", "--json"});
+  auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--port", "8080"});
   ASSERT_EQ(rent.exit_code, 0) << rent.err << agent_->output();
-  const std::string lease_id(json::parse(rent.out).at("id").as_string());
+  // Progress as it goes, then how to connect.
+  EXPECT_NE(rent.err.find("deploying: creating the container"), std::string::npos) << rent.err;
+  EXPECT_NE(rent.err.find("deploying: starting the container"), std::string::npos) << rent.err;
+  EXPECT_NE(rent.out.find("port 8080: http://127.0.0.1:"), std::string::npos) << rent.out;
+  const auto at = rent.out.find("lease ");
+  ASSERT_NE(at, std::string::npos) << rent.out;
+  const std::string lease_id = rent.out.substr(at + 6, rent.out.find(':', at) - at - 6);
 
   provider::runtime::DockerClient engine(engine_->socket());
   auto before = engine.list("kaisar.lease", lease_id);
