@@ -292,6 +292,18 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
                                             std::to_string(total_gpus - std::min<std::uint64_t>(total_gpus, static_cast<std::uint64_t>(h.integer(0)))) +
                                             " free)");
     }
+    if (spec.disk_gb > 0) {
+      // Disk is reserved against what the provider had free (containers are not held to it:
+      // that needs storage quotas the engines offer only on some filesystems).
+      auto disk = db_.query(
+          "SELECT COALESCE(SUM(json_extract(spec, '$.disk_gb')), 0) FROM leases WHERE provider = ? AND "
+          "state IN ('pending_payment', 'paid', 'deploying', 'running')",
+          {provider_id});
+      if (!disk) return std::unexpected(disk.error());
+      if (static_cast<std::uint64_t>(disk->front().integer(0)) + spec.disk_gb > provider->disk_gb) {
+        return fail(ErrorCode::kConflict, "not enough free disk on this offer");
+      }
+    }
     if (!spec.gpu_model.empty()) {
       auto same = db_.query(
           "SELECT COALESCE(SUM(gpus), 0) FROM leases WHERE provider = ? AND "

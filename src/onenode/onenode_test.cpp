@@ -324,40 +324,105 @@ TEST(Scheduler, SearchesAndPlacesOnWhatIsFree) {
 namespace kaisar::onenode {
 namespace {
 
-TEST(LeaseBook, UsageKeepsEachGpuAndTheirMean) {
-  const auto dir = std::filesystem::temp_directory_path() / ("kaisar-usage-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto db = store::open_sqlite((dir / "db").string(), migrations());
-  ASSERT_TRUE(db) << db.error().message;
+// A lease book on its own database, with one online provider of two H100s.
+struct LeaseBookHarness {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              ("kaisar-leasebook-" + std::to_string(::getpid()) + "-" +
+                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::unique_ptr<store::Database> db;
   ManualClock clock{from_unix_seconds(1795600000)};
   EventHub events;
-  ProviderRegistry registry(**db, clock, events, std::chrono::seconds{30}, [](const std::string&) { return "DE"; });
-  LeaseBook leases(**db, clock, events, registry, std::chrono::seconds{900});
-
+  std::unique_ptr<ProviderRegistry> registry;
+  std::unique_ptr<LeaseBook> leases;
   Registration reg;
-  reg.node = crypto::PrivateKey::generate().address();
-  reg.owner = crypto::PrivateKey::generate().address();
-  reg.hardware.cpu_cores = 8;
-  reg.hardware.ram_bytes = 16ULL << 30;
-  reg.hardware.gpus = {Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, "GPU-a", "550"},
-                       Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, "GPU-b", "550"}};
-  reg.prices = json::object{{"gpu_hour", "1000"}, {"cpu_core_hour", "10"}, {"ram_gb_hour", "1"}};
-  ASSERT_TRUE(registry.connect(reg));
+
+  LeaseBookHarness() {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    db = std::move(store::open_sqlite((dir / "db").string(), migrations()).value());
+    registry = std::make_unique<ProviderRegistry>(*db, clock, events, std::chrono::hours{24},
+                                                  [](const std::string&) { return "DE"; });
+    leases = std::make_unique<LeaseBook>(*db, clock, events, *registry, std::chrono::seconds{900});
+    reg.node = crypto::PrivateKey::generate().address();
+    reg.owner = crypto::PrivateKey::generate().address();
+    reg.hardware.cpu_cores = 8;
+    reg.hardware.ram_bytes = 16ULL << 30;
+    reg.hardware.gpus = {Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, "GPU-a", "550"},
+                         Gpu{"NVIDIA H100 80GB HBM3", 80ULL << 30, "GPU-b", "550"}};
+    reg.prices = json::object{{"gpu_hour", "1000"}, {"cpu_core_hour", "10"}, {"ram_gb_hour", "1"}};
+    (void)registry->connect(reg).value();
+  }
+  ~LeaseBookHarness() {
+    leases.reset();
+    registry.reset();
+    db.reset();
+    std::filesystem::remove_all(dir);
+  }
+  // A lease of `gpus` H100s for `hours`, made to run now.
+  std::string running_lease(std::uint32_t gpus, std::uint32_t hours) {
+    LeaseSpec spec;
+    spec.offer = reg.node.to_checksum();
+    spec.image = "localhost/kaisar/demo:latest";
+    spec.gpus = gpus;
+    spec.hours = hours;
+    chain::Deployment deployment;
+    deployment.chain_id = 31337;
+    auto lease = leases->create(crypto::PrivateKey::generate().address(), spec, deployment).value();
+    const std::string id(lease.at("id").as_string());
+    EXPECT_EQ(*leases->get(id), lease);  // shown as stored
+    EXPECT_TRUE(db->execute("UPDATE leases SET state = 'running', started_at = ? WHERE id = ?",
+                            {to_unix_seconds(clock.now()), id}));
+    return id;
+  }
+};
+
+TEST(LeaseBook, RunningLeasesEndWhenTheirPaidTimeIsOver) {
+  LeaseBookHarness h;
+  const std::string id = h.running_lease(1, 2);
+  h.clock.advance(std::chrono::hours{2} - std::chrono::seconds{1});
+  EXPECT_TRUE(h.leases->expire_running().empty());
+  h.clock.advance(std::chrono::seconds{2});
+  const auto ended = h.leases->expire_running();
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].first, h.reg.node.to_lower_hex());  // the provider to tell
+  EXPECT_EQ(ended[0].second, id);
+  auto lease = h.leases->get(id).value();
+  EXPECT_EQ(lease.at("state").as_string(), "ended");
+  EXPECT_EQ(lease.at("reason").as_string(), "the paid time is over");
+  // Paid for exactly the two hours: (1000 + 10 + 1) per hour, all of the deposit.
+  EXPECT_EQ(lease.at("settlement").at("seconds").to_number<int>(), 7200);
+  EXPECT_EQ(lease.at("settlement").at("to_provider").as_string(), "2022");
+  EXPECT_EQ(lease.at("settlement").at("to_renter").as_string(), "0");
+  EXPECT_TRUE(h.leases->expire_running().empty());  // once
+  EXPECT_EQ(h.leases->reserved_on(h.reg.node.to_lower_hex()).value().gpus, 0u);
+}
+
+TEST(LeaseBook, DiskIsReservedAgainstWhatTheProviderHasFree) {
+  LeaseBookHarness h;
+  h.reg.hardware.disk_free_bytes = 100ULL << 30;
+  (void)h.registry->connect(h.reg).value();
   LeaseSpec spec;
-  spec.offer = reg.node.to_checksum();
+  spec.offer = h.reg.node.to_checksum();
   spec.image = "localhost/kaisar/demo:latest";
-  spec.gpus = 2;
+  spec.disk_gb = 60;
   chain::Deployment deployment;
   deployment.chain_id = 31337;
-  auto lease = leases.create(crypto::PrivateKey::generate().address(), spec, deployment);
-  ASSERT_TRUE(lease) << lease.error().message;
-  EXPECT_EQ(lease->at("state").as_string(), "pending_payment");
-  EXPECT_EQ(lease->at("history").as_array().size(), 1u);
-  EXPECT_EQ(*leases.get(std::string(lease->at("id").as_string())), *lease);  // shown as stored
-  const std::string id(lease->at("id").as_string());
-  ASSERT_TRUE((*db)->execute("UPDATE leases SET state = 'running', started_at = ? WHERE id = ?",
-                             {to_unix_seconds(clock.now()), id}));
+  const auto renter = crypto::PrivateKey::generate().address();
+  ASSERT_TRUE(h.leases->create(renter, spec, deployment));
+  auto second = h.leases->create(renter, spec, deployment);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(second.error().message, "not enough free disk on this offer");
+  spec.disk_gb = 40;
+  EXPECT_TRUE(h.leases->create(renter, spec, deployment));
+}
+
+TEST(LeaseBook, UsageKeepsEachGpuAndTheirMean) {
+  LeaseBookHarness h;
+  auto& leases = *h.leases;
+  auto& clock = h.clock;
+  const auto& reg = h.reg;
+  const std::string id = h.running_lease(2, 1);
   clock.advance(std::chrono::seconds{36});
 
   const std::string provider = reg.node.to_lower_hex();
@@ -383,7 +448,6 @@ TEST(LeaseBook, UsageKeepsEachGpuAndTheirMean) {
   // Another provider's report about this lease changes nothing.
   EXPECT_FALSE(leases.on_usage("0x00000000000000000000000000000000000000ff", usage(json::array{})));
   EXPECT_EQ(leases.get(id)->at("usage"), u);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -85,6 +85,7 @@ Result<std::shared_ptr<Liveness>> ProviderRegistry::connect(const Registration& 
   if (reg.images) terms->images = std::set<std::string>(reg.images->begin(), reg.images->end());
   terms->cpu_cores = reg.hardware.cpu_cores;
   terms->ram_gb = reg.hardware.ram_bytes >> 30;
+  terms->disk_gb = reg.hardware.disk_free_bytes >> 30;
   if (reg.prices) {
     auto price = [&](std::string_view key) {
       const json::value* v = reg.prices->if_contains(key);

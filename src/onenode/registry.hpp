@@ -48,6 +48,7 @@ struct ProviderTerms {
   std::vector<std::string> gpu_names;  // each GPU's NVML name
   std::uint64_t cpu_cores = 0;
   std::uint64_t ram_gb = 0;
+  std::uint64_t disk_gb = 0;  // free when it registered
   bool priced = false;  // the provider set prices: it offers something
   std::optional<std::set<std::string>> images;  // see Registration::images
   eth::Uint256 gpu_hour, cpu_core_hour, ram_gb_hour;  // token base units
