@@ -635,8 +635,19 @@ Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Addre
     return fail(ErrorCode::kNotFound, "no lease " + id.substr(0, 64));
   }
   const std::string state = rows->front().text(1);
+  if (state == "pending_payment") {
+    // Cancelled before paying: the capacity is free again; a deposit that still arrives is
+    // sent back like any deposit for a failed lease.
+    auto cancelled = db_.transaction(
+        [&]() -> Result<void> { return transition(id, "pending_payment", "failed", "cancelled by the renter before paying"); });
+    if (!cancelled) return std::unexpected(cancelled.error());
+    capacity_changed_of(id);
+    auto lease = get(id);
+    if (!lease) return std::unexpected(lease.error());
+    return std::pair{std::move(*lease), std::string{}};
+  }
   if (state != "paid" && state != "deploying" && state != "running") {
-    return fail(ErrorCode::kConflict, "lease " + id + " is " + state + "; only a paid or running lease can be stopped");
+    return fail(ErrorCode::kConflict, "lease " + id + " is " + state + "; only a live lease can be stopped");
   }
   if (auto r = finish(id, state, "ended", "stopped by the renter"); !r) return std::unexpected(r.error());
   auto lease = get(id);

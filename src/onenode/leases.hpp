@@ -94,8 +94,8 @@ class LeaseBook final : public chain::LogHandler {
   // endpoints, or failed with a reason.
   Result<void> on_status(const std::string& provider_id, const boost::json::object& message);
 
-  // The renter ends a lease early (paid, deploying or running). Returns the lease and the
-  // provider to tell (empty when no container was asked for).
+  // The renter ends a lease early (paid, deploying or running) or cancels an unpaid one.
+  // Returns the lease and the provider to tell (empty when no container was asked for).
   Result<std::pair<boost::json::object, std::string>> stop(const crypto::Address& renter, const std::string& id);
   // The renter asks for `hours` more of a paid, deploying or running lease: returns the
   // lease with the payment that tops the escrow up to the new total. The hours are added

@@ -159,7 +159,11 @@ TEST(Deployer, GivesEachLeaseItsOwnGpusAndReportsTheirUse) {
     std::optional<boost::json::object> found;
     cv.wait_for(lock, std::chrono::seconds{60}, [&] {
       for (const auto& r : reports) {
-        if (r.at("type").as_string() == type && r.at("lease_id").as_string() == lease) found = r;
+        // Progress (state "deploying") comes before the outcome: wait for the outcome.
+        if (r.at("type").as_string() == type && r.at("lease_id").as_string() == lease &&
+            !(r.contains("state") && r.at("state").as_string() == "deploying")) {
+          found = r;
+        }
       }
       return found.has_value();
     });

@@ -795,8 +795,7 @@ TEST_F(LeaseTest, StopExtendLogsAndEventsRefuseBadRequests) {
   EXPECT_EQ(call("POST", base + "/extend", "{not json", auth).status, 400);
   EXPECT_EQ(call("POST", base + "/extend", R"({"hours":0})", auth).status, 400);
   EXPECT_EQ(call("POST", base + "/extend", R"({"hours":"2"})", auth).status, 400);
-  // Unpaid: nothing to stop or extend yet.
-  EXPECT_EQ(call("POST", base + "/stop", "{}", auth).status, 409);
+  // Unpaid: nothing to extend yet.
   EXPECT_EQ(call("POST", base + "/extend", R"({"hours":1})", auth).status, 409);
   // Logs and events need the renter's token.
   EXPECT_EQ(call("GET", base + "/logs").status, 401);
@@ -805,6 +804,14 @@ TEST_F(LeaseTest, StopExtendLogsAndEventsRefuseBadRequests) {
   const std::string other = sign_in(node_->url(), crypto::PrivateKey::generate());
   EXPECT_EQ(call("POST", base + "/stop", "{}", {{"authorization", "Bearer " + other}}).status, 404);
   EXPECT_FALSE(net::SseReader::open(base + "/events", {{"authorization", "Bearer " + other}}));
+  // The renter cancels the unpaid lease: its GPU is free again; a replayed stop is a 409.
+  EXPECT_EQ(free_gpus(), 1);
+  auto cancelled = call("POST", base + "/stop", "{}", auth);
+  ASSERT_EQ(cancelled.status, 200) << cancelled.raw;
+  EXPECT_EQ(cancelled.body.at("state").as_string(), "failed");
+  EXPECT_EQ(cancelled.body.at("reason").as_string(), "cancelled by the renter before paying");
+  EXPECT_EQ(free_gpus(), 2);
+  EXPECT_EQ(call("POST", base + "/stop", "{}", auth).status, 409);
 }
 
 TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
