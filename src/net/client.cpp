@@ -485,7 +485,8 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
 
   websocket::stream<tcp::socket> ws;  // bound to a strand; all state below lives on it
   beast::flat_buffer read_buffer;
-  std::vector<std::string> queue;
+  std::vector<Outgoing> queue;
+  std::atomic<std::size_t> queued_bytes{0};
   std::atomic<bool> open{false};  // what is_open() reports
   bool connected = false;
   bool writing = false;
@@ -538,7 +539,8 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
     co_return Result<void>{};
   }
 
-  asio::awaitable<Result<std::string>> read_next(std::shared_ptr<Impl> self) {
+  // The next message; with `text_only`, binary ones are skipped.
+  asio::awaitable<Result<Message>> read_next(std::shared_ptr<Impl> self, bool text_only) {
     while (true) {
       if (self->finished) co_return fail(ErrorCode::kUnavailable, "WebSocket connection closed");
       auto [ec, n] = co_await ws.async_read(read_buffer, kTuple);
@@ -546,11 +548,12 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
         finish();
         co_return fail(ErrorCode::kUnavailable, "WebSocket connection closed: " + ec.message());
       }
-      bool text = ws.got_text();
-      std::string message = text ? beast::buffers_to_string(read_buffer.cdata()) : std::string{};
+      const bool text = ws.got_text();
+      Message message;
+      if (text || !text_only) message = Message{beast::buffers_to_string(read_buffer.cdata()), !text};
       read_buffer.consume(read_buffer.size());
       if (read_buffer.capacity() > kShrinkAbove) read_buffer.shrink_to_fit();
-      if (text) co_return message;
+      if (text || !text_only) co_return message;
     }
   }
 
@@ -562,7 +565,7 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
   }
 
   asio::awaitable<void> write_loop(std::shared_ptr<Impl> self) {
-    const bool drained = co_await write_queued_text(ws, queue, finished);
+    const bool drained = co_await write_queued(ws, queue, finished, queued_bytes);
     if (!drained) {
       writing = false;
       co_return;
@@ -579,6 +582,7 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
     finished = true;
     open = false;
     queue.clear();
+    queued_bytes = 0;
     error_code ignored;
     ws.next_layer().close(ignored);
   }
@@ -603,17 +607,40 @@ asio::awaitable<Result<std::shared_ptr<WebSocketClient>>> WebSocketClient::conne
 asio::awaitable<Result<std::string>> WebSocketClient::read() {
   auto impl = impl_;
   // Reads run on the connection's strand, next to the writer.
-  co_return co_await asio::co_spawn(impl->ws.get_executor(), impl->read_next(impl), asio::use_awaitable);
+  auto message = co_await asio::co_spawn(impl->ws.get_executor(), impl->read_next(impl, true), asio::use_awaitable);
+  if (!message) co_return std::unexpected(message.error());
+  co_return std::move(message->data);
 }
 
-void WebSocketClient::send(std::string text) {
-  if (!impl_->open.load()) return;
-  asio::dispatch(impl_->ws.get_executor(), [impl = impl_, text = std::move(text)]() mutable {
-    if (impl->finished || impl->close_requested) return;
-    impl->queue.push_back(std::move(text));
+asio::awaitable<Result<WebSocketClient::Message>> WebSocketClient::read_message() {
+  auto impl = impl_;
+  co_return co_await asio::co_spawn(impl->ws.get_executor(), impl->read_next(impl, false), asio::use_awaitable);
+}
+
+std::size_t WebSocketClient::queued_bytes() const { return impl_->queued_bytes.load(std::memory_order_relaxed); }
+
+
+
+namespace {
+
+void enqueue_message(const std::shared_ptr<WebSocketClient::Impl>& impl, Outgoing message) {
+  if (!impl->open.load()) return;
+  impl->queued_bytes.fetch_add(message.data.size(), std::memory_order_relaxed);
+  asio::dispatch(impl->ws.get_executor(), [impl, message = std::move(message)]() mutable {
+    if (impl->finished || impl->close_requested) {
+      impl->queued_bytes.fetch_sub(message.data.size(), std::memory_order_relaxed);
+      return;
+    }
+    impl->queue.push_back(std::move(message));
     impl->maybe_start_writer();
   });
 }
+
+}  // namespace
+
+void WebSocketClient::send(std::string text) { enqueue_message(impl_, Outgoing{std::move(text), false}); }
+
+void WebSocketClient::send_binary(std::string bytes) { enqueue_message(impl_, Outgoing{std::move(bytes), true}); }
 
 void WebSocketClient::close() {
   if (!impl_ || !impl_->open.exchange(false)) return;

@@ -71,10 +71,19 @@ class WebSocketClient {
       std::chrono::milliseconds timeout = std::chrono::milliseconds{10000});
   ~WebSocketClient();
 
-  // Next text message; kUnavailable once the connection is closed.
+  // Next text message (binary ones are skipped); kUnavailable once the connection is closed.
   boost::asio::awaitable<Result<std::string>> read();
+  struct Message {
+    std::string data;
+    bool binary = false;
+  };
+  // Next message, text or binary.
+  boost::asio::awaitable<Result<Message>> read_message();
   // Queues a message; messages go out in order. Safe from any thread.
   void send(std::string text);
+  void send_binary(std::string bytes);
+  // Bytes queued and not yet written (for backpressure).
+  std::size_t queued_bytes() const;
   // Sends a close frame and ends the connection; pending reads complete with kUnavailable.
   void close();
   bool is_open() const;

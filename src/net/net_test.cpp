@@ -766,6 +766,9 @@ Router ws_router(WsHub& hub) {
       if (text == "throw") throw std::runtime_error("bad message");
       self->send(room + ":" + std::string(text));
     });
+    s->on_binary([weak](std::string_view bytes) {
+      if (auto self = weak.lock()) self->send_binary("echo:" + std::string(bytes));
+    });
     s->on_close([&hub] {
       std::lock_guard lock(hub.mutex);
       ++hub.closed;
@@ -821,6 +824,41 @@ TEST(WebSocket, EchoesThroughClient) {
   EXPECT_TRUE(wait_closed(hub, 1));
   std::lock_guard lock(hub.mutex);
   EXPECT_EQ(hub.closed, 1);
+}
+
+TEST(WebSocket, BinaryMessagesStayBinary) {
+  WsHub hub;
+  TestServer ts(ws_router(hub));
+  asio::io_context ioc;
+  std::string url = ts.ws_url("/ws/lobby");
+  const std::string bytes("\x00\x01\xff\xfe not UTF-8", 16);
+  auto got = run_coro(ioc, [&]() -> asio::awaitable<std::vector<WebSocketClient::Message>> {
+    std::vector<WebSocketClient::Message> out;
+    auto client = co_await WebSocketClient::connect(ioc.get_executor(), url, token_headers());
+    if (!client) co_return out;
+    auto& c = **client;
+    c.send_binary(bytes);
+    c.send("text");
+    for (int i = 0; i < 3; ++i) {
+      auto m = co_await c.read_message();
+      if (!m) break;
+      out.push_back(*m);
+    }
+    // read() skips binary messages.
+    c.send_binary("skipped");
+    c.send("after");
+    auto text = co_await c.read();
+    out.push_back(WebSocketClient::Message{text ? *text : "read failed", false});
+    c.close();
+    co_return out;
+  }());
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_FALSE(got[0].binary);  // the welcome
+  EXPECT_TRUE(got[1].binary);
+  EXPECT_EQ(got[1].data, "echo:" + bytes);
+  EXPECT_FALSE(got[2].binary);
+  EXPECT_EQ(got[2].data, "lobby:text");
+  EXPECT_EQ(got[3].data, "lobby:after");
 }
 
 TEST(WebSocket, RefusedUpgradeCarriesStatus) {

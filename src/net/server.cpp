@@ -341,6 +341,13 @@ class WsSession final : public Connection, public WebSocketSession {
     });
   }
 
+  void on_binary(std::function<void(std::string_view)> callback) override {
+    if (shared_->stopped.load()) return;
+    on_strand([self = self(), cb = std::move(callback)]() mutable {
+      if (!self->finished_) self->on_binary_ = std::move(cb);
+    });
+  }
+
   void on_close(std::function<void()> callback) override {
     if (shared_->stopped.load()) return;
     on_strand([self = self(), cb = std::move(callback)]() mutable {
@@ -352,14 +359,9 @@ class WsSession final : public Connection, public WebSocketSession {
     });
   }
 
-  void send(std::string text) override {
-    if (closed_.load(std::memory_order_relaxed) || shared_->stopped.load()) return;
-    on_strand([self = self(), text = std::move(text)]() mutable {
-      if (self->finished_ || self->close_requested_) return;
-      self->queue_.push_back(std::move(text));
-      self->maybe_start_writer();
-    });
-  }
+  void send(std::string text) override { enqueue(Outgoing{std::move(text), false}); }
+  void send_binary(std::string bytes) override { enqueue(Outgoing{std::move(bytes), true}); }
+  std::size_t queued_bytes() const override { return queued_bytes_.load(std::memory_order_relaxed); }
 
   void close(std::string_view reason) override {
     if (closed_.load(std::memory_order_relaxed) || shared_->stopped.load()) return;
@@ -407,6 +409,19 @@ class WsSession final : public Connection, public WebSocketSession {
     }
   }
 
+  void enqueue(Outgoing message) {
+    if (closed_.load(std::memory_order_relaxed) || shared_->stopped.load()) return;
+    queued_bytes_.fetch_add(message.data.size(), std::memory_order_relaxed);
+    on_strand([self = self(), message = std::move(message)]() mutable {
+      if (self->finished_ || self->close_requested_) {
+        self->queued_bytes_.fetch_sub(message.data.size(), std::memory_order_relaxed);
+        return;
+      }
+      self->queue_.push_back(std::move(message));
+      self->maybe_start_writer();
+    });
+  }
+
   void request_close(websocket::close_code code, std::string reason) {
     if (finished_ || close_requested_) return;
     close_requested_ = true;
@@ -443,10 +458,11 @@ class WsSession final : public Connection, public WebSocketSession {
     while (true) {
       auto [ec, n] = co_await ws_.async_read(buffer, kTuple);
       if (ec) break;
-      if (ws_.got_text() && on_message_ && !close_requested_) {
+      const auto& handler = ws_.got_text() ? on_message_ : on_binary_;
+      if (handler && !close_requested_) {
         auto data = buffer.cdata();
-        std::string_view text(static_cast<const char*>(data.data()), data.size());
-        if (!run_callback(on_message_, text)) {
+        std::string_view message(static_cast<const char*>(data.data()), data.size());
+        if (!run_callback(handler, message)) {
           request_close(websocket::close_code::internal_error, "message handler failed");
         }
       }
@@ -457,7 +473,7 @@ class WsSession final : public Connection, public WebSocketSession {
   }
 
   asio::awaitable<void> write_loop(std::shared_ptr<WsSession> self) {
-    const bool drained = co_await write_queued_text(ws_, queue_, finished_);
+    const bool drained = co_await write_queued(ws_, queue_, finished_, queued_bytes_);
     if (!drained) {
       writing_ = false;
       co_return;
@@ -482,7 +498,9 @@ class WsSession final : public Connection, public WebSocketSession {
     error_code ignored;
     beast::get_lowest_layer(ws_).close(ignored);
     shared_->remove(this);
+    queued_bytes_ = 0;
     on_message_ = nullptr;  // breaks cycles through callbacks that hold this session
+    on_binary_ = nullptr;
     auto cb = std::move(on_close_);
     on_close_ = nullptr;
     if (cb && accepted_) run_callback(cb);
@@ -491,8 +509,10 @@ class WsSession final : public Connection, public WebSocketSession {
   websocket::stream<tcp::socket> ws_;
   std::string remote_ip_;
   std::function<void(std::string_view)> on_message_;
+  std::function<void(std::string_view)> on_binary_;
   std::function<void()> on_close_;
-  std::vector<std::string> queue_;
+  std::vector<Outgoing> queue_;
+  std::atomic<std::size_t> queued_bytes_{0};
   std::string close_reason_;
   websocket::close_code close_code_ = websocket::close_code::normal;
   std::atomic<bool> closed_{false};

@@ -43,9 +43,15 @@ class WebSocketSession {
  public:
   virtual ~WebSocketSession() = default;
   virtual void on_message(std::function<void(std::string_view text)> callback) = 0;
+  // Binary messages (without this callback they are dropped).
+  virtual void on_binary(std::function<void(std::string_view bytes)> callback) = 0;
   virtual void on_close(std::function<void()> callback) = 0;
   // Queues a text message.
   virtual void send(std::string text) = 0;
+  // Queues a binary message.
+  virtual void send_binary(std::string bytes) = 0;
+  // Bytes queued and not yet written (for backpressure).
+  virtual std::size_t queued_bytes() const = 0;
   virtual void close(std::string_view reason = {}) = 0;
   virtual const std::string& remote_ip() const = 0;
 };

@@ -183,6 +183,7 @@ json::object LeaseSpec::to_json() const {
                       {"env", std::move(env_o)}, {"ports", std::move(ports_a)}, {"command", std::move(command_a)},
                       {"ssh_key", ssh_key},   {"hours", hours}};
   if (!gpu_model.empty()) out["gpu_model"] = gpu_model;
+  if (!query.empty()) out["query"] = query;
   return out;
 }
 
@@ -214,7 +215,8 @@ Result<std::optional<json::object>> LeaseBook::replayed(const crypto::Address& r
   boost::system::error_code ec;
   json::value stored = json::parse(rows->front().text(3), ec);
   json::object asked = spec.to_json();
-  if (!ec && stored.is_object()) {
+  if (!ec && stored.is_object() && !spec.query.empty()) {
+    // A placement: the offer is whatever the first request was given.
     stored.as_object().erase("offer");
     asked.erase("offer");
   }
@@ -239,9 +241,15 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
   // Images under localhost/ exist only where they were built or imported: the provider must
   // have it (other images are pulled from their registry, and a failed pull fails the lease
   // with the reason and a full refund).
-  if (spec.image.starts_with("localhost/") && provider->images && !provider->images->contains(spec.image)) {
-    return fail(ErrorCode::kInvalidArgument, "unknown image " + spec.image +
-                                                 ": the provider does not have it and it cannot be pulled from a registry");
+  if (spec.image.starts_with("localhost/") && provider->images) {
+    // "localhost/x" means "localhost/x:latest"; a digest reference is left to the engine.
+    const auto last = spec.image.substr(spec.image.rfind('/') + 1);
+    const bool digest = spec.image.find('@') != std::string::npos;
+    const std::string tagged = last.find(':') == std::string::npos ? spec.image + ":latest" : spec.image;
+    if (!digest && !provider->images->contains(tagged)) {
+      return fail(ErrorCode::kNotFound, "unknown image " + spec.image +
+                                            ": the provider does not have it and it cannot be pulled from a registry");
+    }
   }
   const eth::Uint256 price_hour = provider->gpu_hour * spec.gpus + provider->cpu_core_hour * spec.cpus +
                                   provider->ram_gb_hour * spec.memory_gb;
@@ -343,6 +351,8 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
     auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, 'pending_payment', ?)",
                               {id, now, created_reason});
     if (!logged) return std::unexpected(logged.error());
+    // Inside the write lock, so that the scheduler hears holds in the order they happen.
+    if (on_capacity_change) on_capacity_change(provider_id, held_now);
     return {};
   });
   if (!tx && key_taken) {
@@ -350,7 +360,6 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
     if (earlier && *earlier) return **earlier;
   }
   if (!tx) return std::unexpected(tx.error());
-  if (on_capacity_change) on_capacity_change(provider_id, held_now);
   events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", "pending_payment"}}), id);
   const json::array history{json::object{
       {"at", format_rfc3339(from_unix_seconds(now))}, {"state", "pending_payment"}, {"reason", created_reason}}};
@@ -564,7 +573,7 @@ Result<void> LeaseBook::on_status(const std::string& provider_id, const json::ob
 
 Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std::string_view to,
                                const std::string& reason) {
-  auto done = db_.transaction([&]() -> Result<void> {
+  return db_.transaction([&]() -> Result<void> {
     auto rows = db_.query(
         "SELECT l.price_hour, l.amount, l.started_at, l.escrow_lease_id, p.owner, l.spec FROM leases l "
         "JOIN providers p ON p.id = l.provider WHERE l.id = ?",
@@ -604,17 +613,29 @@ Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std
     if (settle) {
       if (auto r = settle(escrow_id, owner, to_provider, to_renter); !r) return r;
     }
+    capacity_changed_of(id);
     return {};
   });
-  if (done) capacity_changed_of(id);
-  return done;
 }
 
 void LeaseBook::capacity_changed_of(const std::string& lease_id) {
+  // Called inside the transaction that changed the lease: what is held is read under the
+  // same write lock, so reports reach the scheduler in order.
   if (!on_capacity_change) return;
-  if (auto rows = db_.query("SELECT provider FROM leases WHERE id = ?", {lease_id}); rows && !rows->empty()) {
-    on_capacity_change(rows->front().text(0), std::nullopt);
-  }
+  auto rows = db_.query("SELECT provider FROM leases WHERE id = ?", {lease_id});
+  if (!rows || rows->empty()) return;
+  const std::string provider = rows->front().text(0);
+  auto held = reserved_on(provider);
+  if (held) on_capacity_change(provider, *held);
+}
+
+void LeaseBook::with_held(const std::string& provider_id, const std::function<void(const Reserved&)>& use) {
+  (void)db_.transaction([&]() -> Result<void> {
+    auto held = reserved_on(provider_id);
+    if (!held) return std::unexpected(held.error());
+    use(*held);
+    return {};
+  });
 }
 
 Result<Reserved> LeaseBook::reserved_on(const std::string& provider_id) const {
@@ -638,10 +659,23 @@ Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Addre
   if (state == "pending_payment") {
     // Cancelled before paying: the capacity is free again; a deposit that still arrives is
     // sent back like any deposit for a failed lease.
-    auto cancelled = db_.transaction(
-        [&]() -> Result<void> { return transition(id, "pending_payment", "failed", "cancelled by the renter before paying"); });
+    auto cancelled = db_.transaction([&]() -> Result<void> {
+      auto changed = transition(id, "pending_payment", "failed", "cancelled by the renter before paying");
+      if (!changed) return changed;
+      capacity_changed_of(id);
+      // Part of the amount may have been deposited already: it goes back.
+      auto escrow = db_.query("SELECT escrow_lease_id FROM leases WHERE id = ?", {id});
+      if (!escrow || escrow->empty()) return {};
+      const auto escrow_id = eth::parse_hash(escrow->front().text(0));
+      if (ledger_ != nullptr && escrow_id && refund) {
+        auto funds = ledger_->funds(*escrow_id);
+        if (funds && *funds && !(*funds)->deposited.is_zero() && !(*funds)->settled) {
+          if (auto r = refund(*escrow_id, "lease cancelled by the renter"); !r) return r;
+        }
+      }
+      return {};
+    });
     if (!cancelled) return std::unexpected(cancelled.error());
-    capacity_changed_of(id);
     auto lease = get(id);
     if (!lease) return std::unexpected(lease.error());
     return std::pair{std::move(*lease), std::string{}};
@@ -777,12 +811,11 @@ std::size_t LeaseBook::expire_unpaid(const std::function<std::optional<bool>(con
     const auto deposited = deposited_on_chain(*escrow_id);
     if (!deposited || *deposited) continue;  // cannot tell, or paid and not indexed yet
     auto done = db_.transaction([&]() -> Result<void> {
-      return transition(r.text(0), "pending_payment", "failed", "not paid in time; the capacity is free again");
+      auto changed = transition(r.text(0), "pending_payment", "failed", "not paid in time; the capacity is free again");
+      if (changed) capacity_changed_of(r.text(0));
+      return changed;
     });
-    if (done) {
-      ++n;
-      capacity_changed_of(r.text(0));
-    }
+    if (done) ++n;
   }
   return n;
 }

@@ -71,9 +71,12 @@ class LeaseBook final : public chain::LogHandler {
   // Capacity held by leases that are not final, per provider (lower-case id).
   Result<std::map<std::string, Reserved>> reserved() const;
   Result<Reserved> reserved_on(const std::string& provider_id) const;
-  // Called (with the provider's lower-case id) after a lease took or gave back capacity,
-  // with what the provider's leases now hold when that is known without asking.
-  std::function<void(const std::string& provider_id, const std::optional<Reserved>& held)> on_capacity_change;
+  // Calls `use` with what the provider's leases hold, under the write lock (so that it is
+  // ordered with the holds on_capacity_change reports).
+  void with_held(const std::string& provider_id, const std::function<void(const Reserved&)>& use);
+  // Called (with the provider's lower-case id and what its leases now hold) inside the
+  // transaction in which a lease took or gave back capacity.
+  std::function<void(const std::string& provider_id, const Reserved& held)> on_capacity_change;
   // Fails leases still unpaid past the payment timeout; returns how many. A lease is only
   // failed when `deposited_on_chain` says the escrow holds nothing for it (empty: cannot
   // tell, e.g. the node is down: it waits), so an indexer that lags fails nobody.

@@ -224,8 +224,8 @@ struct OneNode::Impl {
             Result<json::object> lease;
             if (body->contains("query")) {
               // A GPU model narrows the query to offers of that model.
-              auto query = parse_query(spec->gpu_model.empty() ? spec->query
-                                                               : spec->query + " gpu_name=\"" + spec->gpu_model + "\"");
+              auto query = parse_query(spec->query);
+              if (query && !spec->gpu_model.empty()) query = parse_query(spec->query + " gpu_name=\"" + spec->gpu_model + "\"");
               if (!query) return Response::error(query.error());
               lease = place_lease(scheduler, *leases, session->address, *spec, *query, settlement->deployment(), key);
             } else {
@@ -379,15 +379,13 @@ struct OneNode::Impl {
 
   // A provider's offer from its registry view (hardware, prices, reliability) and what its
   // leases hold.
-  void refresh_offer(const std::string& provider, bool online) {
-    if (!online) {
-      scheduler.set_online(provider, false);
-      return;
-    }
+  // The registry's view says whether it is online now (callbacks from connecting and going
+  // offline can cross); what is held is read under the write lock, in order with holds.
+  void refresh_offer(const std::string& provider) {
     auto view = registry->get(provider);
     if (!view) return;
     scheduler.upsert(*view);
-    if (auto held = leases->reserved_on(provider)) scheduler.set_held(provider, *held);
+    leases->with_held(provider, [&](const Reserved& held) { scheduler.set_held(provider, held); });
   }
 
   std::atomic<std::uint64_t>& logins = metrics.counter("kaisar_auth_logins_total", "Successful wallet sign-ins.");
@@ -415,7 +413,7 @@ struct OneNode::Impl {
           refresh_cursor = 0;
           if (refresh_list.empty()) break;
         }
-        refresh_offer(refresh_list[refresh_cursor++], true);
+        refresh_offer(refresh_list[refresh_cursor++]);
       }
       if (std::chrono::steady_clock::now() >= next_purge) {
         auth->purge_expired();
@@ -455,10 +453,9 @@ Result<std::string> OneNode::start() {
   s.control->on_agent_online = [&s](const std::string& provider) { s.deploy_to(provider, true); };
   // The scheduler's in-memory offers follow the registry (online, offline) and the leases
   // (capacity taken and given back).
-  s.registry->on_status_change = [&s](const std::string& provider, bool online) { s.refresh_offer(provider, online); };
-  s.leases->on_capacity_change = [&s](const std::string& provider, const std::optional<Reserved>& known) {
-    if (known) s.scheduler.set_held(provider, *known);
-    else if (auto held = s.leases->reserved_on(provider)) s.scheduler.set_held(provider, *held);
+  s.registry->on_status_change = [&s](const std::string& provider, bool) { s.refresh_offer(provider); };
+  s.leases->on_capacity_change = [&s](const std::string& provider, const Reserved& held) {
+    s.scheduler.set_held(provider, held);
   };
   s.control->live_leases = [&s](const std::string& provider) { return s.leases->live_on(provider); };
   s.control->on_lease_usage = [&s](const std::string& provider, const json::object& message) {

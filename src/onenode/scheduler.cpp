@@ -377,8 +377,9 @@ Result<json::object> place_lease(const Scheduler& scheduler, LeaseBook& leases, 
     spec.offer = id;
     auto lease = leases.create(renter, spec, chain, idempotency_key);
     if (lease) return lease;
-    if (lease.error().code != ErrorCode::kConflict) return lease;
-    last = lease.error();  // taken a moment ago, or went offline: the next one
+    // Taken a moment ago, gone offline, or without the image: the next one.
+    if (lease.error().code != ErrorCode::kConflict && lease.error().code != ErrorCode::kNotFound) return lease;
+    last = lease.error();
   }
   return std::unexpected(last);
 }

@@ -395,9 +395,26 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
 
   // An image under localhost/ that the provider does not have: refused before anything is held.
   auto unknown = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/nope:latest", "--json"});
-  EXPECT_EQ(unknown.exit_code, 2) << unknown.err << unknown.out;
+  EXPECT_EQ(unknown.exit_code, 4) << unknown.err << unknown.out;  // 404
   EXPECT_NE((unknown.err + unknown.out).find("unknown image localhost/kaisar/nope:latest"), std::string::npos)
       << unknown.err << unknown.out;
+  // Without a tag it means :latest, which the provider has; a placement skips providers
+  // without the image and says so when none has it.
+  const std::string token_now = sign_in(node_->url(), crypto::PrivateKey::generate());  // another renter
+  json::object untagged = spec(0);
+  untagged["image"] = "localhost/kaisar/demo";
+  auto quoted = post_lease(token_now, untagged);
+  EXPECT_EQ(quoted.status, 201) << quoted.raw;
+  json::object placed = spec(0);
+  placed.erase("offer");
+  placed["query"] = "cpu_cores>=1";
+  placed["image"] = "localhost/kaisar/nope:latest";
+  auto nowhere = post_lease(token_now, placed);
+  EXPECT_EQ(nowhere.status, 404) << nowhere.raw;
+  EXPECT_EQ(call("POST", node_->url() + "/api/v1/leases/" + std::string(quoted.body.at("id").as_string()) + "/stop",
+                 "{}", {{"authorization", "Bearer " + token_now}})
+                .status,
+            200);  // cancelled: its capacity back
   ASSERT_EQ(run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir_ + "/id"}).exit_code, 0);
   const int cores_before = call("GET", node_->url() + "/api/v1/offers").body.at("offers").as_array()[0].at("cpu_cores").to_number<int>();
   auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--cpus", "1",
@@ -760,6 +777,9 @@ TEST_F(LeaseTest, ARetriedRequestWithItsIdempotencyKeyReservesOnce) {
   EXPECT_EQ(free_gpus(), 1);  // reserved once
   // The same key for another request is refused; so is a malformed key.
   EXPECT_EQ(post(spec(2), "rent-1").status, 409);
+  json::object elsewhere = spec(1);
+  elsewhere["offer"] = "0x00000000000000000000000000000000000000aa";
+  EXPECT_EQ(post(elsewhere, "rent-1").status, 409);
   EXPECT_EQ(post(spec(1), std::string(100, 'k')).status, 400);
   EXPECT_EQ(post(spec(1), "two words").status, 400);
   // A query placement replayed returns the lease it placed.
