@@ -235,8 +235,9 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
   auto provider_addr = crypto::Address::parse(spec.offer);
   if (!provider_addr) return fail(ErrorCode::kInvalidArgument, "offer must be an offer id (a provider address)");
   const std::string provider_id = provider_addr->to_lower_hex();
-  auto provider = registry_.terms(provider_id);
-  if (!provider) return std::unexpected(provider.error());
+  auto terms = registry_.terms(provider_id);
+  if (!terms) return std::unexpected(terms.error());
+  const ProviderTerms* provider = terms->get();
   if (!provider->priced) return fail(ErrorCode::kConflict, "provider " + spec.offer + " offers nothing for rent");
   // Images under localhost/ exist only where they were built or imported: the provider must
   // have it (other images are pulled from their registry, and a failed pull fails the lease
@@ -275,12 +276,13 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
   const auto now = to_unix_seconds(clock_.now());
   const auto pay_by = now + payment_timeout_.count();
   const Hash32 escrow_id = chain::escrow_lease_id(id);
+  const std::string amount_decimal = amount.to_decimal();
   const std::string created_reason =
-      "created; pay " + amount.to_decimal() + " base units by " + format_rfc3339(from_unix_seconds(pay_by));
+      "created; pay " + amount_decimal + " base units by " + format_rfc3339(from_unix_seconds(pay_by));
   // The new lease's row (in kColumns' order): stored, then shown without reading it back.
   const std::vector<store::Value> columns = {
       id, renter.to_lower_hex(), provider_id, json::serialize(spec.to_json()), std::string("pending_payment"),
-      std::string("waiting for the deposit"), price_hour.to_decimal(), amount.to_decimal(), to_hex(escrow_id),
+      std::string("waiting for the deposit"), price_hour.to_decimal(), amount_decimal, to_hex(escrow_id),
       static_cast<std::int64_t>(chain.chain_id), chain.escrow.to_checksum(), chain.token.to_checksum(), now, pay_by,
       store::Value{}, static_cast<std::int64_t>(spec.gpus), static_cast<std::int64_t>(spec.cpus),
       static_cast<std::int64_t>(spec.memory_gb), store::Value{}, store::Value{}, store::Value{}, store::Value{},

@@ -271,10 +271,10 @@ Result<boost::json::object> ProviderRegistry::get(const std::string& id) const {
   return view(rows->front());
 }
 
-Result<ProviderTerms> ProviderRegistry::terms(const std::string& id) const {
+Result<std::shared_ptr<const ProviderTerms>> ProviderRegistry::terms(const std::string& id) const {
   {
     std::shared_lock lock(mutex_);
-    if (auto it = online_.find(id); it != online_.end() && it->second.terms) return *it->second.terms;
+    if (auto it = online_.find(id); it != online_.end() && it->second.terms) return it->second.terms;
   }
   auto rows = db_.query("SELECT 1 FROM providers WHERE id = ?", {id});
   if (!rows) return std::unexpected(rows.error());

@@ -91,7 +91,7 @@ class ProviderRegistry {
   Result<boost::json::object> get(const std::string& id) const;
   // What a lease needs of a provider; kNotFound for an unknown one, kConflict when it is
   // offline.
-  Result<ProviderTerms> terms(const std::string& id) const;
+  Result<std::shared_ptr<const ProviderTerms>> terms(const std::string& id) const;
   std::vector<std::string> owned_by(const crypto::Address& owner) const;
   std::size_t online_count() const;
   std::vector<std::string> online_ids() const;  // lower-case

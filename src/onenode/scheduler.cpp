@@ -232,8 +232,16 @@ void Scheduler::set_held(const std::string& key, const Reserved& held) {
   std::unique_lock lock(mutex_);
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return;
+  Machine& m = machines_[it->second];
+  // The price walks hold machines with a GPU (or a core) free: only a change across zero
+  // moves a machine in or out of them (called under the lease book's write lock: keep it short).
+  auto membership = [&m](const Reserved& r) { return std::pair{m.gpus > r.gpus, m.cpu_cores > r.cpu_cores}; };
+  if (membership(held) == membership(m.held)) {
+    m.held = held;
+    return;
+  }
   index_prices(it->second, false);
-  machines_[it->second].held = held;
+  m.held = held;
   index_prices(it->second, true);
 }
 
