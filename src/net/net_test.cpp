@@ -831,7 +831,8 @@ TEST(WebSocket, BinaryMessagesStayBinary) {
   TestServer ts(ws_router(hub));
   asio::io_context ioc;
   std::string url = ts.ws_url("/ws/lobby");
-  const std::string bytes("\x00\x01\xff\xfe not UTF-8", 16);
+  static constexpr char kBytes[] = "\x00\x01\xff\xfe not UTF-8";
+  const std::string bytes(kBytes, sizeof kBytes - 1);
   auto got = run_coro(ioc, [&]() -> asio::awaitable<std::vector<WebSocketClient::Message>> {
     std::vector<WebSocketClient::Message> out;
     auto client = co_await WebSocketClient::connect(ioc.get_executor(), url, token_headers());
