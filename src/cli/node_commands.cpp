@@ -1,10 +1,12 @@
 // Long-running roles: onenode, provider init|run|status, dev.
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -123,26 +125,59 @@ class ChildService {
   static Result<std::unique_ptr<ChildService>> spawn(std::vector<std::string> argv,
                                                      const std::vector<std::pair<std::string, std::string>>& env,
                                                      const std::string& log) {
-    std::unique_ptr<ChildService> child(new ChildService());
+    // Everything the child needs is made before fork: between fork and exec a child of a
+    // threaded process may only make async-signal-safe calls (no malloc: another thread
+    // may have held its lock at the fork, and the child would hang there).
+    std::string program;
+    if (argv[0].find('/') != std::string::npos) {
+      program = argv[0];
+    } else if (const char* path = std::getenv("PATH")) {
+      std::string_view dirs(path);
+      while (program.empty()) {
+        const auto colon = dirs.find(':');
+        const std::string candidate = std::string(dirs.substr(0, colon)) + "/" + argv[0];
+        if (::access(candidate.c_str(), X_OK) == 0) program = candidate;
+        if (colon == std::string_view::npos) break;
+        dirs.remove_prefix(colon + 1);
+      }
+    }
+    if (program.empty()) return fail(ErrorCode::kNotFound, argv[0] + " is not installed (not found in PATH)");
+    std::vector<std::string> environment;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string_view entry(*e);
+      const auto key = entry.substr(0, entry.find('='));
+      if (std::none_of(env.begin(), env.end(), [&](const auto& kv) { return kv.first == key; })) {
+        environment.emplace_back(entry);
+      }
+    }
+    for (const auto& [k, v] : env) environment.push_back(k + "=" + v);
+    std::vector<char*> envp;
+    for (auto& e : environment) envp.push_back(e.data());
+    envp.push_back(nullptr);
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());
     cargv.push_back(nullptr);
+    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd < 0) return fail(ErrorCode::kUnavailable, "cannot write " + log);
+    sigset_t none;
+    sigemptyset(&none);
+
+    std::unique_ptr<ChildService> child(new ChildService());
     const pid_t parent = getpid();
     child->pid_ = fork();
-    if (child->pid_ < 0) return fail(ErrorCode::kUnavailable, "fork failed");
+    if (child->pid_ < 0) {
+      ::close(log_fd);
+      return fail(ErrorCode::kUnavailable, "fork failed");
+    }
     if (child->pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != parent) _exit(1);
-      sigset_t none;
-      sigemptyset(&none);
-      pthread_sigmask(SIG_SETMASK, &none, nullptr);
-      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      FILE* out = std::freopen(log.c_str(), "w", stdout);
-      if (out == nullptr || dup2(fileno(stdout), 2) < 0) _exit(127);
-      execvp(cargv[0], cargv.data());
-      std::perror(("cannot start " + argv[0]).c_str());
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) _exit(127);
+      execve(program.c_str(), cargv.data(), envp.data());
       _exit(127);
     }
+    ::close(log_fd);
     return child;
   }
 
@@ -205,7 +240,7 @@ class DevEngine {
                                      log);
     if (!child) return std::unexpected(child.error());
     engine->child_ = std::move(*child);
-    for (int i = 0; i < 400; ++i) {
+    for (int i = 0; i < 1200; ++i) {
       // Up once a Ping answers (the socket file appears before the service accepts).
       if (fs::exists(engine->socket_, ec) && provider::runtime::DockerClient(engine->socket_, std::chrono::seconds{2}).ping()) {
         return engine;
@@ -215,7 +250,7 @@ class DevEngine {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds{50});
     }
-    return fail(ErrorCode::kTimeout, "podman system service did not start within 20 s; see " + log);
+    return fail(ErrorCode::kTimeout, "podman system service did not start within 60 s; see " + log);
   }
 
   ~DevEngine() {

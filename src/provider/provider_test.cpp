@@ -123,6 +123,13 @@ TEST(Deployer, GivesEachLeaseItsOwnGpusAndReportsTheirUse) {
   ::unsetenv("FAKE_NVML_FAIL");
   ::setenv("KAISAR_NVML_LIBRARY", fake_nvml().c_str(), 1);
   const std::string dir = testing::make_temp_dir("deployer-gpus");
+  struct RemovedLast {  // destroyed after the Podman service that uses the directory
+    std::string path;
+    ~RemovedLast() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } removed_last{dir};
   testing::PodmanService podman(dir + "/engine");
   ASSERT_TRUE(podman.ok()) << podman.output();
   runtime::DockerClient engine(podman.socket());
@@ -208,6 +215,7 @@ TEST(Deployer, GivesEachLeaseItsOwnGpusAndReportsTheirUse) {
       << one->at("reason").as_string();
   EXPECT_TRUE(engine.list("kaisar.lease", "lease-one").value().empty());
   ::unsetenv("KAISAR_NVML_LIBRARY");
+  (void)engine.remove(*id);
 }
 
 TEST(Identity, InitThenLoad) {
