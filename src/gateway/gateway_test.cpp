@@ -2,6 +2,7 @@
 
 #include "gateway/frame.hpp"
 #include "gateway/mux.hpp"
+#include "gateway/ports.hpp"
 
 namespace kaisar::gateway {
 namespace {
@@ -166,6 +167,48 @@ TEST(Mux, StreamsAreBounded) {
   Mux agent(Mux::Role::kAgent, Mux::kDefaultWindow, 1);
   ASSERT_TRUE(agent.receive(Frame{1, Open{22, "lease-1"}}));
   EXPECT_FALSE(agent.receive(Frame{3, Open{22, "lease-1"}}));
+}
+
+}  // namespace
+}  // namespace kaisar::gateway
+
+
+namespace kaisar::gateway {
+namespace {
+
+TEST(PortPool, EachLeasePortGetsOnePublicPortThatRestsAfterTheLeaseEnds) {
+  auto pool = PortPool::create(40000, 40002, std::chrono::seconds{60}).value();
+  const auto t0 = PortPool::Clock::time_point{} + std::chrono::hours{1};
+  EXPECT_EQ(pool.allocate("lease-a", 22, t0).value(), 40000);
+  EXPECT_EQ(pool.allocate("lease-a", 8080, t0).value(), 40001);
+  EXPECT_EQ(pool.allocate("lease-a", 22, t0).value(), 40000) << "asked again: the same port";
+  EXPECT_EQ(pool.allocate("lease-b", 22, t0).value(), 40002);
+  auto full = pool.allocate("lease-c", 22, t0);
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(pool.owner(40001)->lease_id, "lease-a");
+  EXPECT_EQ(pool.owner(40001)->container_port, 8080);
+
+  // lease-a ends: its ports rest for the cool-down, then go to someone else.
+  auto freed = pool.release("lease-a", t0);
+  EXPECT_EQ(freed, (std::vector<std::uint16_t>{40000, 40001}));
+  EXPECT_FALSE(pool.owner(40000));
+  EXPECT_FALSE(pool.allocate("lease-c", 22, t0 + std::chrono::seconds{59}));
+  EXPECT_EQ(pool.allocate("lease-c", 22, t0 + std::chrono::seconds{60}).value(), 40000);
+  EXPECT_EQ(pool.in_use(), 2u);
+
+  // After a restart, stored allocations come back; a clash is refused.
+  auto restarted = PortPool::create(40000, 40002, std::chrono::seconds{60}).value();
+  ASSERT_TRUE(restarted.restore(40002, "lease-b", 22));
+  EXPECT_TRUE(restarted.restore(40002, "lease-b", 22)) << "the same again is fine";
+  EXPECT_EQ(restarted.restore(40002, "lease-c", 22).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(restarted.restore(39999, "lease-c", 22).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(restarted.allocate("lease-b", 22, t0).value(), 40002);
+
+  EXPECT_FALSE(PortPool::create(0, 10, std::chrono::seconds{1}));
+  EXPECT_FALSE(PortPool::create(20, 10, std::chrono::seconds{1}));
+  auto whole = PortPool::create(65535, 65535, std::chrono::seconds{0}).value();
+  EXPECT_EQ(whole.allocate("x", 1, t0).value(), 65535);
 }
 
 }  // namespace
