@@ -2,8 +2,7 @@
 
 #include <boost/json.hpp>
 
-#include <algorithm>
-#include <cctype>
+#include "core/words.hpp"
 
 namespace kaisar {
 
@@ -88,33 +87,9 @@ Result<Hardware> Hardware::from_json(const boost::json::value& v) noexcept {
   }
 }
 
-namespace {
-
-std::vector<std::string> gpu_words(std::string_view text) {
-  std::vector<std::string> out;
-  std::string word;
-  for (char ch : text) {
-    if (ch == ' ' || ch == '_' || ch == '-' || ch == '/' || ch == '\t') {
-      if (!word.empty()) out.push_back(std::move(word));
-      word.clear();
-    } else {
-      word.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
-    }
-  }
-  if (!word.empty()) out.push_back(std::move(word));
-  return out;
-}
-
-}  // namespace
-
 bool gpu_model_matches(std::string_view name, std::string_view model) {
-  const auto n = gpu_words(name);
-  const auto m = gpu_words(model);
-  if (m.empty() || m.size() > n.size()) return false;
-  for (std::size_t i = 0; i + m.size() <= n.size(); ++i) {
-    if (std::equal(m.begin(), m.end(), n.begin() + static_cast<std::ptrdiff_t>(i))) return true;
-  }
-  return false;
+  const auto words = lower_words(model);
+  return !words.empty() && has_words(name, words);
 }
 
 }  // namespace kaisar

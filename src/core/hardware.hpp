@@ -32,8 +32,7 @@ struct Hardware {
 };
 
 // Whether a GPU named `name` ("NVIDIA GeForce RTX 4090") is of `model` ("RTX_4090",
-// "rtx 4090"): the model's words appear in the name's words in a row, ignoring case; '_',
-// '-' and '/' separate words like spaces.
+// "rtx 4090"): the model's words appear in the name's in a row (see core/words.hpp).
 bool gpu_model_matches(std::string_view name, std::string_view model);
 
 }  // namespace kaisar

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <set>
 
+#include "core/words.hpp"
 #include "crypto/random.hpp"
 #include "eth/uint256.hpp"
 
@@ -93,22 +94,17 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
   if (auto r = text("image", s.image, 255, true); !r) return std::unexpected(r.error());
   if (!image_ok(s.image)) return fail(ErrorCode::kInvalidArgument, "image must be a reference like registry/name:tag");
   if (auto r = text("gpu_model", s.gpu_model, 64, false); !r) return std::unexpected(r.error());
+  for (char ch : s.gpu_model) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!(std::isalnum(c) || ch == ' ' || ch == '_' || ch == '-' || ch == '.')) {
+      return fail(ErrorCode::kInvalidArgument, "gpu_model may hold letters, digits, spaces and _ - . only");
+    }
+  }
   {
     // Kept in one spelling ("RTX_4090", "rtx 4090" → "rtx 4090") so that leases of a model
     // can be counted.
     std::string model;
-    for (char ch : s.gpu_model) {
-      const auto c = static_cast<unsigned char>(ch);
-      if (!(std::isalnum(c) || ch == ' ' || ch == '_' || ch == '-' || ch == '.')) {
-        return fail(ErrorCode::kInvalidArgument, "gpu_model may hold letters, digits, spaces and _ - . only");
-      }
-      if (ch == ' ' || ch == '_' || ch == '-') {
-        if (!model.empty() && model.back() != ' ') model.push_back(' ');
-      } else {
-        model.push_back(static_cast<char>(std::tolower(c)));
-      }
-    }
-    while (!model.empty() && model.back() == ' ') model.pop_back();
+    for (const auto& word : lower_words(s.gpu_model)) model += (model.empty() ? "" : " ") + word;
     s.gpu_model = std::move(model);
   }
   if (auto r = text("ssh_key", s.ssh_key, 8192, false); !r) return std::unexpected(r.error());
@@ -190,19 +186,6 @@ json::object LeaseSpec::to_json() const {
 LeaseBook::LeaseBook(store::Database& db, const Clock& clock, EventHub& events, ProviderRegistry& registry,
                      std::chrono::seconds payment_timeout)
     : db_(db), clock_(clock), events_(events), registry_(registry), payment_timeout_(payment_timeout) {}
-
-Result<std::map<std::string, Reserved>> LeaseBook::reserved() const {
-  auto rows = db_.query(
-      "SELECT provider, SUM(gpus), SUM(cpu_cores), SUM(memory_gb) FROM leases "
-      "WHERE state IN ('pending_payment', 'paid', 'deploying', 'running') GROUP BY provider");
-  if (!rows) return std::unexpected(rows.error());
-  std::map<std::string, Reserved> out;
-  for (const auto& r : *rows) {
-    out[r.text(0)] = Reserved{static_cast<std::uint32_t>(r.integer(1)), static_cast<std::uint32_t>(r.integer(2)),
-                              static_cast<std::uint64_t>(r.integer(3))};
-  }
-  return out;
-}
 
 Result<std::optional<json::object>> LeaseBook::replayed(const crypto::Address& renter, const std::string& key,
                                                         const LeaseSpec& spec) const {
@@ -291,15 +274,11 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
   bool key_taken = false;  // a concurrent request with the same key won
   auto tx = db_.transaction([&]() -> Result<void> {
     // Inside the write lock: what is held now, then the new hold.
-    auto held = db_.query(
-        "SELECT COALESCE(SUM(gpus), 0), COALESCE(SUM(cpu_cores), 0), COALESCE(SUM(memory_gb), 0) FROM leases "
-        "WHERE provider = ? AND state IN ('pending_payment', 'paid', 'deploying', 'running')",
-        {provider_id});
+    auto held = reserved_on(provider_id);
     if (!held) return std::unexpected(held.error());
-    const auto& h = held->front();
-    if (static_cast<std::uint64_t>(h.integer(0)) + spec.gpus > total_gpus) {
+    if (held->gpus + spec.gpus > total_gpus) {
       return fail(ErrorCode::kConflict, "not enough free GPUs on this offer (" +
-                                            std::to_string(total_gpus - std::min<std::uint64_t>(total_gpus, static_cast<std::uint64_t>(h.integer(0)))) +
+                                            std::to_string(total_gpus - std::min<std::uint64_t>(total_gpus, held->gpus)) +
                                             " free)");
     }
     if (spec.disk_gb > 0) {
@@ -324,15 +303,13 @@ Result<json::object> LeaseBook::create(const crypto::Address& renter, const Leas
         return fail(ErrorCode::kConflict, "not enough free GPUs of model '" + spec.gpu_model + "' on this offer");
       }
     }
-    if (static_cast<std::uint64_t>(h.integer(1)) + spec.cpus > total_cores) {
+    if (std::uint64_t{held->cpu_cores} + spec.cpus > total_cores) {
       return fail(ErrorCode::kConflict, "not enough free CPU cores on this offer");
     }
-    if (static_cast<std::uint64_t>(h.integer(2)) + spec.memory_gb > total_mem) {
+    if (held->memory_gb + spec.memory_gb > total_mem) {
       return fail(ErrorCode::kConflict, "not enough free memory on this offer");
     }
-    held_now = Reserved{static_cast<std::uint32_t>(h.integer(0)) + spec.gpus,
-                        static_cast<std::uint32_t>(h.integer(1)) + spec.cpus,
-                        static_cast<std::uint64_t>(h.integer(2)) + spec.memory_gb};
+    held_now = Reserved{held->gpus + spec.gpus, held->cpu_cores + spec.cpus, held->memory_gb + spec.memory_gb};
     static const std::string kInsert = "INSERT INTO leases (" + std::string(kColumns) +
                                        ", updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                                        "?, ?, ?, ?, ?)";
@@ -383,26 +360,16 @@ json::object LeaseBook::view(const store::Row& row, const json::array* known_his
                                      {"reason", e.text(2)}});
     }
   }
-  json::value endpoints = json::array{};
-  if (!row.is_null(18)) {
-    json::value parsed = json::parse(row.text(18), ec);
-    if (!ec && parsed.is_array()) endpoints = std::move(parsed);
-  }
-  json::value settlement = nullptr;
-  if (!row.is_null(21)) {
-    json::value parsed = json::parse(row.text(21), ec);
-    if (!ec && parsed.is_object()) settlement = std::move(parsed);
-  }
-  json::value usage = nullptr;
-  if (!row.is_null(22)) {
-    json::value parsed = json::parse(row.text(22), ec);
-    if (!ec && parsed.is_object()) usage = std::move(parsed);
-  }
-  json::value extension = nullptr;
-  if (!row.is_null(23)) {
-    json::value parsed = json::parse(row.text(23), ec);
-    if (!ec && parsed.is_object()) extension = std::move(parsed);
-  }
+  // A JSON column: its value when it holds the expected kind, else `fallback`.
+  auto stored = [&](std::size_t column, json::kind kind, json::value fallback) {
+    if (row.is_null(column)) return fallback;
+    json::value parsed = json::parse(row.text(column), ec);
+    return !ec && parsed.kind() == kind ? parsed : fallback;
+  };
+  json::value endpoints = stored(18, json::kind::array, json::array{});
+  json::value settlement = stored(21, json::kind::object, nullptr);
+  json::value usage = stored(22, json::kind::object, nullptr);
+  json::value extension = stored(23, json::kind::object, nullptr);
   auto renter = crypto::Address::parse(row.text(1));
   auto provider = crypto::Address::parse(row.text(2));
   chain::LeasePayment payment;

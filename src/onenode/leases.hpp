@@ -68,8 +68,7 @@ class LeaseBook final : public chain::LogHandler {
                                                       const LeaseSpec& spec) const;
   Result<boost::json::object> get(const std::string& id) const;
   Result<boost::json::array> list_for(const crypto::Address& renter) const;
-  // Capacity held by leases that are not final, per provider (lower-case id).
-  Result<std::map<std::string, Reserved>> reserved() const;
+  // Capacity held by the provider's leases that are not final (lower-case id).
   Result<Reserved> reserved_on(const std::string& provider_id) const;
   // Calls `use` with what the provider's leases hold, under the write lock (so that it is
   // ordered with the holds on_capacity_change reports).

@@ -309,7 +309,9 @@ TEST(Scheduler, SearchesAndPlacesOnWhatIsFree) {
   s.set_held("0x00000000000000000000000000000000000000b2", Reserved{4, 4, 4});
   EXPECT_EQ(s.candidates(q, Need{1, 1, 1}, 3).value(), std::vector<std::string>{a});
   EXPECT_TRUE(s.candidates(q, Need{3, 1, 1}, 3).value().empty());
-  s.set_online("0x00000000000000000000000000000000000000a1", false);
+  json::object gone = provider_view(a, 2, "NVIDIA GeForce RTX 4090", "500000000000000000", 0.99);
+  gone["status"] = "offline";
+  s.upsert(gone);
   EXPECT_TRUE(s.candidates(q, Need{1, 1, 1}, 3).value().empty());
   EXPECT_EQ(s.search("", "", 10).value().total, 2u);  // b (CPU still free) and c
   // CPU only: the cheapest per core among those with room.

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <iterator>
 
+#include "core/words.hpp"
+
 namespace kaisar::onenode {
 
 namespace {
@@ -47,56 +49,6 @@ std::string normalize(std::string_view s) {
     out.push_back(c == '_' ? ' ' : static_cast<char>(std::tolower(c)));
   }
   return out;
-}
-
-std::vector<std::string> words(std::string_view s) {
-  std::vector<std::string> out;
-  std::string current;
-  for (char ch : normalize(s)) {
-    if (std::isspace(static_cast<unsigned char>(ch)) || ch == '-' || ch == '/') {
-      if (!current.empty()) out.push_back(std::move(current));
-      current.clear();
-    } else {
-      current.push_back(ch);
-    }
-  }
-  if (!current.empty()) out.push_back(std::move(current));
-  return out;
-}
-
-bool separator(char ch) {
-  return std::isspace(static_cast<unsigned char>(ch)) || ch == '-' || ch == '/' || ch == '_';
-}
-
-// Whether the words of `field` contain `wanted` (lower-case words) in a row ("rtx 4090"
-// in "NVIDIA GeForce RTX 4090"; no words match only a field without words), without
-// allocating: the field's words are found in place and compared ignoring case.
-bool words_match(std::string_view field, const std::vector<std::string>& wanted) {
-  constexpr std::size_t kMaxWords = 64;
-  std::string_view found[kMaxWords];
-  std::size_t n = 0;
-  std::size_t i = 0;
-  while (i < field.size() && n < kMaxWords) {
-    while (i < field.size() && separator(field[i])) ++i;
-    const std::size_t start = i;
-    while (i < field.size() && !separator(field[i])) ++i;
-    if (i > start) found[n++] = field.substr(start, i - start);
-  }
-  if (wanted.empty()) return n == 0;
-  if (wanted.size() > n) return false;
-  auto same = [](std::string_view a, const std::string& b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t k = 0; k < a.size(); ++k) {
-      if (std::tolower(static_cast<unsigned char>(a[k])) != static_cast<unsigned char>(b[k])) return false;
-    }
-    return true;
-  };
-  for (std::size_t start = 0; start + wanted.size() <= n; ++start) {
-    bool all = true;
-    for (std::size_t k = 0; k < wanted.size() && all; ++k) all = same(found[start + k], wanted[k]);
-    if (all) return true;
-  }
-  return false;
 }
 
 const FieldInfo* find_field(std::string_view name) {
@@ -185,7 +137,7 @@ bool condition_holds(const Condition& c, const FieldValue* value) {
       const std::string* v = std::get_if<std::string>(value);
       if (v == nullptr) return false;
       bool any = false;
-      for (const auto& wanted : c.words) any = any || words_match(*v, wanted);
+      for (const auto& wanted : c.words) any = any || has_words(*v, wanted);
       return c.op == CompareOp::kEq ? any : !any;
     }
   }
@@ -278,7 +230,7 @@ Result<Query> parse_query(std::string_view text) {
           break;
         }
         case FieldType::kString:
-          c.words.push_back(words(raw));
+          c.words.push_back(lower_words(raw));
           c.values.emplace_back(std::move(raw));
           break;
       }

@@ -219,15 +219,6 @@ void Scheduler::upsert(const json::object& provider) {
   index_prices(it->second, true);
 }
 
-void Scheduler::set_online(const std::string& key, bool online) {
-  std::unique_lock lock(mutex_);
-  auto it = by_key_.find(key);
-  if (it == by_key_.end()) return;
-  index_prices(it->second, false);
-  machines_[it->second].online = online;
-  index_prices(it->second, true);
-}
-
 void Scheduler::set_held(const std::string& key, const Reserved& held) {
   std::unique_lock lock(mutex_);
   auto it = by_key_.find(key);

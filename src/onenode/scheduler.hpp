@@ -68,8 +68,8 @@ struct Need {
 // lease book's transaction.
 class Scheduler {
  public:
+  // A provider's registry view (online or not, see ProviderRegistry::get).
   void upsert(const boost::json::object& provider);
-  void set_online(const std::string& key, bool online);
   void set_held(const std::string& key, const Reserved& held);
   std::size_t size() const;
 
