@@ -521,6 +521,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       if (!o.json) std::cerr << "paid; waiting for OneNode to see the deposit\n";
       json::value current = *lease;
       std::string shown;
+      std::size_t history_shown = 1;  // the first entry (reserved) is printed above
       std::optional<double> pay_s;
       std::optional<Steady::time_point> seen_paid;
       const auto deadline = Steady::now() + std::chrono::seconds{ra.wait_seconds};
@@ -529,10 +530,19 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         if (now) {
           current = *now;
           const std::string state(current.at("state").as_string());
-          // Each step once: paid, deploying (pulling, creating, starting), running.
-          const std::string step = state + ": " + field(current, "reason");
-          if (step != shown && !o.json) std::cerr << step << "\n";
-          shown = step;
+          // Each step once: paid, deploying (pulling, creating, starting), running. Steps
+          // that came and went between two polls are in the history.
+          auto show = [&](const std::string& step) {
+            if (step != shown && !o.json) std::cerr << step << "\n";
+            shown = step;
+          };
+          if (const auto* history = current.as_object().if_contains("history"); history && history->is_array()) {
+            const auto& entries = history->get_array();
+            for (; history_shown < entries.size(); ++history_shown) {
+              show(field(entries[history_shown], "state") + ": " + field(entries[history_shown], "reason"));
+            }
+          }
+          show(state + ": " + field(current, "reason"));
           if (!seen_paid && state != "pending_payment") {
             seen_paid = Steady::now();
             pay_s = seconds_since(paying);

@@ -525,8 +525,22 @@ Result<void> LeaseBook::on_status(const std::string& provider_id, const json::ob
   }
   if (state == "deploying") {
     // Progress while deploying (pulling, creating, starting): the reason says where it is.
+    // Each step (the text before a colon) also enters the lease's history once, so whoever
+    // polls sees every step even when two come within one poll; pull progress in MiB only
+    // updates the reason.
     if (current != "deploying" || reason.empty()) return {};
-    auto stored = db_.execute("UPDATE leases SET reason = ? WHERE id = ? AND state = 'deploying'", {reason, id});
+    auto stored = db_.transaction([&]() -> Result<void> {
+      auto updated = db_.execute("UPDATE leases SET reason = ? WHERE id = ? AND state = 'deploying'", {reason, id});
+      if (!updated) return std::unexpected(updated.error());
+      auto last = db_.query("SELECT reason FROM lease_events WHERE lease_id = ? ORDER BY id DESC LIMIT 1", {id});
+      if (!last) return std::unexpected(last.error());
+      auto step = [](std::string_view r) { return r.substr(0, r.find(':')); };
+      if (!last->empty() && step(last->front().text(0)) == step(reason)) return {};
+      auto logged = db_.execute("INSERT INTO lease_events (lease_id, at, state, reason) VALUES (?, ?, 'deploying', ?)",
+                                {id, to_unix_seconds(clock_.now()), reason});
+      if (!logged) return std::unexpected(logged.error());
+      return {};
+    });
     if (!stored) return std::unexpected(stored.error());
     events_.publish("lease.state", json::serialize(json::object{{"lease_id", id}, {"state", "deploying"}, {"reason", reason}}),
                     id);

@@ -511,8 +511,12 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   // The lease and its history, as the renter sees them.
   auto shown = kaisar({"lease", "show", std::string(lease.at("id").as_string()), "--json"});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
-  // pending_payment, paid, deploying, running
-  EXPECT_EQ(json::parse(shown.out).at("history").as_array().size(), 4U) << shown.out;
+  // pending_payment, paid, deploying (sent, creating, starting), running
+  const auto shown_lease = json::parse(shown.out);
+  const auto& history = shown_lease.at("history").as_array();
+  ASSERT_EQ(history.size(), 6U) << shown.out;
+  EXPECT_EQ(history[3].at("reason"), "creating the container") << shown.out;
+  EXPECT_EQ(history[4].at("reason"), "starting the container") << shown.out;
   auto listed = kaisar({"leases", "--json"});
   ASSERT_EQ(listed.exit_code, 0);
   EXPECT_EQ(json::parse(listed.out).at("leases").as_array().size(), 1U);
