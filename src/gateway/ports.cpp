@@ -1,5 +1,7 @@
 #include "gateway/ports.hpp"
 
+#include <algorithm>
+
 namespace kaisar::gateway {
 
 Result<PortPool> PortPool::create(std::uint16_t first, std::uint16_t last, std::chrono::seconds cool_down) {
@@ -50,6 +52,12 @@ std::optional<PortPool::Owner> PortPool::owner(std::uint16_t public_port) const 
   auto it = owners_.find(public_port);
   if (it == owners_.end()) return std::nullopt;
   return it->second;
+}
+
+void PortPool::hold(std::uint16_t public_port, Clock::time_point until) {
+  if (public_port < first_ || public_port > last_ || owners_.contains(public_port)) return;
+  auto& at = cooling_[public_port];
+  at = std::max(at, until);
 }
 
 Result<void> PortPool::restore(std::uint16_t public_port, const std::string& lease_id, std::uint16_t container_port) {

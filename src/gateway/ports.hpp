@@ -37,6 +37,10 @@ class PortPool {
   // Puts back an allocation read from storage after a restart (kConflict when taken).
   Result<void> restore(std::uint16_t public_port, const std::string& lease_id, std::uint16_t container_port);
 
+  // Keeps a free port from being handed out until `until` (ports of leases that may come
+  // back after a restart).
+  void hold(std::uint16_t public_port, Clock::time_point until);
+
   std::size_t in_use() const { return owners_.size(); }
 
  private:

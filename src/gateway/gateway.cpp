@@ -1,0 +1,596 @@
+#include "gateway/gateway.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/json.hpp>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "core/words.hpp"
+#include "crypto/eip191.hpp"
+#include "crypto/random.hpp"
+#include "gateway/ports.hpp"
+#include "gateway/tls.hpp"
+#include "gateway/tunnel.hpp"
+
+namespace kaisar::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace json = boost::json;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxHead = 16 * 1024;
+constexpr std::size_t kMaxHandshakes = 256;
+constexpr std::chrono::seconds kHandshakeTimeout{10};
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+char lower_ascii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequals_prefix(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    if (lower_ascii(text[i]) != lower_ascii(prefix[i])) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool same_token(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// The value of `name` in "a=1&b=2" or "a=1; b=2" (separated by `sep`).
+std::optional<std::string_view> pair_value(std::string_view list, char sep, std::string_view name) {
+  while (!list.empty()) {
+    const auto end = list.find(sep);
+    std::string_view item = trim(list.substr(0, end));
+    if (item.size() > name.size() && item.substr(0, name.size()) == name && item[name.size()] == '=') {
+      return item.substr(name.size() + 1);
+    }
+    if (end == std::string_view::npos) break;
+    list.remove_prefix(end + 1);
+  }
+  return std::nullopt;
+}
+
+Result<Bytes> load_or_create_secret(const std::filesystem::path& path) {
+  if (path.empty()) {
+    Bytes secret(32);
+    crypto::random_bytes(secret);
+    return secret;
+  }
+  if (std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    std::string hex;
+    in >> hex;
+    auto bytes = from_hex(hex);
+    if (!bytes || bytes->size() != 32) return fail(ErrorCode::kInvalidArgument, path.string() + " is not 32 bytes of hex");
+    return std::move(*bytes);
+  }
+  Bytes secret(32);
+  crypto::random_bytes(secret);
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  {
+    std::ofstream out(path, std::ios::trunc);
+    if (!out) return fail(ErrorCode::kUnavailable, "cannot write " + path.string());
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+    out << to_hex(secret, false) << "\n";
+  }
+  return secret;
+}
+
+}  // namespace
+
+bool request_has_token(std::string_view head, std::string_view token) {
+  if (token.empty()) return false;
+  bool found = false;
+  const auto line_end = head.find("\r\n");
+  const std::string_view request_line = head.substr(0, line_end);
+  // "GET /path?kaisar_token=… HTTP/1.1"
+  if (auto sp1 = request_line.find(' '); sp1 != std::string_view::npos) {
+    std::string_view target = request_line.substr(sp1 + 1);
+    target = target.substr(0, target.find(' '));
+    if (auto q = target.find('?'); q != std::string_view::npos) {
+      if (auto v = pair_value(target.substr(q + 1), '&', "kaisar_token"); v && same_token(*v, token)) found = true;
+    }
+  }
+  std::size_t at = line_end == std::string_view::npos ? head.size() : line_end + 2;
+  while (at < head.size()) {
+    auto end = head.find("\r\n", at);
+    if (end == std::string_view::npos) end = head.size();
+    const std::string_view line = head.substr(at, end - at);
+    at = end + 2;
+    if (line.empty()) break;
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string_view name = line.substr(0, colon);
+    const std::string_view value = trim(line.substr(colon + 1));
+    if (name.size() == 13 && iequals_prefix(name, "authorization")) {
+      if (iequals_prefix(value, "bearer ") && same_token(trim(value.substr(7)), token)) found = true;
+    } else if (name.size() == 14 && iequals_prefix(name, "x-kaisar-token")) {
+      if (same_token(value, token)) found = true;
+    } else if (name.size() == 6 && iequals_prefix(name, "cookie")) {
+      if (auto v = pair_value(value, ';', "kaisar_token"); v && same_token(*v, token)) found = true;
+    }
+  }
+  return found;
+}
+
+const char* Gateway::migration_sql() {
+  return R"sql(
+CREATE TABLE gateway_ports (
+  public_port    INTEGER PRIMARY KEY,
+  lease_id       TEXT NOT NULL,
+  container_port INTEGER NOT NULL,
+  released_at    INTEGER
+);
+CREATE INDEX gateway_ports_lease ON gateway_ports(lease_id);
+)sql";
+}
+
+struct Gateway::Impl {
+  // First member: destroyed last, after everything that uses it (its pending coroutines,
+  // which hold sockets, are destroyed with it).
+  asio::io_context io{1};
+  GatewayOptions options;
+  Authorizer authorize;
+  store::Database* db = nullptr;
+  TlsIdentity identity;
+  Bytes secret;
+  asio::ssl::context tls{asio::ssl::context::tls_server};
+  tcp::acceptor tunnel_acceptor{io};
+  std::uint16_t tunnel_port = 0;
+  std::optional<PortPool> pool;  // with a configured range
+  std::map<std::pair<std::string, std::uint16_t>, std::uint16_t> remembered;  // (lease, port) → public port
+  struct Listener {
+    explicit Listener(asio::io_context& io) : acceptor(io) {}
+    std::string lease_id;
+    std::string provider;  // lower-case hex
+    Port port;
+    std::uint16_t public_port = 0;
+    tcp::acceptor acceptor;
+    bool closed = false;
+  };
+  std::map<std::string, std::vector<std::shared_ptr<Listener>>> by_lease;
+  std::map<std::string, std::shared_ptr<TunnelConnection>> tunnels;  // provider (lower-case hex) → tunnel
+  std::size_t handshaking = 0;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
+  std::thread thread;
+  std::atomic<bool> stopped{false};
+  // What expose() published, for endpoints() from any thread. The gateway's thread takes no
+  // lock but this one and never touches the database, so callers may hold theirs.
+  mutable std::mutex published_mutex;
+  std::map<std::string, std::vector<Endpoint>> published;
+
+  void say(const std::string& line) const {
+    if (options.log) options.log(line);
+  }
+
+  // Runs `f` on the gateway's thread and returns its result.
+  template <class F>
+  auto on_io(F f) -> decltype(f()) {
+    using R = decltype(f());
+    if (io.get_executor().running_in_this_thread()) return f();
+    std::packaged_task<R()> task(std::move(f));
+    auto result = task.get_future();
+    asio::post(io, [&task] { task(); });
+    return result.get();
+  }
+
+  std::string token(const std::string& lease_id) const {
+    const std::string message = "kaisar lease access token\n" + lease_id;
+    unsigned char mac[32];
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(message.data()),
+         message.size(), mac, &n);
+    return to_hex(ByteView(mac, 16), false);
+  }
+
+  void persist(std::uint16_t public_port, const std::string& lease_id, std::uint16_t container_port) {
+    if (db == nullptr) return;
+    (void)db->execute("INSERT OR REPLACE INTO gateway_ports (public_port, lease_id, container_port, released_at) VALUES (?, ?, ?, NULL)",
+                      {static_cast<std::int64_t>(public_port), lease_id, static_cast<std::int64_t>(container_port)});
+  }
+
+  void restore() {
+    if (db == nullptr) return;
+    auto rows = db->query("SELECT public_port, lease_id, container_port, released_at FROM gateway_ports");
+    if (!rows) return;
+    const auto now = unix_now();
+    const auto steady = PortPool::Clock::now();
+    for (const auto& r : *rows) {
+      const auto port = static_cast<std::uint16_t>(r.integer(0));
+      // A lease that was live keeps its port when it is exposed again; until then (and if it
+      // never is) the port rests, as do the ports of leases that ended lately.
+      std::int64_t rest_until = now + options.cool_down.count();
+      if (r.is_null(3)) {
+        remembered[{r.text(1), static_cast<std::uint16_t>(r.integer(2))}] = port;
+      } else {
+        rest_until = r.integer(3) + options.cool_down.count();
+      }
+      if (rest_until <= now) {
+        (void)db->execute("DELETE FROM gateway_ports WHERE public_port = ? AND released_at IS NOT NULL",
+                          {static_cast<std::int64_t>(port)});
+        continue;
+      }
+      if (pool) pool->hold(port, steady + std::chrono::seconds{rest_until - now});
+    }
+  }
+
+  Result<std::vector<Endpoint>> expose(const std::string& lease_id, const std::string& provider, const std::vector<Port>& ports) {
+    std::vector<Endpoint> out;
+    auto& listeners = by_lease[lease_id];
+    for (const auto& p : ports) {
+      auto existing = std::find_if(listeners.begin(), listeners.end(),
+                                   [&](const auto& l) { return l->port.container_port == p.container_port; });
+      if (existing != listeners.end()) {
+        out.push_back(Endpoint{(*existing)->port, (*existing)->public_port});
+        continue;
+      }
+      std::uint16_t wanted = 0;
+      const auto key = std::pair{lease_id, p.container_port};
+      if (auto it = remembered.find(key); it != remembered.end()) wanted = it->second;
+      if (pool) {
+        if (wanted != 0 && !pool->restore(wanted, lease_id, p.container_port)) wanted = 0;
+        if (wanted == 0) {
+          auto allocated = pool->allocate(lease_id, p.container_port, PortPool::Clock::now());
+          if (!allocated) return std::unexpected(allocated.error());
+          wanted = *allocated;
+        }
+      }
+      auto l = std::make_shared<Listener>(io);
+      l->lease_id = lease_id;
+      l->provider = provider;
+      l->port = p;
+      boost::system::error_code ec;
+      auto address = asio::ip::make_address(options.listen_host, ec);
+      if (ec) return fail(ErrorCode::kInvalidArgument, "bad listen address " + options.listen_host);
+      auto bind = [&](std::uint16_t port) {
+        boost::system::error_code e;
+        if (l->acceptor.is_open()) l->acceptor.close(e);
+        l->acceptor.open(address.is_v6() ? tcp::v6() : tcp::v4(), e);
+        if (!e) l->acceptor.set_option(tcp::acceptor::reuse_address(true), e);
+        if (!e) l->acceptor.bind(tcp::endpoint(address, port), e);
+        if (!e) l->acceptor.listen(asio::socket_base::max_listen_connections, e);
+        return e;
+      };
+      ec = bind(wanted);
+      if (ec && !pool && wanted != 0) ec = bind(0);  // the remembered port went to someone else
+      if (ec) {
+        return fail(ErrorCode::kUnavailable,
+                    "cannot listen on " + options.listen_host + ":" + std::to_string(wanted) + ": " + ec.message());
+      }
+      l->public_port = l->acceptor.local_endpoint().port();
+      remembered[key] = l->public_port;
+      listeners.push_back(l);
+      asio::co_spawn(io, serve(this, l), asio::detached);
+      out.push_back(Endpoint{p, l->public_port});
+    }
+    return out;
+  }
+
+  void withdraw(const std::string& lease_id) {
+    std::set<std::string> providers;
+    if (auto it = by_lease.find(lease_id); it != by_lease.end()) {
+      for (auto& l : it->second) {
+        l->closed = true;
+        boost::system::error_code ec;
+        l->acceptor.close(ec);
+        providers.insert(l->provider);
+      }
+      by_lease.erase(it);
+    }
+    for (const auto& p : providers) {
+      if (auto t = tunnels.find(p); t != tunnels.end()) t->second->reset_lease(lease_id);
+    }
+    if (pool) (void)pool->release(lease_id, PortPool::Clock::now());
+    std::erase_if(remembered, [&](const auto& entry) { return entry.first.first == lease_id; });
+  }
+
+  static asio::awaitable<void> serve(Impl* self, std::shared_ptr<Listener> l) {
+    for (;;) {
+      auto [ec, socket] = co_await l->acceptor.async_accept(kTuple);
+      if (l->closed || !l->acceptor.is_open()) co_return;
+      if (ec) {
+        asio::steady_timer pause(self->io, std::chrono::milliseconds{50});  // e.g. out of file descriptors
+        (void)co_await pause.async_wait(kTuple);
+        continue;
+      }
+      asio::co_spawn(self->io, connection(self, l, std::move(socket)), asio::detached);
+    }
+  }
+
+  static asio::awaitable<void> connection(Impl* self, std::shared_ptr<Listener> l, tcp::socket socket) {
+    std::string head;
+    const bool http = !l->port.tcp;
+    if (http && !l->port.open_to_all) {
+      // The request head must carry the lease's token; the bytes read go on to the container.
+      beast::tcp_stream stream(std::move(socket));
+      stream.expires_after(kHandshakeTimeout);
+      char buffer[4096];
+      while (head.find("\r\n\r\n") == std::string::npos) {
+        if (head.size() >= kMaxHead) {
+          co_await answer_and_close(stream.release_socket(),
+                                    plain_response(431, "Request Header Fields Too Large", "the request head is over 16 KiB"));
+          co_return;
+        }
+        auto [ec, n] = co_await stream.async_read_some(asio::buffer(buffer), kTuple);
+        if (ec) co_return;  // closed or timed out before a whole head
+        head.append(buffer, n);
+      }
+      stream.expires_never();
+      socket = stream.release_socket();
+      if (!request_has_token(head, self->token(l->lease_id))) {
+        co_await answer_and_close(std::move(socket),
+                                  plain_response(401, "Unauthorized",
+                                                 "this port needs the lease's access token (kaisar lease show): "
+                                                 "send Authorization: Bearer <token>",
+                                                 "WWW-Authenticate: Bearer realm=\"kaisar lease\"\r\n"));
+        co_return;
+      }
+    }
+    if (l->closed) co_return;
+    auto t = self->tunnels.find(l->provider);
+    if (t == self->tunnels.end() || t->second->closed()) {
+      co_await answer_and_close(std::move(socket), http ? plain_response(502, "Bad Gateway", "the provider is not connected to the gateway")
+                                                        : std::string{});
+      co_return;
+    }
+    t->second->relay(std::move(socket), l->lease_id, l->port.container_port, std::move(head), http);
+  }
+
+  static asio::awaitable<void> accept_tunnels(Impl* self) {
+    for (;;) {
+      auto [ec, socket] = co_await self->tunnel_acceptor.async_accept(kTuple);
+      if (!self->tunnel_acceptor.is_open()) co_return;
+      if (ec) {
+        asio::steady_timer pause(self->io, std::chrono::milliseconds{50});
+        (void)co_await pause.async_wait(kTuple);
+        continue;
+      }
+      if (self->handshaking >= kMaxHandshakes || self->tunnels.size() >= self->options.max_tunnels) continue;  // closed
+      ++self->handshaking;
+      asio::co_spawn(self->io, admit(self, std::move(socket)), [self](std::exception_ptr) { --self->handshaking; });
+    }
+  }
+
+  // TLS, WebSocket, then the node key: a challenge the agent signs (tunnel_auth_message).
+  static asio::awaitable<void> admit(Impl* self, tcp::socket socket) {
+    auto ws = std::make_unique<TunnelSocket>(beast::tcp_stream(std::move(socket)), self->tls);
+    auto& lowest = beast::get_lowest_layer(*ws);
+    lowest.expires_after(kHandshakeTimeout);
+    auto [tls_ec] = co_await ws->next_layer().async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (tls_ec) co_return;
+    auto [ws_ec] = co_await ws->async_accept(kTuple);
+    if (ws_ec) co_return;
+    ws->read_message_max(kMaxData + 1024);
+    std::array<std::uint8_t, 32> nonce_bytes{};
+    crypto::random_bytes(nonce_bytes);
+    const std::string nonce = to_hex(nonce_bytes, false);
+    ws->text(true);
+    const std::string challenge = json::serialize(
+        json::object{{"type", "challenge"}, {"nonce", nonce}, {"certificate_sha256", self->identity.sha256}});
+    auto [w_ec, w_n] = co_await ws->async_write(asio::buffer(challenge), kTuple);
+    if (w_ec) co_return;
+    beast::flat_buffer buffer;
+    auto [r_ec, r_n] = co_await ws->async_read(buffer, kTuple);
+    if (r_ec) co_return;
+    lowest.expires_never();
+    auto refuse = [&](std::string why) -> asio::awaitable<void> {
+      const std::string error = json::serialize(json::object{{"type", "error"}, {"message", why}});
+      (void)co_await ws->async_write(asio::buffer(error), kTuple);
+      boost::system::error_code ec;
+      beast::get_lowest_layer(*ws).socket().close(ec);
+    };
+    boost::system::error_code jec;
+    auto hello = json::parse(beast::buffers_to_string(buffer.cdata()), jec);
+    const json::object* o = !jec && hello.is_object() ? &hello.get_object() : nullptr;
+    auto field = [&](std::string_view key) {
+      const json::value* v = o != nullptr ? o->if_contains(key) : nullptr;
+      return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
+    };
+    if (o == nullptr || field("type") != "hello") {
+      co_await refuse("expected {\"type\":\"hello\",\"node\":…,\"signature\":…}");
+      co_return;
+    }
+    auto node = crypto::Address::parse(field("node"));
+    auto signature = crypto::Signature::parse(field("signature"));
+    if (!node || !signature) {
+      co_await refuse("hello needs node (an address) and signature (65 bytes of hex)");
+      co_return;
+    }
+    auto signer = crypto::recover_personal_signer(tunnel_auth_message(self->identity.sha256, nonce), *signature);
+    if (!signer || *signer != *node) {
+      co_await refuse("the signature is not the node key's");
+      co_return;
+    }
+    if (!self->authorize || !self->authorize(*node)) {
+      co_await refuse("no registered provider " + node->to_checksum() + " (connect the agent to OneNode first)");
+      co_return;
+    }
+    const std::string welcome = json::serialize(json::object{{"type", "welcome"}});
+    auto [we_ec, we_n] = co_await ws->async_write(asio::buffer(welcome), kTuple);
+    if (we_ec) co_return;
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = kHandshakeTimeout;
+    timeouts.idle_timeout = self->options.idle_timeout;
+    timeouts.keep_alive_pings = true;
+    ws->set_option(timeouts);
+    auto tunnel = std::make_shared<TunnelConnection>(std::move(ws), Mux::Role::kGateway);
+    const std::string key = node->to_lower_hex();
+    if (auto old = self->tunnels.find(key); old != self->tunnels.end()) old->second->close();  // the agent came back
+    self->tunnels[key] = tunnel;
+    --self->handshaking;
+    self->say("tunnel up for provider " + node->to_checksum());
+    auto ended = co_await tunnel->run();
+    ++self->handshaking;  // balanced by the completion handler
+    if (auto it = self->tunnels.find(key); it != self->tunnels.end() && it->second == tunnel) self->tunnels.erase(it);
+    self->say("tunnel down for provider " + node->to_checksum() + ": " + (ended ? std::string("closed") : ended.error().message));
+  }
+};
+
+Gateway::Gateway(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Gateway::~Gateway() { stop(); }
+
+Result<std::unique_ptr<Gateway>> Gateway::start(GatewayOptions options, Authorizer authorize, store::Database* db) {
+  auto impl = std::make_shared<Impl>();
+  Impl& s = *impl;
+  if (options.public_host.empty()) options.public_host = options.listen_host;
+  s.options = std::move(options);
+  s.authorize = std::move(authorize);
+  s.db = db;
+  if ((s.options.first_port == 0) != (s.options.last_port == 0)) {
+    return fail(ErrorCode::kInvalidArgument, "the gateway's port range needs both ends (or neither: any free port)");
+  }
+  if (s.options.first_port != 0) {
+    auto pool = PortPool::create(s.options.first_port, s.options.last_port, s.options.cool_down);
+    if (!pool) return std::unexpected(pool.error());
+    s.pool.emplace(std::move(*pool));
+  }
+  auto identity = load_or_create_identity(s.options.certificate, s.options.private_key, s.options.public_host);
+  if (!identity) return std::unexpected(identity.error());
+  s.identity = std::move(*identity);
+  auto secret = load_or_create_secret(s.options.secret);
+  if (!secret) return std::unexpected(secret.error());
+  s.secret = std::move(*secret);
+  boost::system::error_code ec;
+  s.tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                    asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  s.tls.use_certificate_chain(asio::buffer(s.identity.certificate_pem), ec);
+  if (!ec) s.tls.use_private_key(asio::buffer(s.identity.private_key_pem), asio::ssl::context::pem, ec);
+  if (ec) return fail(ErrorCode::kInvalidArgument, "the gateway's TLS certificate or key: " + ec.message());
+  auto address = asio::ip::make_address(s.options.listen_host, ec);
+  if (ec) return fail(ErrorCode::kInvalidArgument, "bad gateway listen address '" + s.options.listen_host + "'");
+  const tcp::endpoint endpoint(address, s.options.tunnel_port);
+  s.tunnel_acceptor.open(endpoint.protocol(), ec);
+  if (!ec) s.tunnel_acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) s.tunnel_acceptor.bind(endpoint, ec);
+  if (!ec) s.tunnel_acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return fail(ErrorCode::kUnavailable, "the gateway cannot listen on " + s.options.listen_host + ":" +
+                                             std::to_string(s.options.tunnel_port) + ": " + ec.message());
+  }
+  s.tunnel_port = s.tunnel_acceptor.local_endpoint().port();
+  s.restore();
+  asio::co_spawn(s.io, Impl::accept_tunnels(&s), asio::detached);
+  s.thread = std::thread([&s] { s.io.run(); });
+  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+void Gateway::stop() {
+  Impl& s = *impl_;
+  if (s.stopped.exchange(true)) return;
+  asio::post(s.io, [&s] {
+    boost::system::error_code ec;
+    s.tunnel_acceptor.close(ec);
+    for (auto& [lease, listeners] : s.by_lease) {
+      for (auto& l : listeners) {
+        l->closed = true;
+        l->acceptor.close(ec);
+      }
+    }
+    for (auto& [provider, t] : s.tunnels) t->close();
+    s.io.stop();
+  });
+  s.work.reset();
+  if (s.thread.joinable()) s.thread.join();
+  s.by_lease.clear();
+  s.tunnels.clear();
+}
+
+std::uint16_t Gateway::tunnel_port() const { return impl_->tunnel_port; }
+
+std::string Gateway::tunnel_url() const {
+  const std::string& host = impl_->options.public_host;
+  const bool v6 = host.find(':') != std::string::npos;
+  return "wss://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(impl_->tunnel_port) + "/";
+}
+
+const std::string& Gateway::certificate_sha256() const { return impl_->identity.sha256; }
+const std::string& Gateway::public_host() const { return impl_->options.public_host; }
+
+Result<std::vector<Gateway::Endpoint>> Gateway::expose(const std::string& lease_id, const crypto::Address& provider,
+                                                       const std::vector<Port>& ports) {
+  if (impl_->stopped) return fail(ErrorCode::kUnavailable, "the gateway is stopping");
+  auto exposed = impl_->on_io([&] { return impl_->expose(lease_id, provider.to_lower_hex(), ports); });
+  if (!exposed) return exposed;
+  {
+    std::lock_guard lock(impl_->published_mutex);
+    impl_->published[lease_id] = *exposed;
+  }
+  for (const auto& e : *exposed) impl_->persist(e.public_port, lease_id, e.port.container_port);  // on the caller's thread
+  return exposed;
+}
+
+void Gateway::withdraw(const std::string& lease_id) {
+  if (impl_->stopped) return;
+  impl_->on_io([&] { impl_->withdraw(lease_id); });
+  {
+    std::lock_guard lock(impl_->published_mutex);
+    impl_->published.erase(lease_id);
+  }
+  if (impl_->db != nullptr) {
+    (void)impl_->db->execute("UPDATE gateway_ports SET released_at = ? WHERE lease_id = ? AND released_at IS NULL",
+                             {unix_now(), lease_id});
+  }
+}
+
+std::vector<Gateway::Endpoint> Gateway::endpoints(const std::string& lease_id) const {
+  std::lock_guard lock(impl_->published_mutex);
+  auto it = impl_->published.find(lease_id);
+  return it == impl_->published.end() ? std::vector<Endpoint>{} : it->second;
+}
+
+std::string Gateway::access_token(const std::string& lease_id) const { return impl_->token(lease_id); }
+
+bool Gateway::connected(const crypto::Address& provider) const {
+  if (impl_->stopped) return false;
+  return impl_->on_io([&] {
+    auto it = impl_->tunnels.find(provider.to_lower_hex());
+    return it != impl_->tunnels.end() && !it->second->closed();
+  });
+}
+
+std::size_t Gateway::tunnels() const {
+  if (impl_->stopped) return 0;
+  return impl_->on_io([&] { return impl_->tunnels.size(); });
+}
+
+void Gateway::disconnect(const crypto::Address& provider) {
+  if (impl_->stopped) return;
+  impl_->on_io([&] {
+    if (auto it = impl_->tunnels.find(provider.to_lower_hex()); it != impl_->tunnels.end()) it->second->close();
+  });
+}
+
+}  // namespace kaisar::gateway
