@@ -1,4 +1,5 @@
 // Wallet and client commands: wallet new|import|address, login, logout, providers, status.
+#include <charconv>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -49,6 +50,33 @@ std::string field(const json::value& v, std::string_view key) {
   if (f->is_string()) return std::string(f->as_string());
   if (f->is_null()) return "-";
   return json::serialize(*f);
+}
+
+// How to reach a running lease: through the gateway, or on the provider's loopback when
+// this OneNode runs none.
+void print_endpoints(const json::value& lease) {
+  bool token_needed = false;
+  for (const auto& ep : lease.at("endpoints").as_array()) {
+    const std::string port = field(ep, "port");
+    if (!ep.as_object().contains("public_port")) {
+      const std::string host_port = field(ep, "host_port");
+      if (port == "22") std::cout << "  ssh:  ssh -p " << host_port << " root@127.0.0.1   (on the provider's machine)\n";
+      else std::cout << "  port " << port << ": http://127.0.0.1:" << host_port << "/   (on the provider's machine)\n";
+      continue;
+    }
+    if (field(ep, "protocol") == "tcp") {
+      if (port == "22") std::cout << "  ssh:  " << field(ep, "ssh") << "\n";
+      else std::cout << "  port " << port << ": tcp " << field(ep, "address") << "\n";
+    } else {
+      const bool open = field(ep, "open") == "true";
+      token_needed = token_needed || !open;
+      std::cout << "  port " << port << ": " << field(ep, "url") << (open ? "   (open to anyone)" : "") << "\n";
+    }
+  }
+  if (token_needed) {
+    std::cout << "  access token: " << field(lease, "access_token")
+              << "   (HTTP ports need it: Authorization: Bearer <token>, or ?kaisar_token=<token>)\n";
+  }
 }
 
 }  // namespace
@@ -457,7 +485,9 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
   rent->add_option("--cpus", ra.cpus, "CPU cores (default 1)");
   rent->add_option("--memory-gb", ra.memory_gb, "memory in GiB (default 1)");
   rent->add_option("--hours", ra.hours, "hours paid in advance (default 1)");
-  rent->add_option("--port", ra.ports, "container port to expose (repeatable)");
+  rent->add_option("--port", ra.ports,
+                   "container port to expose through the gateway (repeatable): PORT (HTTP behind the lease's "
+                   "access token; 22 is TCP), PORT/tcp (raw TCP), PORT/public (HTTP open to anyone)");
   rent->add_option("--env", ra.env, "NAME=value for the container (repeatable)");
   rent->add_option("--ssh-key", ra.ssh_key_file, "your SSH public key file (e.g. ~/.ssh/id_ed25519.pub)");
   rent->add_option("--wait", ra.wait_seconds, "seconds to wait for the payment to be seen (default 120)");
@@ -472,8 +502,27 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       if (!ra.offer.empty()) body["offer"] = ra.offer;
       else body["query"] = ra.query;
       json::array ports;
-      for (auto p : ra.ports) ports.push_back(p);
+      json::array tcp_ports;
+      json::array public_ports;
+      for (const auto& spec : ra.ports) {
+        const auto slash = spec.find('/');
+        const std::string number = spec.substr(0, slash);
+        const std::string kind = slash == std::string::npos ? "" : spec.substr(slash + 1);
+        unsigned port = 0;
+        auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), port);
+        if (number.empty() || ec != std::errc{} || end != number.data() + number.size() || port == 0 || port > 65535 ||
+            (kind != "" && kind != "tcp" && kind != "http" && kind != "public")) {
+          return report(Error{ErrorCode::kInvalidArgument,
+                              "--port " + spec + ": give PORT, PORT/tcp, PORT/http or PORT/public (PORT 1 to 65535)"},
+                        o.json);
+        }
+        ports.push_back(port);
+        if (kind == "tcp" || (kind.empty() && port == 22)) tcp_ports.push_back(port);
+        if (kind == "public") public_ports.push_back(port);
+      }
       body["ports"] = std::move(ports);
+      body["tcp_ports"] = std::move(tcp_ports);
+      body["public_ports"] = std::move(public_ports);
       json::object env;
       for (const auto& kv : ra.env) {
         const auto eq = kv.find('=');
@@ -560,17 +609,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         print_json(current);
       } else {
         std::cout << "lease " << id << ": " << state << " (" << field(current, "reason") << ")\n";
-        if (state == "running") {
-          for (const auto& ep : current.at("endpoints").as_array()) {
-            const std::string port = field(ep, "port");
-            const std::string host_port = field(ep, "host_port");
-            if (port == "22") {
-              std::cout << "  ssh:  ssh -p " << host_port << " root@127.0.0.1   (on the provider's machine)\n";
-            } else {
-              std::cout << "  port " << port << ": http://127.0.0.1:" << host_port << "/   (on the provider's machine)\n";
-            }
-          }
-        }
+        if (state == "running") print_endpoints(current);
       }
       if (state == "failed" || state == "ended") return kExitConflict;
       return state == "running" ? kExitOk : kExitUnavailable;
@@ -622,6 +661,10 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
                 << "history:\n";
       for (const auto& h : r->at("history").as_array()) {
         std::cout << "  " << field(h, "at") << "  " << field(h, "state") << "  " << field(h, "reason") << "\n";
+      }
+      if (field(*r, "state") == "running") {
+        std::cout << "endpoints:\n";
+        print_endpoints(*r);
       }
       return kExitOk;
     };
@@ -731,15 +774,22 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
         return report(Error{ErrorCode::kConflict, "lease " + ra.lease_id + " is " + field(*r, "state") + ", not running"},
                       o.json);
       }
+      // Through the gateway; without one, the provider's loopback (only from that machine).
       std::string port;
+      std::string host = "127.0.0.1";
       for (const auto& ep : r->at("endpoints").as_array()) {
-        if (field(ep, "port") == "22") port = field(ep, "host_port");
+        if (field(ep, "port") != "22") continue;
+        if (ep.as_object().contains("public_port")) {
+          port = field(ep, "public_port");
+          host = field(ep, "public_host");
+        } else {
+          port = field(ep, "host_port");
+        }
       }
       if (port.empty()) {
         return report(Error{ErrorCode::kNotFound, "lease " + ra.lease_id + " exposes no port 22; rent with --port 22"},
                       o.json);
       }
-      // The endpoint is on the provider's loopback until the gateway exposes it.
       std::vector<std::string> argv{"ssh", "-p", port};
       argv.insert(argv.end(), ra.ssh_args.begin(), ra.ssh_args.end());
       // Options go before the destination; a command given after them follows it.
@@ -756,7 +806,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       }
       std::vector<std::string> final_argv{"ssh", "-p", port};
       final_argv.insert(final_argv.end(), options.begin(), options.end());
-      final_argv.push_back("root@127.0.0.1");
+      final_argv.push_back("root@" + host);
       final_argv.insert(final_argv.end(), command.begin(), command.end());
       std::vector<char*> cargv;
       for (auto& a : final_argv) cargv.push_back(a.data());

@@ -33,6 +33,10 @@ struct OneNodeArgs {
   std::string contracts_file;
   bool deploy_contracts = false;
   std::uint64_t confirmations = 0;
+  std::string gateway_tunnel_port;  // "" or a port
+  std::string gateway_public_host;
+  std::string gateway_ports;
+  bool no_gateway = false;
   std::string anvil;  // dev: the anvil binary
 };
 
@@ -43,6 +47,8 @@ struct ProviderArgs {
   std::string price_cpu_core_hour;
   std::string price_ram_gb_hour;
   std::string engine_socket;   // Docker/Podman API socket
+  std::string gateway_url;     // override of the gateway tunnel's URL
+  std::string gateway_sha256;  // and its certificate pin
   std::string demo_image;      // demo image tarball
   bool import_wallet = false;
   bool light_kdf = false;
@@ -63,7 +69,7 @@ struct RentArgs {
   std::uint32_t cpus = 1;
   std::uint32_t memory_gb = 1;
   std::uint32_t hours = 1;
-  std::vector<std::uint16_t> ports;
+  std::vector<std::string> ports;  // PORT, PORT/tcp, PORT/http or PORT/public
   std::vector<std::string> env;
   std::string ssh_key_file;
   std::string lease_id;  // lease show

@@ -1,4 +1,5 @@
 // Long-running roles: onenode, provider init|run|status, dev.
+#include <charconv>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -85,6 +86,17 @@ Result<onenode::OneNodeConfig> onenode_config(const OneNodeArgs& a) {
   if (!a.contracts_file.empty()) c.contracts_file = a.contracts_file;
   if (a.deploy_contracts) c.deploy_contracts = true;
   if (a.confirmations > 0) c.confirmations = a.confirmations;
+  if (!a.gateway_tunnel_port.empty()) {
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(a.gateway_tunnel_port.data(), a.gateway_tunnel_port.data() + a.gateway_tunnel_port.size(), port);
+    if (ec != std::errc{} || end != a.gateway_tunnel_port.data() + a.gateway_tunnel_port.size() || port > 65535) {
+      return fail(ErrorCode::kInvalidArgument, "--gateway-tunnel-port must be a port number (0 picks a free one)");
+    }
+    c.gateway_tunnel_port = static_cast<std::uint16_t>(port);
+  }
+  if (!a.gateway_public_host.empty()) c.gateway_public_host = a.gateway_public_host;
+  if (!a.gateway_ports.empty()) c.gateway_ports = a.gateway_ports;
+  if (a.no_gateway) c.gateway = false;
   return c;
 }
 
@@ -383,6 +395,11 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   onenode_cmd->add_option("--contracts-file", on.contracts_file, "contract addresses (JSON; default DATA/contracts.json)");
   onenode_cmd->add_flag("--deploy-contracts", on.deploy_contracts, "deploy the contracts when the contracts file is missing");
   onenode_cmd->add_option("--confirmations", on.confirmations, "blocks before a chain write or event is final (default 1)");
+  onenode_cmd->add_option("--gateway-tunnel-port", on.gateway_tunnel_port, "port agents dial for their tunnel (default: any free)");
+  onenode_cmd->add_option("--gateway-public-host", on.gateway_public_host,
+                          "host renters and agents reach the gateway at (default: public URL's host or the listen host)");
+  onenode_cmd->add_option("--gateway-ports", on.gateway_ports, "FIRST-LAST: public ports for leases (default: any free port)");
+  onenode_cmd->add_flag("--no-gateway", on.no_gateway, "run without the gateway (leases' ports stay on providers' machines)");
   onenode_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
@@ -462,6 +479,9 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   run_cmd->add_option("--engine-socket", pa.engine_socket,
                       "Docker or Podman API socket for leases' containers (e.g. /run/podman/podman.sock)");
   run_cmd->add_option("--demo-image", pa.demo_image, "root filesystem tarball of localhost/kaisar/demo:latest");
+  run_cmd->add_option("--gateway", pa.gateway_url, "the gateway's tunnel URL (wss://HOST:PORT/); default: as OneNode says");
+  run_cmd->add_option("--gateway-sha256", pa.gateway_sha256,
+                      "SHA-256 of the gateway's certificate to pin (without it: the system's CAs must trust it)");
   run_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
@@ -478,6 +498,8 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       options.onenode_url = o.onenode;
       if (!pa.region.empty()) options.region = pa.region;
       options.engine_socket = pa.engine_socket;
+      options.gateway_url = pa.gateway_url;
+      options.gateway_sha256 = pa.gateway_sha256;
       options.demo_image_tar = pa.demo_image.empty() ? default_demo_image() : pa.demo_image;
       if (options.engine_socket.empty()) {
         spdlog::warn("no --engine-socket: this machine can be listed but runs no containers");

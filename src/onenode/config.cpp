@@ -53,6 +53,17 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
     else if (k == "confirmations") r = want_int(c.confirmations);
     else if (k == "faucet") r = want_bool(c.faucet);
     else if (k == "payment_timeout") r = want_seconds(c.payment_timeout);
+    else if (k == "gateway") r = want_bool(c.gateway);
+    else if (k == "gateway_listen") r = want_string(c.gateway_listen);
+    else if (k == "gateway_tunnel_port") {
+      std::uint64_t port = 0;
+      r = want_int(port);
+      if (r && port > 65535) r = fail(ErrorCode::kInvalidArgument, "config " + path + ": gateway_tunnel_port must be 0 to 65535");
+      c.gateway_tunnel_port = static_cast<std::uint16_t>(port);
+    }
+    else if (k == "gateway_public_host") r = want_string(c.gateway_public_host);
+    else if (k == "gateway_ports") r = want_string(c.gateway_ports);
+    else if (k == "gateway_cool_down") r = want_seconds(c.gateway_cool_down);
     else if (k == "body_limit") r = want_int(c.body_limit);
     else if (k == "threads") r = want_int(c.threads);
     else if (k == "heartbeat_interval") r = want_seconds(c.heartbeat_interval);

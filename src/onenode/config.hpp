@@ -39,6 +39,14 @@ struct OneNodeConfig {
   // A lease not paid within this time is failed and its capacity freed.
   std::chrono::seconds payment_timeout{900};
 
+  // The gateway (in this process): agents' tunnels and leases' public ports.
+  bool gateway = true;
+  std::string gateway_listen;        // host its ports listen on; default the listen host
+  std::uint16_t gateway_tunnel_port = 0;  // where agents dial (wss); 0 picks a free one
+  std::string gateway_public_host;   // how renters and agents reach it; default public_url's host
+  std::string gateway_ports;         // "FIRST-LAST" for leases' public ports; empty: any free port
+  std::chrono::seconds gateway_cool_down{300};
+
   // Reads a TOML file; keys are the field names above (durations in seconds).
   static Result<OneNodeConfig> load_toml(const std::string& path);
   // "host:port" → pieces; the error says what is wrong.

@@ -197,11 +197,13 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
     if (live_leases) {
       for (auto& id : live_leases(state->provider_id)) leases.push_back(json::value(id));
     }
-    s->send(json::serialize(json::object{{"type", "welcome"},
-                                         {"v", protocol::kVersion},
-                                         {"provider_id", reg->node.to_checksum()},
-                                         {"heartbeat_interval_s", heartbeat_interval_.count()},
-                                         {"leases", std::move(leases)}}));
+    json::object welcome{{"type", "welcome"},
+                         {"v", protocol::kVersion},
+                         {"provider_id", reg->node.to_checksum()},
+                         {"heartbeat_interval_s", heartbeat_interval_.count()},
+                         {"leases", std::move(leases)}};
+    if (!gateway.is_null()) welcome["gateway"] = gateway;
+    s->send(json::serialize(welcome));
     {
       std::lock_guard lock(sessions_mutex_);
       sessions_[state->provider_id] = s;

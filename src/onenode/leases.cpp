@@ -69,7 +69,7 @@ std::uint64_t u64(const json::value* v) {
 Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
   static const std::set<std::string_view> kKnown = {"offer",   "query",   "image",   "gpus",    "gpu_model",
                                                     "cpus",    "memory_gb", "disk_gb", "env",   "ports",
-                                                    "command", "ssh_key", "hours"};
+                                                    "command", "ssh_key", "hours", "tcp_ports", "public_ports"};
   for (const auto& [k, v] : o) {
     if (!kKnown.contains(k)) return fail(ErrorCode::kInvalidArgument, "unknown field '" + std::string(k) + "'");
   }
@@ -153,6 +153,32 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
       s.ports.push_back(static_cast<std::uint16_t>(p.get_int64()));
     }
   }
+  // Subsets of ports: how the gateway serves each.
+  auto port_subset = [&](std::string_view key, std::vector<std::uint16_t>& out) -> Result<bool> {
+    const json::value* list = o.if_contains(key);
+    if (list == nullptr) return false;
+    if (!list->is_array() || list->get_array().size() > 32) {
+      return fail(ErrorCode::kInvalidArgument, std::string(key) + " must be an array of ports from ports");
+    }
+    for (const auto& p : list->get_array()) {
+      if (!p.is_int64() || std::find(s.ports.begin(), s.ports.end(), p.get_int64()) == s.ports.end() ||
+          std::find(out.begin(), out.end(), p.get_int64()) != out.end()) {
+        return fail(ErrorCode::kInvalidArgument, std::string(key) + " must list distinct ports that are also in ports");
+      }
+      out.push_back(static_cast<std::uint16_t>(p.get_int64()));
+    }
+    return true;
+  };
+  auto tcp_given = port_subset("tcp_ports", s.tcp_ports);
+  if (!tcp_given) return std::unexpected(tcp_given.error());
+  if (!*tcp_given && std::find(s.ports.begin(), s.ports.end(), 22) != s.ports.end()) s.tcp_ports = {22};
+  auto public_given = port_subset("public_ports", s.public_ports);
+  if (!public_given) return std::unexpected(public_given.error());
+  for (auto p : s.public_ports) {
+    if (std::find(s.tcp_ports.begin(), s.tcp_ports.end(), p) != s.tcp_ports.end()) {
+      return fail(ErrorCode::kInvalidArgument, "port " + std::to_string(p) + " cannot be both a TCP port and a public HTTP port");
+    }
+  }
   if (const json::value* command = o.if_contains("command")) {
     if (!command->is_array() || command->get_array().size() > 256) {
       return fail(ErrorCode::kInvalidArgument, "command must be an array of at most 256 strings");
@@ -180,6 +206,10 @@ json::object LeaseSpec::to_json() const {
                       {"ssh_key", ssh_key},   {"hours", hours}};
   if (!gpu_model.empty()) out["gpu_model"] = gpu_model;
   if (!query.empty()) out["query"] = query;
+  json::array tcp_a(tcp_ports.begin(), tcp_ports.end());
+  json::array public_a(public_ports.begin(), public_ports.end());
+  out["tcp_ports"] = std::move(tcp_a);
+  out["public_ports"] = std::move(public_a);
   return out;
 }
 
@@ -382,7 +412,7 @@ json::object LeaseBook::view(const store::Row& row, const json::array* known_his
     // While an extension waits for its top-up, the payment is the new total.
     payment.amount = payment.amount + eth::Uint256::from_decimal(extension.at("amount").as_string()).value_or(eth::Uint256{});
   }
-  return json::object{
+  json::object lease{
       {"id", id},
       {"renter", renter ? renter->to_checksum() : row.text(1)},
       {"provider", provider ? provider->to_checksum() : row.text(2)},
@@ -403,6 +433,16 @@ json::object LeaseBook::view(const store::Row& row, const json::array* known_his
       {"extension", extension},
       {"history", std::move(history)},
   };
+  if (decorate) decorate(lease);
+  return lease;
+}
+
+std::vector<std::string> LeaseBook::running_ids() const {
+  std::vector<std::string> out;
+  if (auto rows = db_.query("SELECT id FROM leases WHERE state = 'running'")) {
+    for (const auto& r : *rows) out.push_back(r.text(0));
+  }
+  return out;
 }
 
 Result<json::object> LeaseBook::get(const std::string& id) const {
@@ -437,6 +477,7 @@ Result<void> LeaseBook::transition(const std::string& id, std::string_view from,
   if (!logged) return std::unexpected(logged.error());
   const std::string data = json::serialize(json::object{{"lease_id", id}, {"state", to}, {"reason", reason}});
   events_.publish("lease.state", data, id);  // the lease's own stream
+  if (on_state_change) on_state_change(id, to);
   return {};
 }
 

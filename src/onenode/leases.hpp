@@ -33,6 +33,10 @@ struct LeaseSpec {
   std::uint32_t disk_gb = 0;
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<std::uint16_t> ports;
+  // Which ports the gateway relays as raw TCP (default: 22 when exposed) and which HTTP
+  // ports it opens to anyone (default: none; the others need the lease's access token).
+  std::vector<std::uint16_t> tcp_ports;
+  std::vector<std::uint16_t> public_ports;
   std::vector<std::string> command;
   std::string ssh_key;
   std::uint32_t hours = 1;
@@ -76,6 +80,12 @@ class LeaseBook final : public chain::LogHandler {
   // Called (with the provider's lower-case id and what its leases now hold) inside the
   // transaction in which a lease took or gave back capacity.
   std::function<void(const std::string& provider_id, const Reserved& held)> on_capacity_change;
+  // Every state change, called inside its transaction (keep it short; a rollback can follow).
+  std::function<void(const std::string& lease_id, std::string_view state)> on_state_change;
+  // Adds to the API's view of a lease (the gateway's endpoints and access token).
+  std::function<void(boost::json::object& lease)> decorate;
+  // Ids of the running leases.
+  std::vector<std::string> running_ids() const;
   // Fails leases still unpaid past the payment timeout; returns how many. A lease is only
   // failed when `deposited_on_chain` says the escrow holds nothing for it (empty: cannot
   // tell, e.g. the node is down: it waits), so an indexer that lags fails nobody.

@@ -5,11 +5,14 @@
 #include <charconv>
 #include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "core/protocol.hpp"
+#include "gateway/gateway.hpp"
 #include "net/server.hpp"
 #include "onenode/api.hpp"
 #include "onenode/auth.hpp"
@@ -46,6 +49,11 @@ struct OneNode::Impl {
   std::size_t refresh_cursor = 0;
   std::unique_ptr<Settlement> settlement;
   std::unique_ptr<net::HttpServer> server;
+  std::unique_ptr<gateway::Gateway> gateway;
+  // Providers online (lower-case ids) for the gateway's tunnel check: its own leaf lock,
+  // because the gateway's thread must not wait for locks held around database work.
+  std::mutex tunnel_mutex;
+  std::set<std::string> tunnel_allowed;
   std::atomic<bool> ready{false};
   std::thread monitor;
   std::mutex monitor_mutex;
@@ -390,6 +398,129 @@ struct OneNode::Impl {
 
   std::atomic<std::uint64_t>& logins = metrics.counter("kaisar_auth_logins_total", "Successful wallet sign-ins.");
 
+  // The gateway in this process: agents get its address in their welcome; a lease's ports
+  // are exposed when it runs and withdrawn when it ends (in the transaction's thread, so the
+  // endpoints are there as soon as the lease reads as running).
+  Result<void> start_gateway(const std::string& listen_host) {
+    gateway::GatewayOptions g;
+    g.listen_host = s_or(config.gateway_listen, listen_host);
+    g.tunnel_port = config.gateway_tunnel_port;
+    g.public_host = config.gateway_public_host;
+    if (g.public_host.empty() && !config.public_url.empty()) {
+      auto rest = config.public_url.substr(config.public_url.find("://") == std::string::npos ? 0 : config.public_url.find("://") + 3);
+      rest = rest.substr(0, rest.find('/'));
+      if (!rest.empty() && rest.front() == '[') rest = rest.substr(1, rest.find(']') - 1);
+      else rest = rest.substr(0, rest.find(':'));
+      g.public_host = rest;
+    }
+    if (g.public_host.empty()) g.public_host = g.listen_host == "0.0.0.0" || g.listen_host == "::" ? "127.0.0.1" : g.listen_host;
+    if (!config.gateway_ports.empty()) {
+      const auto dash = config.gateway_ports.find('-');
+      unsigned first = 0;
+      unsigned last = 0;
+      const auto& r = config.gateway_ports;
+      auto a = std::from_chars(r.data(), r.data() + (dash == std::string::npos ? r.size() : dash), first);
+      auto b = dash == std::string::npos ? a : std::from_chars(r.data() + dash + 1, r.data() + r.size(), last);
+      if (dash == std::string::npos || a.ec != std::errc{} || b.ec != std::errc{} || b.ptr != r.data() + r.size() ||
+          first == 0 || last > 65535 || first > last) {
+        return fail(ErrorCode::kInvalidArgument, "gateway_ports must be FIRST-LAST (e.g. 40000-40999), not '" + r + "'");
+      }
+      g.first_port = static_cast<std::uint16_t>(first);
+      g.last_port = static_cast<std::uint16_t>(last);
+    }
+    g.cool_down = config.gateway_cool_down;
+    const std::filesystem::path dir(config.data_dir);
+    g.certificate = dir / "gateway.crt";
+    g.private_key = dir / "gateway.key";
+    g.secret = dir / "gateway.secret";
+    g.log = [](const std::string& line) { spdlog::info("gateway: {}", line); };
+    auto started = gateway::Gateway::start(
+        std::move(g),
+        [this](const crypto::Address& provider) {
+          std::lock_guard lock(tunnel_mutex);
+          return tunnel_allowed.contains(provider.to_lower_hex());
+        },
+        db.get());
+    if (!started) return std::unexpected(started.error());
+    gateway = std::move(*started);
+    control->gateway = json::object{{"url", gateway->tunnel_url()}, {"certificate_sha256", gateway->certificate_sha256()}};
+    leases->on_state_change = [this](const std::string& id, std::string_view state) {
+      if (state == "running") expose(id);
+      else if (state == "ended" || state == "failed") gateway->withdraw(id);
+    };
+    leases->decorate = [this](json::object& lease) { decorate(lease); };
+    for (const auto& id : leases->running_ids()) expose(id);  // after a restart: the same ports
+    spdlog::info("gateway: tunnels at {} (certificate sha256 {})", gateway->tunnel_url(), gateway->certificate_sha256());
+    return {};
+  }
+
+  static std::string s_or(const std::string& a, const std::string& b) { return a.empty() ? b : a; }
+
+  // Exposes what the lease's container published, as the spec says (TCP, public HTTP or HTTP
+  // behind the lease's token).
+  void expose(const std::string& id) {
+    auto rows = db->query("SELECT provider, spec, endpoints FROM leases WHERE id = ?", {id});
+    if (!rows || rows->empty() || rows->front().is_null(2)) return;
+    const auto& row = rows->front();
+    auto provider = crypto::Address::parse(row.text(0));
+    boost::system::error_code ec;
+    json::value spec = json::parse(row.text(1), ec);
+    json::value published = json::parse(row.text(2), ec);
+    if (!provider || !spec.is_object() || !published.is_array()) return;
+    auto listed = [&](std::string_view key, std::int64_t port) {
+      const json::value* list = spec.as_object().if_contains(key);
+      if (list == nullptr || !list->is_array()) return false;
+      for (const auto& p : list->get_array()) {
+        if (p.is_int64() && p.get_int64() == port) return true;
+      }
+      return false;
+    };
+    std::vector<gateway::Gateway::Port> ports;
+    for (const auto& e : published.get_array()) {
+      const json::value* port = e.is_object() ? e.get_object().if_contains("port") : nullptr;
+      if (port == nullptr || !port->is_int64()) continue;
+      const auto p = port->get_int64();
+      // Leases from before the gateway knew tcp_ports: SSH is TCP.
+      const bool tcp = spec.as_object().contains("tcp_ports") ? listed("tcp_ports", p) : p == 22;
+      ports.push_back(gateway::Gateway::Port{static_cast<std::uint16_t>(p), tcp, listed("public_ports", p)});
+    }
+    if (ports.empty()) return;
+    if (auto r = gateway->expose(id, *provider, ports); !r) spdlog::warn("gateway: lease {}: {}", id, r.error().message);
+  }
+
+  // The lease's public endpoints: each container port with the gateway's port, and how to
+  // use it; the access token when an HTTP port needs it.
+  void decorate(json::object& lease) {
+    const auto exposed = gateway->endpoints(std::string(lease.at("id").as_string()));
+    if (exposed.empty()) return;
+    json::value* endpoints = lease.if_contains("endpoints");
+    if (endpoints == nullptr || !endpoints->is_array()) return;
+    const std::string& host = gateway->public_host();
+    const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    bool needs_token = false;
+    for (auto& e : endpoints->as_array()) {
+      if (!e.is_object() || !e.as_object().contains("port") || !e.at("port").is_int64()) continue;
+      const auto port = e.at("port").as_int64();
+      for (const auto& x : exposed) {
+        if (x.port.container_port != port) continue;
+        auto& o = e.as_object();
+        o["public_host"] = host;
+        o["public_port"] = x.public_port;
+        o["protocol"] = x.port.tcp ? "tcp" : "http";
+        const std::string address = shown_host + ":" + std::to_string(x.public_port);
+        if (x.port.tcp) {
+          if (port == 22) o["ssh"] = "ssh -p " + std::to_string(x.public_port) + " root@" + host;
+          o["address"] = address;
+        } else {
+          o["url"] = "http://" + address + "/";
+          o["open"] = x.port.open_to_all;
+          needs_token = needs_token || !x.port.open_to_all;
+        }
+      }
+    }
+    if (needs_token) lease["access_token"] = gateway->access_token(std::string(lease.at("id").as_string()));
+  }
+
   void monitor_loop() {
     auto next_purge = std::chrono::steady_clock::now();
     std::unique_lock lock(monitor_mutex);
@@ -453,7 +584,14 @@ Result<std::string> OneNode::start() {
   s.control->on_agent_online = [&s](const std::string& provider) { s.deploy_to(provider, true); };
   // The scheduler's in-memory offers follow the registry (online, offline) and the leases
   // (capacity taken and given back).
-  s.registry->on_status_change = [&s](const std::string& provider, bool) { s.refresh_offer(provider); };
+  s.registry->on_status_change = [&s](const std::string& provider, bool online) {
+    {
+      std::lock_guard lock(s.tunnel_mutex);
+      if (online) s.tunnel_allowed.insert(provider);
+      else s.tunnel_allowed.erase(provider);
+    }
+    s.refresh_offer(provider);
+  };
   s.leases->on_capacity_change = [&s](const std::string& provider, const Reserved& held) {
     s.scheduler.set_held(provider, held);
   };
@@ -495,6 +633,10 @@ Result<std::string> OneNode::start() {
                     [outbox_count] { return outbox_count({"queued", "sent", "mined"}); });
     s.metrics.gauge("kaisar_chain_outbox_failed", "Chain writes that failed for good.",
                     [outbox_count] { return outbox_count({"failed"}); });
+  }
+
+  if (s.config.gateway) {
+    if (auto g = s.start_gateway(listen->first); !g) return std::unexpected(g.error());
   }
 
   net::ServerOptions options;
@@ -549,6 +691,7 @@ void OneNode::stop() {
   s.server->stop();
   s.registry->sweep(/*force_flush=*/true);  // last-seen times survive the restart
   if (s.settlement) s.settlement->stop();
+  if (s.gateway) s.gateway->stop();  // after everything that ends leases (withdraw is a no-op now)
   s.server.reset();
 }
 

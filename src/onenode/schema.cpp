@@ -1,5 +1,7 @@
 #include "onenode/schema.hpp"
 
+#include "gateway/gateway.hpp"
+
 #include "chain/schema.hpp"
 
 namespace kaisar::onenode {
@@ -96,6 +98,7 @@ ALTER TABLE leases ADD COLUMN settlement TEXT;
 ALTER TABLE leases ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX leases_idempotency ON leases(renter, idempotency_key) WHERE idempotency_key IS NOT NULL;
 )sql"},
+      {11, "gateway ports", gateway::Gateway::migration_sql()},
   };
   return kMigrations;
 }

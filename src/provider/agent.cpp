@@ -8,6 +8,7 @@
 #include "core/protocol.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/random.hpp"
+#include "gateway/client.hpp"
 #include "net/client.hpp"
 #include "provider/deployer.hpp"
 
@@ -27,6 +28,11 @@ struct Agent::Impl {
   asio::steady_timer wake{io};
   std::shared_ptr<net::WebSocketClient> client;
   bool stopping = false;
+  // The gateway tunnel: where it goes (from the welcome, or the options), and the live one.
+  gateway::TunnelTarget tunnel_target;
+  bool tunnel_started = false;
+  asio::steady_timer tunnel_wake{io};
+  std::shared_ptr<gateway::TunnelConnection> tunnel;
   std::unique_ptr<Deployer> deployer;  // last member: its thread stops before the rest goes
 };
 
@@ -77,7 +83,8 @@ void Agent::run() {
     if (log) log(line);
   };
 
-  auto session = [this, &s, say]() -> asio::awaitable<Result<void>> {
+  std::function<asio::awaitable<void>()> keep_tunnel;  // below: started by the first welcome
+  auto session = [this, &s, say, &keep_tunnel]() -> asio::awaitable<Result<void>> {
     state_.store(AgentState::kConnecting);
     auto connected = co_await net::WebSocketClient::connect(s.io.get_executor(), ws_url(s.options.onenode_url));
     if (!connected) co_return std::unexpected(connected.error());
@@ -149,6 +156,19 @@ void Agent::run() {
     }
     say("online as provider " + string_field(*welcome, "provider_id") + " (heartbeat every " +
         std::to_string(interval.count()) + " s)");
+    if (auto it = welcome->find("gateway"); it != welcome->end() && it->value().is_object()) {
+      gateway::TunnelTarget target{string_field(it->value().get_object(), "url"),
+                                   string_field(it->value().get_object(), "certificate_sha256")};
+      if (!s.options.gateway_url.empty()) target = {s.options.gateway_url, s.options.gateway_sha256};
+      if (!target.url.empty() && target != s.tunnel_target) {
+        s.tunnel_target = target;
+        s.tunnel_wake.cancel();  // a waiting redial goes at once, to the new address
+      }
+      if (!target.url.empty() && !s.tunnel_started) {
+        s.tunnel_started = true;
+        asio::co_spawn(s.io, keep_tunnel(), asio::detached);
+      }
+    }
 
     auto last_ack = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
     auto client = s.client;
@@ -226,6 +246,44 @@ void Agent::run() {
     co_return std::get<1>(result);
   };
 
+  // The tunnel to the gateway: the gateway opens streams to leases' ports, which reach only
+  // ports that a lease container of this machine publishes. Redials with backoff.
+  keep_tunnel = [this, &s, say]() -> asio::awaitable<void> {
+    std::chrono::milliseconds backoff = s.options.initial_backoff;
+    while (!s.stopping) {
+      const gateway::TunnelTarget target = s.tunnel_target;
+      auto* deployer = s.deployer.get();
+      auto resolver = [deployer](const std::string& lease, std::uint16_t port) -> std::optional<std::uint16_t> {
+        if (deployer == nullptr) return std::nullopt;
+        return deployer->published(lease, port);
+      };
+      auto dialed = co_await gateway::dial_tunnel(s.io.get_executor(), target, s.identity.node_key, resolver);
+      std::string why;
+      if (dialed && !s.stopping) {
+        s.tunnel = *dialed;
+        tunnels_.fetch_add(1);
+        tunnel_up_.store(true);
+        backoff = s.options.initial_backoff;
+        say("tunnel up to the gateway at " + target.url);
+        auto ended = co_await s.tunnel->run();
+        tunnel_up_.store(false);
+        s.tunnel.reset();
+        why = ended ? "closed" : ended.error().message;
+      } else {
+        why = dialed ? "stopping" : dialed.error().message;
+      }
+      if (s.stopping) break;
+      const auto half = backoff.count() / 2;
+      const auto delay = std::chrono::milliseconds{
+          half + static_cast<std::int64_t>(crypto::random_below(static_cast<std::uint64_t>(half) + 1))};
+      say("tunnel down (" + why + "); redialing in " + std::to_string(delay.count()) + " ms");
+      s.tunnel_wake.expires_after(delay);
+      boost::system::error_code ec;
+      co_await s.tunnel_wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      backoff = std::min(backoff * 2, s.options.max_backoff);
+    }
+  };
+
   auto loop = [this, &s, session, say]() -> asio::awaitable<void> {
     std::chrono::milliseconds backoff = s.options.initial_backoff;
     while (!s.stopping) {
@@ -259,6 +317,8 @@ void Agent::stop() {
   asio::post(s.io, [&s] {
     s.stopping = true;
     s.wake.cancel();
+    s.tunnel_wake.cancel();
+    if (s.tunnel) s.tunnel->close();
     if (s.client) s.client->close();
   });
 }

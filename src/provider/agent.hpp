@@ -28,6 +28,9 @@ struct AgentOptions {
   std::string engine_socket;
   // Where the demo image's root filesystem tarball is (imported when first needed).
   std::string demo_image_tar;
+  // The gateway tunnel's address and certificate pin; empty: as OneNode's welcome says.
+  std::string gateway_url;
+  std::string gateway_sha256;
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
   std::string agent_version = "kaisar-agent/0.1.0";
@@ -54,6 +57,9 @@ class Agent {
   AgentState state() const { return state_.load(); }
   std::uint64_t heartbeats_acked() const { return acked_.load(); }
   std::uint64_t sessions() const { return sessions_.load(); }
+  // Times the gateway tunnel came up, and whether it is up now.
+  std::uint64_t tunnels() const { return tunnels_.load(); }
+  bool tunnel_up() const { return tunnel_up_.load(); }
 
  private:
   struct Impl;
@@ -61,6 +67,8 @@ class Agent {
   std::atomic<AgentState> state_{AgentState::kConnecting};
   std::atomic<std::uint64_t> acked_{0};
   std::atomic<std::uint64_t> sessions_{0};
+  std::atomic<std::uint64_t> tunnels_{0};
+  std::atomic<bool> tunnel_up_{false};
 };
 
 }  // namespace kaisar::provider

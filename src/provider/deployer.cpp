@@ -87,6 +87,15 @@ void Deployer::stop(const std::string& lease_id) {
   cv_.notify_all();
 }
 
+std::optional<std::uint16_t> Deployer::published(const std::string& lease_id, std::uint16_t port) const {
+  std::lock_guard lock(published_mutex_);
+  auto lease = published_.find(lease_id);
+  if (lease == published_.end()) return std::nullopt;
+  auto it = lease->second.find(port);
+  if (it == lease->second.end()) return std::nullopt;
+  return it->second;
+}
+
 void Deployer::reconcile(std::vector<std::string> live) {
   json::array ids;
   for (auto& id : live) ids.push_back(json::value(std::move(id)));
@@ -252,11 +261,17 @@ void Deployer::run_one(const json::object& lease) {
         if (label != c.labels.end() && !keep.contains(label->second)) (void)engine_.remove(c.id);
       }
     }
+    std::lock_guard lock(published_mutex_);
+    std::erase_if(published_, [&](const auto& entry) { return !keep.contains(entry.first); });
     return;
   }
   if (const std::string stop_id = text(lease, "stop"); !stop_id.empty()) {
     if (auto existing = engine_.list("kaisar.lease", stop_id)) {
       for (const auto& c : *existing) (void)engine_.remove(c.id);
+    }
+    {
+      std::lock_guard lock(published_mutex_);
+      published_.erase(stop_id);
     }
     report_(status(stop_id, "stopped", "container removed"));
     return;
@@ -266,6 +281,12 @@ void Deployer::run_one(const json::object& lease) {
   auto report_running = [&](const runtime::ContainerInfo& info) {
     json::array endpoints;
     for (const auto& [port, host_port] : info.ports) endpoints.push_back(json::object{{"port", port}, {"host_port", host_port}});
+    {
+      std::lock_guard lock(published_mutex_);
+      auto& ports = published_[id];
+      ports.clear();
+      for (const auto& [port, host_port] : info.ports) ports[port] = host_port;
+    }
     json::object message = status(id, "running", "container " + info.id.substr(0, 12) + " is running");
     message["endpoints"] = std::move(endpoints);
     report_(message);

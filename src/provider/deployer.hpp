@@ -53,6 +53,10 @@ class Deployer {
   // of leases that ended while the agent was away).
   void reconcile(std::vector<std::string> live);
 
+  // The host port a running lease container publishes `port` on (the gateway's tunnel
+  // reaches only these). Thread-safe, no engine call.
+  std::optional<std::uint16_t> published(const std::string& lease_id, std::uint16_t port) const;
+
  private:
   void work();
   void run_one(const boost::json::object& lease);
@@ -74,6 +78,8 @@ class Deployer {
   std::function<void(const boost::json::object&)> report_;
   std::vector<Gpu> gpus_;
   std::unique_ptr<GpuSampler> sampler_;  // only when the machine has GPUs
+  mutable std::mutex published_mutex_;
+  std::map<std::string, std::map<std::uint16_t, std::uint16_t>> published_;  // lease → port → host port
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<boost::json::object> jobs_;

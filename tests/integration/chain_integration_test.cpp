@@ -470,17 +470,33 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   EXPECT_EQ(call("GET", node_->url() + "/api/v1/offers").body.at("offers").as_array()[0].at("cpu_cores").to_number<int>(),
             cores_before - 1)
       << "a running lease holds its core";
-  // The container answers on its published ports: HTTP, and SSH with the lease's key.
+  // The container answers through the gateway (the agent's tunnel): HTTP with the lease's
+  // access token (curl), and SSH with the lease's key (OpenSSH).
   std::map<int, int> ports;
   for (const auto& ep : lease.at("endpoints").as_array()) {
-    ports[ep.at("port").to_number<int>()] = ep.at("host_port").to_number<int>();
+    ASSERT_TRUE(ep.as_object().contains("public_port")) << json::serialize(ep);
+    EXPECT_NE(ep.at("public_port"), ep.at("host_port"));
+    ports[ep.at("port").to_number<int>()] = ep.at("public_port").to_number<int>();
   }
   ASSERT_EQ(ports.size(), 2U) << rent.out;
-  Reply page;
+  const std::string access_token(lease.at("access_token").as_string());
+  // `kaisar lease show` says how to connect.
+  auto human = kaisar({"lease", "show", std::string(lease.at("id").as_string())});
+  EXPECT_NE(human.out.find("access token: " + access_token), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("ssh -p " + std::to_string(ports[22]) + " root@127.0.0.1"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("http://127.0.0.1:" + std::to_string(ports[8080]) + "/"), std::string::npos) << human.out;
+  const std::string url = "http://127.0.0.1:" + std::to_string(ports[8080]) + "/";
+  RunResult curl;
   EXPECT_TRUE(eventually([&] {
-    auto r = net::http_request("GET", "http://127.0.0.1:" + std::to_string(ports[8080]) + "/");
-    return r && r->status == 200 && r->body.find("Kaisar container") != std::string::npos;
-  }));
+    curl = run_process({"curl", "-sS", "-H", "Authorization: Bearer " + access_token, url}, {}, {}, std::chrono::seconds{10});
+    return curl.exit_code == 0 && curl.out.find("Kaisar container") != std::string::npos;
+  })) << curl.out << curl.err;
+  auto refused = run_process({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url}, {}, {}, std::chrono::seconds{10});
+  EXPECT_EQ(refused.out, "401") << refused.err;
+  auto wrong = run_process({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                            "Authorization: Bearer " + std::string(32, '0'), url},
+                           {}, {}, std::chrono::seconds{10});
+  EXPECT_EQ(wrong.out, "401");
   RunResult ssh;
   for (int i = 0; i < 50; ++i) {
     ssh = run_process({"ssh", "-i", dir_ + "/id", "-p", std::to_string(ports[22]), "-o", "StrictHostKeyChecking=no",
@@ -900,6 +916,16 @@ TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   EXPECT_EQ(after->front().id, before->front().id) << "the running container was adopted, not started again";
   auto shown = kaisar({"lease", "show", lease_id, "--json"});
   EXPECT_EQ(json::parse(shown.out).at("state").as_string(), "running");
+  // Its page through the gateway, over the agent's new tunnel.
+  std::string public_url;
+  const json::value running = json::parse(shown.out);
+  for (const auto& ep : running.at("endpoints").as_array()) {
+    if (ep.at("port") == 8080) public_url = std::string(ep.at("url").as_string());
+  }
+  ASSERT_FALSE(public_url.empty()) << shown.out;
+  const std::string access = "Authorization: Bearer " + std::string(running.at("access_token").as_string());
+  auto fetch = [&] { return run_process({"curl", "-sS", "-m", "5", "-H", access, public_url}, {}, {}, std::chrono::seconds{10}); };
+  EXPECT_TRUE(eventually([&] { return fetch().out.find("Kaisar container") != std::string::npos; })) << agent_->output();
 
   // OneNode restarts (same address) while the lease runs: the lease, its container and the
   // agent's channel come back, and the lease still ends and settles.
@@ -916,8 +942,14 @@ TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   auto still = engine.list("kaisar.lease", lease_id);
   ASSERT_TRUE(still && still->size() == 1);
   EXPECT_EQ(still->front().id, before->front().id) << "the container was neither restarted nor replaced";
+  // The same public address works again once the agent has redialed the restarted gateway.
+  EXPECT_TRUE(eventually([&] { return fetch().out.find("Kaisar container") != std::string::npos; }))
+      << fetch().err << agent_->output();
   auto stopped = kaisar({"lease", "stop", lease_id, "--json"});
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err << stopped.out;
+  // Its public port stops accepting at once.
+  auto after_end = fetch();
+  EXPECT_NE(after_end.exit_code, 0) << after_end.out;
   EXPECT_TRUE(eventually([&] {
     auto left = engine.list("kaisar.lease", lease_id);
     return left && left->empty();
