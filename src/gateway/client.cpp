@@ -1,5 +1,7 @@
 #include "gateway/client.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -86,9 +88,15 @@ asio::awaitable<Result<std::unique_ptr<TunnelSocket>>> connect_tunnel_socket(asi
   }
   auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, kTuple);
   if (hec) {
-    co_return fail(ErrorCode::kUnavailable, "TLS with the gateway failed (" + hec.message() +
-                                                "): its certificate is not the one OneNode named");
+    const bool untrusted = hec.category() == asio::error::get_ssl_category() &&
+                           ERR_GET_REASON(static_cast<unsigned long>(hec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED;
+    co_return fail(ErrorCode::kUnavailable,
+                   untrusted ? "the gateway's certificate is not the pinned one (or not trusted): " + target.url
+                             : "TLS with the gateway failed: " + hec.message());
   }
+  // Masked in 64 KiB pieces rather than Beast's default 4 KiB: each piece is a TLS record and
+  // a write. (Takes effect at the handshake.)
+  ws->write_buffer_bytes(kMaxData + 64);
   const std::string host = url->host + ":" + std::to_string(url->port);
   auto [wec] = co_await ws->async_handshake(host, url->target, kTuple);
   if (wec) co_return fail(ErrorCode::kUnavailable, "the gateway refused the WebSocket: " + wec.message());

@@ -1,6 +1,7 @@
 #include "gateway/gateway.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <openssl/hmac.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -486,6 +487,8 @@ Result<std::unique_ptr<Gateway>> Gateway::start(GatewayOptions options, Authoriz
   boost::system::error_code ec;
   s.tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
                     asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  // Idle tunnels give their TLS buffers back (most of a tunnel's memory otherwise).
+  SSL_CTX_set_mode(s.tls.native_handle(), SSL_MODE_RELEASE_BUFFERS);
   s.tls.use_certificate_chain(asio::buffer(s.identity.certificate_pem), ec);
   if (!ec) s.tls.use_private_key(asio::buffer(s.identity.private_key_pem), asio::ssl::context::pem, ec);
   if (ec) return fail(ErrorCode::kInvalidArgument, "the gateway's TLS certificate or key: " + ec.message());

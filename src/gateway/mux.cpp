@@ -36,7 +36,7 @@ Result<Frame> Mux::open(const std::string& lease_id, std::uint16_t port) {
   return Frame{id, Open{port, lease_id}};
 }
 
-Result<Mux::Event> Mux::receive(const Frame& frame) {
+Result<Mux::Event> Mux::receive(Frame frame) {
   const std::uint32_t id = frame.stream;
   if (const auto* ping = std::get_if<Ping>(&frame.body)) return Event{Reply{Frame{0, Pong{ping->opaque}}}};
   if (std::holds_alternative<Pong>(frame.body)) return Event{Nothing{}};
@@ -67,12 +67,12 @@ Result<Mux::Event> Mux::receive(const Frame& frame) {
     s->accepted = true;
     return Event{Accepted{id}};
   }
-  if (const auto* d = std::get_if<Data>(&frame.body)) {
+  if (auto* d = std::get_if<Data>(&frame.body)) {
     if (!s->accepted) return std::unexpected(broken("DATA before the stream was accepted"));
     if (s->fin_received) return std::unexpected(broken("DATA after FIN"));
     if (d->bytes.size() > s->receive_window) return std::unexpected(broken("DATA beyond the stream's window"));
     s->receive_window -= static_cast<std::uint32_t>(d->bytes.size());
-    return Event{Received{id, d->bytes}};
+    return Event{Received{id, std::move(d->bytes)}};
   }
   if (const auto* w = std::get_if<Window>(&frame.body)) {
     if (s->send_window + w->increment > kMaxWindowIncrement) return std::unexpected(broken("WINDOW overflow"));

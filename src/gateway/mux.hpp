@@ -60,7 +60,7 @@ class Mux {
   struct Nothing {};  // e.g. data for a stream this side already reset
   using Event = std::variant<Opened, Accepted, Received, Writable, Finished, ResetByPeer, Reply, Nothing>;
 
-  Result<Event> receive(const Frame& frame);
+  Result<Event> receive(Frame frame);  // by value: DATA bytes move into the event
 
   Frame accept(std::uint32_t stream);
   // How many bytes may go out on `stream` now; 0 when unknown, closed or not accepted yet.

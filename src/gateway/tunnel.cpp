@@ -58,6 +58,7 @@ TunnelConnection::TunnelConnection(std::unique_ptr<TunnelSocket> socket, Mux::Ro
                                    Limits limits)
     : ws_(std::move(socket)), mux_(role, limits.window, limits.max_streams), resolver_(std::move(resolver)), limits_(limits) {
   ws_->binary(true);
+  ws_->auto_fragment(false);  // one WebSocket frame per message
 }
 
 TunnelConnection::~TunnelConnection() = default;
@@ -74,7 +75,7 @@ void TunnelConnection::send(const Frame& frame) {
   auto bytes = encode_frame(frame);
   if (!bytes) return;  // this side's frames are built valid; nothing to send otherwise
   queued_ += bytes->size();
-  out_.emplace_back(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  out_.push_back(std::move(*bytes));
   if (!writing_) {
     writing_ = true;
     asio::co_spawn(ws_->get_executor(), write_tunnel(shared_from_this()), asio::detached);
@@ -83,7 +84,7 @@ void TunnelConnection::send(const Frame& frame) {
 
 asio::awaitable<void> TunnelConnection::write_tunnel(std::shared_ptr<TunnelConnection> self) {
   while (!self->out_.empty() && !self->closed_) {
-    const std::string& message = self->out_.front();  // deque: stays put while others are added
+    const Bytes& message = self->out_.front();  // deque: stays put while others are added
     auto [ec, n] = co_await self->ws_->async_write(asio::buffer(message), kTuple);
     if (ec) {
       self->close();
@@ -337,7 +338,7 @@ asio::awaitable<Result<void>> TunnelConnection::run() {
       why = std::unexpected(frame.error());
       break;
     }
-    auto event = mux_.receive(*frame);
+    auto event = mux_.receive(std::move(*frame));
     if (!event) {
       why = std::unexpected(event.error());
       break;

@@ -91,7 +91,7 @@ class TunnelConnection : public std::enable_shared_from_this<TunnelConnection> {
   Limits limits_;
   std::map<std::uint32_t, std::shared_ptr<Stream>> streams_;
   std::set<std::uint32_t> connecting_;  // agent: opened, connecting to the container
-  std::deque<std::string> out_;        // encoded frames waiting for the WebSocket
+  std::deque<Bytes> out_;              // encoded frames waiting for the WebSocket
   std::size_t queued_ = 0;
   bool writing_ = false;
   bool blocked_ = false;  // a stream waits for the queue to drain

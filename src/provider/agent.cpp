@@ -253,7 +253,7 @@ void Agent::run() {
     while (!s.stopping) {
       const gateway::TunnelTarget target = s.tunnel_target;
       auto* deployer = s.deployer.get();
-      auto resolver = [deployer](const std::string& lease, std::uint16_t port) -> std::optional<std::uint16_t> {
+      gateway::TunnelConnection::Resolver resolver = [deployer](const std::string& lease, std::uint16_t port) -> std::optional<std::uint16_t> {
         if (deployer == nullptr) return std::nullopt;
         return deployer->published(lease, port);
       };
