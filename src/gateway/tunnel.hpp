@@ -4,7 +4,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <deque>
 #include <functional>
@@ -19,7 +20,9 @@
 
 namespace kaisar::gateway {
 
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+// Asio's TLS stream, not Beast's ssl_stream wrapper: with Boost 1.81 the wrapper's WebSocket
+// teardown hooks are ambiguous to clang (the fuzz build).
+using TlsStream = boost::asio::ssl::stream<boost::beast::tcp_stream>;
 using TunnelSocket = boost::beast::websocket::stream<TlsStream>;
 
 // The message an agent signs (EIP-191) to open a tunnel: it names the gateway's certificate,

@@ -712,6 +712,32 @@ TEST_F(LeaseTest, BadLeaseRequestsAreRefused) {
   EXPECT_EQ(with("image", json::string(300, 'a')).status, 400);
   EXPECT_EQ(with("command", json::array{1, 2}).status, 400);
   EXPECT_EQ(with("gpus", "two").status, 400);
+  // How the gateway serves ports: only ports the lease exposes, each one way.
+  auto with_ports = [&](json::array ports, std::string_view key, json::value list) {
+    json::object s = spec(1);
+    s["ports"] = std::move(ports);
+    s[key] = std::move(list);
+    return post_lease(token, s);
+  };
+  auto not_exposed = with_ports({8080}, "tcp_ports", json::array{5432});
+  EXPECT_EQ(not_exposed.status, 400);
+  EXPECT_NE(message(not_exposed).find("tcp_ports must list distinct ports that are also in ports"), std::string::npos)
+      << not_exposed.raw;
+  EXPECT_EQ(with_ports({8080}, "public_ports", json::array{8080, 8080}).status, 400);
+  EXPECT_EQ(with_ports({8080}, "public_ports", "8080").status, 400);
+  EXPECT_EQ(with_ports({8080}, "public_ports", json::array{"8080"}).status, 400);
+  {
+    json::object s = spec(1);
+    s["ports"] = json::array{22};
+    s["tcp_ports"] = json::array{22};
+    s["public_ports"] = json::array{22};
+    auto both = post_lease(token, s);
+    EXPECT_EQ(both.status, 400);
+    EXPECT_NE(message(both).find("cannot be both a TCP port and a public HTTP port"), std::string::npos) << both.raw;
+  }
+  auto bad_flag = kaisar({"rent", "--offer", provider_id_, "--image", "x", "--port", "22/udp"});
+  EXPECT_EQ(bad_flag.exit_code, 2);
+  EXPECT_NE(bad_flag.err.find("give PORT, PORT/tcp, PORT/http or PORT/public"), std::string::npos) << bad_flag.err;
   // None of this reserved anything.
   EXPECT_EQ(free_gpus(), 2);
   EXPECT_TRUE(call("GET", url, {}, auth).body.at("leases").as_array().empty());
