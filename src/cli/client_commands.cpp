@@ -573,6 +573,7 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
       std::size_t history_shown = 1;  // the first entry (reserved) is printed above
       std::optional<double> pay_s;
       std::optional<Steady::time_point> seen_paid;
+      std::optional<Steady::time_point> exposing_since;
       const auto deadline = Steady::now() + std::chrono::seconds{ra.wait_seconds};
       while (Steady::now() < deadline) {
         auto now = api_call(o, "GET", "/api/v1/leases/" + id, nullptr, true);
@@ -595,6 +596,14 @@ void add_client_commands(CLI::App& app, CommandArgs& all, Action& action) {
           if (!seen_paid && state != "pending_payment") {
             seen_paid = Steady::now();
             pay_s = seconds_since(paying);
+          }
+          // A gateway of its own may need a moment to answer with the public ports.
+          if (state == "running" && field(current, "gateway") == "exposing") {
+            if (!exposing_since) exposing_since = Steady::now();
+            if (Steady::now() - *exposing_since < std::chrono::seconds{5}) {
+              std::this_thread::sleep_for(std::chrono::milliseconds{50});
+              continue;
+            }
           }
           if (state == "running" || state == "failed" || state == "ended") break;
         }

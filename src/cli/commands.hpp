@@ -40,6 +40,17 @@ struct OneNodeArgs {
   std::string anvil;  // dev: the anvil binary
 };
 
+struct GatewayArgs {
+  std::string onenode;
+  std::string token_file;
+  std::string data;
+  std::string listen = "127.0.0.1";
+  std::uint16_t tunnel_port = 0;
+  std::string public_host;
+  std::string ports;
+  std::int64_t cool_down = 300;
+};
+
 struct ProviderArgs {
   std::string data;
   std::string region;
@@ -88,6 +99,7 @@ struct CommandArgs {
   OneNodeArgs onenode;
   OneNodeArgs dev;
   ProviderArgs provider;
+  GatewayArgs gateway;
 };
 
 // Each registers its subcommands on `app`; `action` receives the command to run after

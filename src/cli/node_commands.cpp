@@ -26,6 +26,9 @@
 #include "eth/uint256.hpp"
 #include "crypto/keystore.hpp"
 #include "crypto/random.hpp"
+#include "gateway/gateway.hpp"
+#include "gateway/link.hpp"
+#include "gateway/ports.hpp"
 #include "onenode/onenode.hpp"
 #include "provider/agent.hpp"
 #include "provider/identity.hpp"
@@ -414,6 +417,68 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
       node.stop();
       spdlog::info("stopped cleanly");
+      return kExitOk;
+    };
+  });
+
+  GatewayArgs& ga = all.gateway;
+  auto* gateway_cmd = app.add_subcommand("gateway", "Run a gateway of its own, linked to OneNode (which then runs none)");
+  gateway_cmd->add_option("--onenode", ga.onenode, "OneNode's URL")->required();
+  gateway_cmd->add_option("--token-file", ga.token_file, "file with the link token (OneNode's gateway_link_token_file)")->required();
+  gateway_cmd->add_option("--data", ga.data, "data directory: certificate, key, secret, allocations (default: $XDG_DATA_HOME/kaisar/gateway)");
+  gateway_cmd->add_option("--listen", ga.listen, "host the tunnel port and the public ports listen on (default 127.0.0.1)");
+  gateway_cmd->add_option("--tunnel-port", ga.tunnel_port, "port agents dial (default: any free port)");
+  gateway_cmd->add_option("--public-host", ga.public_host, "host renters and agents reach this gateway at (default: --listen)");
+  gateway_cmd->add_option("--ports", ga.ports, "FIRST-LAST: public ports for leases (default: any free port)");
+  gateway_cmd->add_option("--cool-down", ga.cool_down, "seconds a freed public port rests (default 300)");
+  gateway_cmd->callback([&] {
+    action = [&] {
+      ShutdownSignals signals;
+      auto token = store::read_file(ga.token_file, 4096);
+      if (!token) return report(Error{ErrorCode::kInvalidArgument, "cannot read the link token from " + ga.token_file}, false);
+      std::string link_token = *token;
+      while (!link_token.empty() && (link_token.back() == '\n' || link_token.back() == '\r' || link_token.back() == ' ')) {
+        link_token.pop_back();
+      }
+      gateway::GatewayOptions options;
+      options.listen_host = ga.listen;
+      options.tunnel_port = ga.tunnel_port;
+      options.public_host = ga.public_host;
+      if (!ga.ports.empty()) {
+        auto range = gateway::parse_port_range(ga.ports);
+        if (!range) return report(range.error(), false);
+        options.first_port = range->first;
+        options.last_port = range->second;
+      }
+      if (ga.cool_down < 0) return report(Error{ErrorCode::kInvalidArgument, "--cool-down cannot be negative"}, false);
+      options.cool_down = std::chrono::seconds{ga.cool_down};
+      const fs::path dir = ga.data.empty() ? fs::path(xdg_data_dir()) / "gateway" : fs::path(ga.data);
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      options.certificate = dir / "gateway.crt";
+      options.private_key = dir / "gateway.key";
+      options.secret = dir / "gateway.secret";
+      options.log = [](const std::string& line) { spdlog::info("gateway: {}", line); };
+      static const std::vector<store::Migration> kMigrations = {{1, "gateway ports", gateway::Gateway::migration_sql()}};
+      auto db = store::open_sqlite((dir / "gateway.db").string(), kMigrations);
+      if (!db) return report(db.error(), false);
+      auto online = std::make_shared<gateway::OnlineProviders>();
+      auto started = gateway::Gateway::start(
+          options, [online](const crypto::Address& provider) { return online->contains(provider); }, db->get());
+      if (!started) return report(started.error(), false);
+      gateway::LinkedGateway linked(
+          gateway::LinkOptions{ga.onenode, link_token, std::chrono::milliseconds{500}, std::chrono::milliseconds{30000},
+                               [](const std::string& line) { spdlog::info("gateway: {}", line); }},
+          **started, online);
+      std::thread link([&] { linked.run(); });
+      // Scripts and tests read this line.
+      std::cout << "gateway tunnels at " << (*started)->tunnel_url() << " sha256 " << (*started)->certificate_sha256()
+                << std::endl;
+      int sig = signals.wait();
+      spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      linked.stop();
+      link.join();
+      (*started)->stop();
       return kExitOk;
     };
   });

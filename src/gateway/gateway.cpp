@@ -330,40 +330,56 @@ struct Gateway::Impl {
     }
   }
 
+  // Writes `response` (if any) and closes. By reference, and called with named values only:
+  // GCC 12 can destroy temporaries of a co_await expression twice.
+  static asio::awaitable<void> answer_here(tcp::socket& socket, const std::string& response) {
+    if (!response.empty()) (void)co_await asio::async_write(socket, asio::buffer(response), kTuple);
+    boost::system::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+    socket.close(ec);
+  }
+
   static asio::awaitable<void> connection(Impl* self, std::shared_ptr<Listener> l, tcp::socket socket) {
     std::string head;
+    std::string refusal;  // an answer instead of the relay
     const bool http = !l->port.tcp;
     if (http && !l->port.open_to_all) {
       // The request head must carry the lease's token; the bytes read go on to the container.
       beast::tcp_stream stream(std::move(socket));
       stream.expires_after(kHandshakeTimeout);
       char buffer[4096];
+      bool complete = true;
       while (head.find("\r\n\r\n") == std::string::npos) {
         if (head.size() >= kMaxHead) {
-          co_await answer_and_close(stream.release_socket(),
-                                    plain_response(431, "Request Header Fields Too Large", "the request head is over 16 KiB"));
-          co_return;
+          refusal = plain_response(431, "Request Header Fields Too Large", "the request head is over 16 KiB");
+          break;
         }
         auto [ec, n] = co_await stream.async_read_some(asio::buffer(buffer), kTuple);
-        if (ec) co_return;  // closed or timed out before a whole head
+        if (ec) {
+          complete = false;  // closed or timed out before a whole head
+          break;
+        }
         head.append(buffer, n);
       }
       stream.expires_never();
       socket = stream.release_socket();
-      if (!request_has_token(head, self->token(l->lease_id))) {
-        co_await answer_and_close(std::move(socket),
-                                  plain_response(401, "Unauthorized",
-                                                 "this port needs the lease's access token (kaisar lease show): "
-                                                 "send Authorization: Bearer <token>",
-                                                 "WWW-Authenticate: Bearer realm=\"kaisar lease\"\r\n"));
+      if (!complete) co_return;
+      if (refusal.empty() && !request_has_token(head, self->token(l->lease_id))) {
+        refusal = plain_response(401, "Unauthorized",
+                                 "this port needs the lease's access token (kaisar lease show): "
+                                 "send Authorization: Bearer <token>",
+                                 "WWW-Authenticate: Bearer realm=\"kaisar lease\"\r\n");
+      }
+      if (!refusal.empty()) {
+        co_await answer_here(socket, refusal);
         co_return;
       }
     }
     if (l->closed) co_return;
     auto t = self->tunnels.find(l->provider);
     if (t == self->tunnels.end() || t->second->closed()) {
-      co_await answer_and_close(std::move(socket), http ? plain_response(502, "Bad Gateway", "the provider is not connected to the gateway")
-                                                        : std::string{});
+      if (http) refusal = plain_response(502, "Bad Gateway", "the provider is not connected to the gateway");
+      co_await answer_here(socket, refusal);
       co_return;
     }
     t->second->relay(std::move(socket), l->lease_id, l->port.container_port, std::move(head), http);
@@ -406,12 +422,6 @@ struct Gateway::Impl {
     auto [r_ec, r_n] = co_await ws->async_read(buffer, kTuple);
     if (r_ec) co_return;
     lowest.expires_never();
-    auto refuse = [&](std::string why) -> asio::awaitable<void> {
-      const std::string error = json::serialize(json::object{{"type", "error"}, {"message", why}});
-      (void)co_await ws->async_write(asio::buffer(error), kTuple);
-      boost::system::error_code ec;
-      beast::get_lowest_layer(*ws).socket().close(ec);
-    };
     boost::system::error_code jec;
     auto hello = json::parse(beast::buffers_to_string(buffer.cdata()), jec);
     const json::object* o = !jec && hello.is_object() ? &hello.get_object() : nullptr;
@@ -419,23 +429,29 @@ struct Gateway::Impl {
       const json::value* v = o != nullptr ? o->if_contains(key) : nullptr;
       return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
     };
+    std::string refusal;
+    std::optional<crypto::Address> node;
     if (o == nullptr || field("type") != "hello") {
-      co_await refuse("expected {\"type\":\"hello\",\"node\":…,\"signature\":…}");
-      co_return;
+      refusal = "expected {\"type\":\"hello\",\"node\":…,\"signature\":…}";
+    } else {
+      auto parsed = crypto::Address::parse(field("node"));
+      auto signature = crypto::Signature::parse(field("signature"));
+      if (!parsed || !signature) {
+        refusal = "hello needs node (an address) and signature (65 bytes of hex)";
+      } else if (auto signer = crypto::recover_personal_signer(tunnel_auth_message(self->identity.sha256, nonce), *signature);
+                 !signer || *signer != *parsed) {
+        refusal = "the signature is not the node key's";
+      } else if (!self->authorize || !self->authorize(*parsed)) {
+        refusal = "no registered provider " + parsed->to_checksum() + " (connect the agent to OneNode first)";
+      } else {
+        node = *parsed;
+      }
     }
-    auto node = crypto::Address::parse(field("node"));
-    auto signature = crypto::Signature::parse(field("signature"));
-    if (!node || !signature) {
-      co_await refuse("hello needs node (an address) and signature (65 bytes of hex)");
-      co_return;
-    }
-    auto signer = crypto::recover_personal_signer(tunnel_auth_message(self->identity.sha256, nonce), *signature);
-    if (!signer || *signer != *node) {
-      co_await refuse("the signature is not the node key's");
-      co_return;
-    }
-    if (!self->authorize || !self->authorize(*node)) {
-      co_await refuse("no registered provider " + node->to_checksum() + " (connect the agent to OneNode first)");
+    if (!node) {
+      const std::string error = json::serialize(json::object{{"type", "error"}, {"message", refusal}});
+      (void)co_await ws->async_write(asio::buffer(error), kTuple);
+      boost::system::error_code ec;
+      beast::get_lowest_layer(*ws).socket().close(ec);
       co_return;
     }
     const std::string welcome = json::serialize(json::object{{"type", "welcome"}});

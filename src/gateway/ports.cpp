@@ -1,8 +1,26 @@
 #include "gateway/ports.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 namespace kaisar::gateway {
+
+Result<std::pair<std::uint16_t, std::uint16_t>> parse_port_range(std::string_view text) {
+  const auto dash = text.find('-');
+  unsigned first = 0;
+  unsigned last = 0;
+  bool ok = dash != std::string_view::npos;
+  if (ok) {
+    auto a = std::from_chars(text.data(), text.data() + dash, first);
+    auto b = std::from_chars(text.data() + dash + 1, text.data() + text.size(), last);
+    ok = a.ec == std::errc{} && a.ptr == text.data() + dash && b.ec == std::errc{} && b.ptr == text.data() + text.size() &&
+         first >= 1 && last <= 65535 && first <= last;
+  }
+  if (!ok) {
+    return fail(ErrorCode::kInvalidArgument, "a port range is FIRST-LAST (e.g. 40000-40999), not '" + std::string(text) + "'");
+  }
+  return std::pair{static_cast<std::uint16_t>(first), static_cast<std::uint16_t>(last)};
+}
 
 Result<PortPool> PortPool::create(std::uint16_t first, std::uint16_t last, std::chrono::seconds cool_down) {
   if (first == 0 || last < first) {

@@ -55,4 +55,7 @@ class PortPool {
   std::map<std::uint16_t, Clock::time_point> cooling_;  // port → free again at
 };
 
+// "FIRST-LAST" (1 <= FIRST <= LAST <= 65535); the error says what is expected.
+Result<std::pair<std::uint16_t, std::uint16_t>> parse_port_range(std::string_view text);
+
 }  // namespace kaisar::gateway

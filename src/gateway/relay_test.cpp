@@ -390,8 +390,22 @@ TEST_F(RelayTest, OnlyRegisteredNodeKeysAndThePinnedCertificateMakeATunnel) {
 }
 
 TEST_F(RelayTest, AnEndedLeasesPortsCloseAtOnceAndCoolDown) {
-  // A small range of its own (derived from the pid so parallel runs do not meet).
-  const auto first = static_cast<std::uint16_t>(30000 + (getpid() % 500) * 40);
+  // A small range of its own: two free ports side by side, below the ephemeral range.
+  std::uint16_t first = 0;
+  for (std::uint16_t candidate = static_cast<std::uint16_t>(20000 + (getpid() % 250) * 40); first == 0 && candidate < 32000;
+       candidate = static_cast<std::uint16_t>(candidate + 2)) {
+    asio::io_context probe;
+    tcp::acceptor a(probe);
+    tcp::acceptor b(probe);
+    boost::system::error_code ec1;
+    boost::system::error_code ec2;
+    a.open(tcp::v4());
+    b.open(tcp::v4());
+    a.bind(tcp::endpoint(asio::ip::address_v4::loopback(), candidate), ec1);
+    b.bind(tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<std::uint16_t>(candidate + 1)), ec2);
+    if (!ec1 && !ec2) first = candidate;
+  }
+  ASSERT_NE(first, 0) << "no two free ports side by side";
   GatewayOptions options;
   options.first_port = first;
   options.last_port = static_cast<std::uint16_t>(first + 1);
@@ -400,7 +414,7 @@ TEST_F(RelayTest, AnEndedLeasesPortsCloseAtOnceAndCoolDown) {
   Provider& p = add_provider();
   ASSERT_TRUE(eventually([&] { return gateway_->connected(p.address()); }));
   const auto port = expose(p, 22, true);
-  EXPECT_GE(port, first);
+  ASSERT_GE(port, first);
   asio::io_context io;
   tcp::socket live(io);
   live.connect(tcp::endpoint(asio::ip::address_v4::loopback(), port));

@@ -64,6 +64,7 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
     else if (k == "gateway_public_host") r = want_string(c.gateway_public_host);
     else if (k == "gateway_ports") r = want_string(c.gateway_ports);
     else if (k == "gateway_cool_down") r = want_seconds(c.gateway_cool_down);
+    else if (k == "gateway_link_token_file") r = want_string(c.gateway_link_token_file);
     else if (k == "body_limit") r = want_int(c.body_limit);
     else if (k == "threads") r = want_int(c.threads);
     else if (k == "heartbeat_interval") r = want_seconds(c.heartbeat_interval);

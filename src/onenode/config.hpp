@@ -46,6 +46,9 @@ struct OneNodeConfig {
   std::string gateway_public_host;   // how renters and agents reach it; default public_url's host
   std::string gateway_ports;         // "FIRST-LAST" for leases' public ports; empty: any free port
   std::chrono::seconds gateway_cool_down{300};
+  // A file holding the token of a `kaisar gateway` process: with it OneNode runs no gateway
+  // of its own and takes that one's link (GET /api/v1/gateway/link) instead.
+  std::string gateway_link_token_file;
 
   // Reads a TOML file; keys are the field names above (durations in seconds).
   static Result<OneNodeConfig> load_toml(const std::string& path);

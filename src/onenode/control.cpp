@@ -202,7 +202,9 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
                          {"provider_id", reg->node.to_checksum()},
                          {"heartbeat_interval_s", heartbeat_interval_.count()},
                          {"leases", std::move(leases)}};
-    if (!gateway.is_null()) welcome["gateway"] = gateway;
+    if (gateway) {
+      if (auto g = gateway(); !g.is_null()) welcome["gateway"] = std::move(g);
+    }
     s->send(json::serialize(welcome));
     {
       std::lock_guard lock(sessions_mutex_);
@@ -232,6 +234,17 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
     pending_.push_back({session, state, std::chrono::steady_clock::now() + handshake_timeout_});
   }
   return std::nullopt;
+}
+
+void ControlChannel::broadcast(const std::string& text) {
+  std::vector<std::shared_ptr<net::WebSocketSession>> all;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    for (const auto& [id, weak] : sessions_) {
+      if (auto s = weak.lock()) all.push_back(std::move(s));
+    }
+  }
+  for (auto& s : all) s->send(text);
 }
 
 bool ControlChannel::send_to(const std::string& provider_id, const std::string& text) {

@@ -30,13 +30,15 @@ class ControlChannel {
 
   // Sends `text` to the provider's authenticated session; false when it has none.
   bool send_to(const std::string& provider_id, const std::string& text);
+  // To every authenticated agent.
+  void broadcast(const std::string& text);
   bool has_session(const std::string& provider_id);
   // Called (on a server thread) when a provider's agent authenticated, and for each
   // lease_status message it sends (provider id, the message).
   std::function<void(const std::string&)> on_agent_online;
   // Where the agent's tunnel goes ({"url", "certificate_sha256"}), sent in the welcome;
   // null without a gateway. Set before agents connect.
-  boost::json::value gateway;
+  std::function<boost::json::value()> gateway;
   // Called when a provider's current session closes (not when a newer one replaced it).
   std::function<void(const std::string&)> on_agent_offline;
   // The provider's leases that should have a container (sent in the welcome, so that the

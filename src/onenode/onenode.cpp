@@ -5,6 +5,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -13,11 +14,14 @@
 
 #include "core/protocol.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/link.hpp"
+#include "gateway/ports.hpp"
 #include "net/server.hpp"
 #include "onenode/api.hpp"
 #include "onenode/auth.hpp"
 #include "onenode/control.hpp"
 #include "onenode/events.hpp"
+#include "onenode/gateway_link.hpp"
 #include "onenode/geoip.hpp"
 #include "onenode/metrics.hpp"
 #include "onenode/leases.hpp"
@@ -49,7 +53,8 @@ struct OneNode::Impl {
   std::size_t refresh_cursor = 0;
   std::unique_ptr<Settlement> settlement;
   std::unique_ptr<net::HttpServer> server;
-  std::unique_ptr<gateway::Gateway> gateway;
+  std::unique_ptr<gateway::Gateway> gateway;  // in this process, or
+  std::unique_ptr<RemoteGateway> remote;      // a `kaisar gateway` linked to us
   // Providers online (lower-case ids) for the gateway's tunnel check: its own leaf lock,
   // because the gateway's thread must not wait for locks held around database work.
   std::mutex tunnel_mutex;
@@ -366,6 +371,10 @@ struct OneNode::Impl {
       events.subscribe(std::move(stream));
       return std::nullopt;
     });
+    r.add_websocket(std::string(gateway::kLinkPath), [this](Request& req, std::shared_ptr<net::WebSocketSession> s) {
+      if (!remote) return std::optional<Response>(Response::error(ErrorCode::kNotFound, "this OneNode takes no gateway link"));
+      return remote->accept(req, s);
+    });
     r.add_websocket(std::string(protocol::kConnectPath),
                     [this](Request& req, std::shared_ptr<net::WebSocketSession> s) { return control->accept(req, s); });
     return r;
@@ -415,18 +424,10 @@ struct OneNode::Impl {
     }
     if (g.public_host.empty()) g.public_host = g.listen_host == "0.0.0.0" || g.listen_host == "::" ? "127.0.0.1" : g.listen_host;
     if (!config.gateway_ports.empty()) {
-      const auto dash = config.gateway_ports.find('-');
-      unsigned first = 0;
-      unsigned last = 0;
-      const auto& r = config.gateway_ports;
-      auto a = std::from_chars(r.data(), r.data() + (dash == std::string::npos ? r.size() : dash), first);
-      auto b = dash == std::string::npos ? a : std::from_chars(r.data() + dash + 1, r.data() + r.size(), last);
-      if (dash == std::string::npos || a.ec != std::errc{} || b.ec != std::errc{} || b.ptr != r.data() + r.size() ||
-          first == 0 || last > 65535 || first > last) {
-        return fail(ErrorCode::kInvalidArgument, "gateway_ports must be FIRST-LAST (e.g. 40000-40999), not '" + r + "'");
-      }
-      g.first_port = static_cast<std::uint16_t>(first);
-      g.last_port = static_cast<std::uint16_t>(last);
+      auto range = gateway::parse_port_range(config.gateway_ports);
+      if (!range) return fail(ErrorCode::kInvalidArgument, "gateway_ports: " + range.error().message);
+      g.first_port = range->first;
+      g.last_port = range->second;
     }
     g.cool_down = config.gateway_cool_down;
     const std::filesystem::path dir(config.data_dir);
@@ -443,15 +444,56 @@ struct OneNode::Impl {
         db.get());
     if (!started) return std::unexpected(started.error());
     gateway = std::move(*started);
-    control->gateway = json::object{{"url", gateway->tunnel_url()}, {"certificate_sha256", gateway->certificate_sha256()}};
+    json::value tunnel = json::object{{"url", gateway->tunnel_url()}, {"certificate_sha256", gateway->certificate_sha256()}};
+    control->gateway = [tunnel] { return tunnel; };
+    follow_leases();
+    spdlog::info("gateway: tunnels at {} (certificate sha256 {})", gateway->tunnel_url(), gateway->certificate_sha256());
+    return {};
+  }
+
+  // A `kaisar gateway` process links in with the token in `token_file`; agents hear of it
+  // (in their welcome, and at once when it links).
+  Result<void> start_remote_gateway(const std::string& token_file) {
+    std::ifstream in(token_file);
+    std::string token;
+    if (!in || !std::getline(in, token)) return fail(ErrorCode::kInvalidArgument, "cannot read the gateway link token from " + token_file);
+    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.size() < 16) return fail(ErrorCode::kInvalidArgument, "the gateway link token in " + token_file + " is shorter than 16 characters");
+    remote = std::make_unique<RemoteGateway>(token, [this] { return registry->online_ids(); });
+    remote->on_tunnel = [this](const json::value& tunnel) {
+      json::object message{{"type", "gateway"}};
+      if (tunnel.is_object()) {
+        for (const auto& [k, v] : tunnel.get_object()) message[k] = v;
+      }
+      control->broadcast(json::serialize(message));
+      spdlog::info("gateway: a gateway linked; tunnels at {}", json::serialize(tunnel));
+    };
+    control->gateway = [this] { return remote->tunnel(); };
+    follow_leases();
+    return {};
+  }
+
+  // Running leases are exposed, ended ones withdrawn, in the thread that changes their state.
+  void follow_leases() {
     leases->on_state_change = [this](const std::string& id, std::string_view state) {
       if (state == "running") expose(id);
-      else if (state == "ended" || state == "failed") gateway->withdraw(id);
+      else if (state == "ended" || state == "failed") withdraw_ports(id);
     };
     leases->decorate = [this](json::object& lease) { decorate(lease); };
     for (const auto& id : leases->running_ids()) expose(id);  // after a restart: the same ports
-    spdlog::info("gateway: tunnels at {} (certificate sha256 {})", gateway->tunnel_url(), gateway->certificate_sha256());
-    return {};
+  }
+
+  void withdraw_ports(const std::string& id) {
+    if (gateway) gateway->withdraw(id);
+    if (remote) remote->withdraw(id);
+  }
+
+  std::optional<Exposure> exposure_of(const std::string& id) const {
+    if (remote) return remote->exposure(id);
+    if (!gateway) return std::nullopt;
+    auto endpoints = gateway->endpoints(id);
+    if (endpoints.empty()) return std::nullopt;
+    return Exposure{std::move(endpoints), gateway->public_host(), gateway->access_token(id)};
   }
 
   static std::string s_or(const std::string& a, const std::string& b) { return a.empty() ? b : a; }
@@ -485,17 +527,24 @@ struct OneNode::Impl {
       ports.push_back(gateway::Gateway::Port{static_cast<std::uint16_t>(p), tcp, listed("public_ports", p)});
     }
     if (ports.empty()) return;
+    if (remote) {
+      remote->expose(id, *provider, ports);
+      return;
+    }
     if (auto r = gateway->expose(id, *provider, ports); !r) spdlog::warn("gateway: lease {}: {}", id, r.error().message);
   }
 
   // The lease's public endpoints: each container port with the gateway's port, and how to
   // use it; the access token when an HTTP port needs it.
   void decorate(json::object& lease) {
-    const auto exposed = gateway->endpoints(std::string(lease.at("id").as_string()));
-    if (exposed.empty()) return;
+    const std::string id(lease.at("id").as_string());
+    if (remote && remote->exposing(id)) lease["gateway"] = "exposing";  // the answer is on its way
+    const auto exposure = exposure_of(id);
+    if (!exposure) return;
+    const auto& exposed = exposure->endpoints;
     json::value* endpoints = lease.if_contains("endpoints");
     if (endpoints == nullptr || !endpoints->is_array()) return;
-    const std::string& host = gateway->public_host();
+    const std::string& host = exposure->public_host;
     const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
     bool needs_token = false;
     for (auto& e : endpoints->as_array()) {
@@ -518,7 +567,7 @@ struct OneNode::Impl {
         }
       }
     }
-    if (needs_token) lease["access_token"] = gateway->access_token(std::string(lease.at("id").as_string()));
+    if (needs_token) lease["access_token"] = exposure->access_token;
   }
 
   void monitor_loop() {
@@ -590,6 +639,7 @@ Result<std::string> OneNode::start() {
       if (online) s.tunnel_allowed.insert(provider);
       else s.tunnel_allowed.erase(provider);
     }
+    if (s.remote) s.remote->provider_status(provider, online);
     s.refresh_offer(provider);
   };
   s.leases->on_capacity_change = [&s](const std::string& provider, const Reserved& held) {
@@ -635,7 +685,9 @@ Result<std::string> OneNode::start() {
                     [outbox_count] { return outbox_count({"failed"}); });
   }
 
-  if (s.config.gateway) {
+  if (!s.config.gateway_link_token_file.empty()) {
+    if (auto g = s.start_remote_gateway(s.config.gateway_link_token_file); !g) return std::unexpected(g.error());
+  } else if (s.config.gateway) {
     if (auto g = s.start_gateway(listen->first); !g) return std::unexpected(g.error());
   }
 

@@ -84,7 +84,21 @@ void Agent::run() {
   };
 
   std::function<asio::awaitable<void>()> keep_tunnel;  // below: started by the first welcome
-  auto session = [this, &s, say, &keep_tunnel]() -> asio::awaitable<Result<void>> {
+  // Where the tunnel goes, as OneNode says (in the welcome, or when a gateway links later).
+  auto use_gateway = [&s, &keep_tunnel](const json::object& where) {
+    gateway::TunnelTarget target{string_field(where, "url"), string_field(where, "certificate_sha256")};
+    if (!s.options.gateway_url.empty()) target = {s.options.gateway_url, s.options.gateway_sha256};
+    if (target.url.empty()) return;
+    if (target != s.tunnel_target) {
+      s.tunnel_target = target;
+      s.tunnel_wake.cancel();  // a waiting redial goes at once, to the new address
+    }
+    if (!s.tunnel_started) {
+      s.tunnel_started = true;
+      asio::co_spawn(s.io, keep_tunnel(), asio::detached);
+    }
+  };
+  auto session = [this, &s, say, &use_gateway]() -> asio::awaitable<Result<void>> {
     state_.store(AgentState::kConnecting);
     auto connected = co_await net::WebSocketClient::connect(s.io.get_executor(), ws_url(s.options.onenode_url));
     if (!connected) co_return std::unexpected(connected.error());
@@ -157,17 +171,7 @@ void Agent::run() {
     say("online as provider " + string_field(*welcome, "provider_id") + " (heartbeat every " +
         std::to_string(interval.count()) + " s)");
     if (auto it = welcome->find("gateway"); it != welcome->end() && it->value().is_object()) {
-      gateway::TunnelTarget target{string_field(it->value().get_object(), "url"),
-                                   string_field(it->value().get_object(), "certificate_sha256")};
-      if (!s.options.gateway_url.empty()) target = {s.options.gateway_url, s.options.gateway_sha256};
-      if (!target.url.empty() && target != s.tunnel_target) {
-        s.tunnel_target = target;
-        s.tunnel_wake.cancel();  // a waiting redial goes at once, to the new address
-      }
-      if (!target.url.empty() && !s.tunnel_started) {
-        s.tunnel_started = true;
-        asio::co_spawn(s.io, keep_tunnel(), asio::detached);
-      }
+      use_gateway(it->value().get_object());
     }
 
     auto last_ack = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
@@ -200,7 +204,7 @@ void Agent::run() {
       }
       co_return Result<void>{};
     };
-    auto listen = [this, client, last_ack]() -> asio::awaitable<Result<void>> {
+    auto listen = [this, client, last_ack, &use_gateway]() -> asio::awaitable<Result<void>> {
       for (;;) {
         auto text = co_await client->read();
         if (!text) co_return std::unexpected(text.error());
@@ -220,6 +224,8 @@ void Agent::run() {
           } else {
             client->send(json::serialize(json::object{{"type", "log_end"}, {"request_id", string_field(*msg, "request_id")}}));
           }
+        } else if (type == "gateway") {
+          use_gateway(*msg);
         } else if (type == "logs_stop") {
           if (impl_->deployer) impl_->deployer->logs_stop(string_field(*msg, "request_id"));
         } else if (type == "stop") {

@@ -299,12 +299,14 @@ class LeaseTest : public ChainOneNodeTest {
   virtual bool with_engine() const { return false; }
   // More flags for the agent (a fault-injecting engine socket, say).
   virtual std::vector<std::string> extra_agent_args() { return {}; }
+  // More lines for OneNode's config file.
+  virtual std::string extra_onenode_config() { return {}; }
 
   void SetUp() override {
     ChainOneNodeTest::SetUp();
     if (HasFatalFailure()) return;
     std::vector<std::string> flags = chain_flags(anvil_.url);
-    write_text(dir_ + "/onenode.toml", "faucet = true\npayment_timeout = 3\n");
+    write_text(dir_ + "/onenode.toml", "faucet = true\npayment_timeout = 3\n" + extra_onenode_config());
     flags.push_back("--config");
     flags.push_back(dir_ + "/onenode.toml");
     node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags);
@@ -980,6 +982,79 @@ TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
     auto left = engine.list("kaisar.lease", lease_id);
     return left && left->empty();
   })) << "the ended lease leaves nothing behind";
+}
+
+// OneNode runs no gateway of its own: a `kaisar gateway` process links in with its token.
+class RemoteGatewayTest : public DeployTest {
+ protected:
+  std::string extra_onenode_config() override {
+    write_text(dir_ + "/link.token", "link-token-0123456789abcdef\n");
+    return "gateway_link_token_file = \"" + dir_ + "/link.token\"\n";
+  }
+  std::unique_ptr<ChildProcess> start_gateway(const std::string& token_file) {
+    auto g = std::make_unique<ChildProcess>(std::vector<std::string>{kaisar_binary(), "gateway", "--onenode", node_->url(),
+                                                                     "--token-file", token_file, "--data", dir_ + "/gateway"},
+                                            env_);
+    EXPECT_TRUE(g->wait_for_line("gateway tunnels at ")) << g->output();
+    return g;
+  }
+  // The link route as a WebSocket upgrade with this bearer token: the HTTP status.
+  std::string link_status(const std::string& token) {
+    return run_process({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Connection: Upgrade", "-H",
+                        "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13", "-H",
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "-H", "Authorization: Bearer " + token,
+                        node_->url() + "/api/v1/gateway/link"},
+                       {}, {}, std::chrono::seconds{10})
+        .out;
+  }
+};
+
+TEST_F(RemoteGatewayTest, AGatewayOfItsOwnRelaysTheLeaseAndKeepsItsPortsAcrossARestart) {
+  EXPECT_EQ(link_status("wrong-token-0123456789"), "401");
+  EXPECT_EQ(link_status(""), "401");
+  auto gateway = start_gateway(dir_ + "/link.token");
+  const auto renter = funded_renter();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(run_process({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir_ + "/id"}).exit_code, 0);
+  auto rent = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--port", "8080",
+                      "--port", "22", "--ssh-key", dir_ + "/id.pub", "--json"});
+  ASSERT_EQ(rent.exit_code, 0) << rent.err << agent_->output() << gateway->output();
+  const json::value lease = json::parse(rent.out);
+  const std::string lease_id(lease.at("id").as_string());
+  std::map<int, int> ports;
+  for (const auto& ep : lease.at("endpoints").as_array()) {
+    ASSERT_TRUE(ep.as_object().contains("public_port")) << rent.out;
+    ports[ep.at("port").to_number<int>()] = ep.at("public_port").to_number<int>();
+  }
+  ASSERT_EQ(ports.size(), 2U);
+  const std::string url = "http://127.0.0.1:" + std::to_string(ports[8080]) + "/";
+  const std::string access = "Authorization: Bearer " + std::string(lease.at("access_token").as_string());
+  auto fetch = [&] { return run_process({"curl", "-sS", "-m", "5", "-H", access, url}, {}, {}, std::chrono::seconds{10}); };
+  EXPECT_TRUE(eventually([&] { return fetch().out.find("Kaisar container") != std::string::npos; }))
+      << fetch().err << agent_->output() << gateway->output();
+  auto refused = run_process({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url}, {}, {}, std::chrono::seconds{10});
+  EXPECT_EQ(refused.out, "401");
+  RunResult ssh;
+  EXPECT_TRUE(eventually([&] {
+    ssh = run_process({"ssh", "-i", dir_ + "/id", "-p", std::to_string(ports[22]), "-o", "StrictHostKeyChecking=no", "-o",
+                       "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1",
+                       "echo through-the-gateway"},
+                      {}, {}, std::chrono::seconds{20});
+    return ssh.exit_code == 0;
+  })) << ssh.err;
+  EXPECT_EQ(ssh.out, "through-the-gateway\n");
+
+  // The gateway restarts: the same public ports serve the lease again once it has relinked
+  // and the agent has redialed.
+  EXPECT_EQ(gateway->stop(SIGTERM), 0) << gateway->output();
+  EXPECT_NE(fetch().exit_code, 0) << "served with the gateway down";
+  gateway = start_gateway(dir_ + "/link.token");
+  EXPECT_TRUE(eventually([&] { return fetch().out.find("Kaisar container") != std::string::npos; }))
+      << fetch().err << kaisar({"lease", "show", lease_id, "--json"}).out << agent_->output() << gateway->output();
+
+  auto stopped = kaisar({"lease", "stop", lease_id, "--json"});
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+  EXPECT_TRUE(eventually([&] { return fetch().exit_code != 0; }, std::chrono::seconds{1})) << "the ended lease's port still answers";
 }
 
 // An engine that takes connections and never answers: deployment hangs, then the agent goes.
