@@ -46,6 +46,18 @@ asio::ssl::context& client_context() {
   return context;
 }
 
+// SHA-256 of the certificate the TLS peer showed (lower-case hex); empty without one.
+std::string peer_certificate_sha256(SSL* ssl) {
+  X509* peer = SSL_get1_peer_certificate(ssl);
+  if (peer == nullptr) return {};
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  std::string hex;
+  if (X509_digest(peer, EVP_sha256(), digest, &n) == 1) hex = to_hex(ByteView(digest, n), false);
+  X509_free(peer);
+  return hex;
+}
+
 }  // namespace
 
 asio::awaitable<Result<std::unique_ptr<TunnelSocket>>> connect_tunnel_socket(asio::any_io_executor executor,
@@ -124,9 +136,10 @@ asio::awaitable<Result<std::shared_ptr<TunnelConnection>>> dial_tunnel(asio::any
     co_return fail(ErrorCode::kInvalidArgument, "the gateway sent no valid challenge");
   }
   const std::string nonce = string_field(challenge.get_object(), "nonce");
-  // Signed over the certificate actually seen, so the signature is good for this gateway only.
-  std::string seen_sha256 = target.certificate_sha256;
-  if (seen_sha256.empty()) seen_sha256 = string_field(challenge.get_object(), "certificate_sha256");
+  // Signed over the certificate actually seen in the handshake (not what the gateway says),
+  // so the signature is good for this gateway only.
+  const std::string seen_sha256 = peer_certificate_sha256(ws->next_layer().native_handle());
+  if (seen_sha256.empty()) co_return fail(ErrorCode::kUnavailable, "the gateway showed no certificate");
   const auto signature = crypto::personal_sign(node_key, tunnel_auth_message(seen_sha256, nonce));
   ws->text(true);
   const std::string hello = json::serialize(json::object{

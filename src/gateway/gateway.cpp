@@ -201,10 +201,16 @@ struct Gateway::Impl {
   auto on_io(F f) -> decltype(f()) {
     using R = decltype(f());
     if (io.get_executor().running_in_this_thread()) return f();
-    std::packaged_task<R()> task(std::move(f));
-    auto result = task.get_future();
-    asio::post(io, [&task] { task(); });
-    return result.get();
+    // Owned by the handler: if stop() drops it unrun, the future reports a broken promise
+    // instead of waiting for ever.
+    auto task = std::make_shared<std::packaged_task<R()>>(std::move(f));
+    auto result = task->get_future();
+    asio::post(io, [task] { (*task)(); });
+    try {
+      return result.get();
+    } catch (const std::future_error&) {  // stopped meanwhile
+      if constexpr (!std::is_void_v<R>) return R{};
+    }
   }
 
   std::string token(const std::string& lease_id) const {
@@ -250,6 +256,8 @@ struct Gateway::Impl {
   Result<std::vector<Endpoint>> expose(const std::string& lease_id, const std::string& provider, const std::vector<Port>& ports) {
     std::vector<Endpoint> out;
     auto& listeners = by_lease[lease_id];
+    std::set<std::uint16_t> was_there;  // listeners from before this call
+    for (const auto& l : listeners) was_there.insert(l->public_port);
     for (const auto& p : ports) {
       auto existing = std::find_if(listeners.begin(), listeners.end(),
                                    [&](const auto& l) { return l->port.container_port == p.container_port; });
@@ -286,7 +294,30 @@ struct Gateway::Impl {
       };
       ec = bind(wanted);
       if (ec && !pool && wanted != 0) ec = bind(0);  // the remembered port went to someone else
+      for (int attempt = 0; ec && pool && attempt < 16; ++attempt) {
+        // Taken by another program: it rests like a freed one, and the next port is tried.
+        pool->release_port(wanted, PortPool::Clock::now());
+        auto next = pool->allocate(lease_id, p.container_port, PortPool::Clock::now());
+        if (!next) break;
+        wanted = *next;
+        ec = bind(wanted);
+      }
       if (ec) {
+        // Nothing half done: the ports this call opened close again.
+        if (pool) pool->release_port(wanted, PortPool::Clock::now());
+        for (auto it = listeners.begin(); it != listeners.end();) {
+          if (std::find_if(out.begin(), out.end(), [&](const Endpoint& e) { return e.public_port == (*it)->public_port; }) !=
+                  out.end() &&
+              !was_there.contains((*it)->public_port)) {
+            (*it)->closed = true;
+            boost::system::error_code ignored;
+            (*it)->acceptor.close(ignored);
+            if (pool) pool->release_port((*it)->public_port, PortPool::Clock::now());
+            it = listeners.erase(it);
+          } else {
+            ++it;
+          }
+        }
         return fail(ErrorCode::kUnavailable,
                     "cannot listen on " + options.listen_host + ":" + std::to_string(wanted) + ": " + ec.message());
       }

@@ -138,6 +138,9 @@ TEST(Mux, APeerBreakingTheRulesBreaksTheTunnel) {
   EXPECT_FALSE(p.gateway.receive(Frame{id, Window{kMaxWindowIncrement}})) << "window overflow";
   Pair::deliver(p.gateway, p.agent.fin(id));
   EXPECT_FALSE(p.gateway.receive(Frame{id, Data{Bytes{1}}})) << "data after FIN";
+  // FIN on a stream the agent has not accepted (the gateway's client would hang half-closed).
+  auto second = p.gateway.open("lease-1", 8080).value();
+  EXPECT_FALSE(p.gateway.receive(Frame{second.stream, Fin{}})) << "FIN before ACCEPT";
 }
 
 TEST(Mux, ResetsEndStreamsAndLateFramesAreDropped) {

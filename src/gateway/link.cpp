@@ -220,10 +220,12 @@ void LinkedGateway::run() {
       s.handle(v.get_object());
     }
   };
-  auto loop = [&s, session]() -> asio::awaitable<void> {
+  auto loop = [this, &s, session]() -> asio::awaitable<void> {
     std::chrono::milliseconds backoff = s.options.initial_backoff;
     while (!s.stopping) {
+      const auto before = links_.load();
       auto r = co_await session();
+      if (links_.load() != before) backoff = s.options.initial_backoff;  // it was up: start over
       if (s.stopping) break;
       if (s.client && s.client->is_open()) s.client->close();
       const auto half = backoff.count() / 2;

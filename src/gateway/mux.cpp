@@ -81,6 +81,7 @@ Result<Mux::Event> Mux::receive(Frame frame) {
   }
   if (std::holds_alternative<Fin>(frame.body)) {
     if (s->fin_received) return std::unexpected(broken("a second FIN"));
+    if (!s->accepted) return std::unexpected(broken("FIN before the stream was accepted"));
     s->fin_received = true;
     close_if_done(id);
     return Event{Finished{id}};

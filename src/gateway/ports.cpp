@@ -72,6 +72,11 @@ std::optional<PortPool::Owner> PortPool::owner(std::uint16_t public_port) const 
   return it->second;
 }
 
+void PortPool::release_port(std::uint16_t public_port, Clock::time_point now) {
+  owners_.erase(public_port);
+  if (public_port >= first_ && public_port <= last_) cooling_[public_port] = now + cool_down_;
+}
+
 void PortPool::hold(std::uint16_t public_port, Clock::time_point until) {
   if (public_port < first_ || public_port > last_ || owners_.contains(public_port)) return;
   auto& at = cooling_[public_port];

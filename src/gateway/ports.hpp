@@ -37,6 +37,8 @@ class PortPool {
   // Puts back an allocation read from storage after a restart (kConflict when taken).
   Result<void> restore(std::uint16_t public_port, const std::string& lease_id, std::uint16_t container_port);
 
+  // One port back from its lease, resting like a released one (e.g. another program had it).
+  void release_port(std::uint16_t public_port, Clock::time_point now);
   // Keeps a free port from being handed out until `until` (ports of leases that may come
   // back after a restart).
   void hold(std::uint16_t public_port, Clock::time_point until);

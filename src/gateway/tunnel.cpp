@@ -1,5 +1,7 @@
 #include "gateway/tunnel.hpp"
 
+#include <chrono>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -149,10 +151,17 @@ asio::awaitable<void> TunnelConnection::write_socket(std::shared_ptr<TunnelConne
 asio::awaitable<void> TunnelConnection::read_socket(std::shared_ptr<TunnelConnection> self, std::shared_ptr<Stream> s) {
   std::vector<std::uint8_t> buffer(kMaxData);
   std::size_t first_at = 0;
+  const auto accept_by = asio::steady_timer::clock_type::now() + self->limits_.accept_timeout;
   for (;;) {
     // Wait for room: the stream's window (and ACCEPT) and the tunnel's queue.
     while (!s->done && (self->mux_.sendable(s->id) == 0 || self->queued_ > self->limits_.max_queued)) {
       if (self->queued_ > self->limits_.max_queued) self->blocked_ = true;
+      if (!s->accepted && asio::steady_timer::clock_type::now() >= accept_by) {
+        self->abort(s, ResetCode::kGone, "the provider did not answer in time");
+        co_return;
+      }
+      // Until ACCEPT, wake at the deadline too; after it, only when woken.
+      s->wake.expires_at(s->accepted ? asio::steady_timer::time_point::max() : accept_by);
       (void)co_await s->wake.async_wait(kTuple);
     }
     if (s->done) co_return;
@@ -210,7 +219,11 @@ void TunnelConnection::relay(tcp::socket client, const std::string& lease_id, st
                    asio::detached);
     return;
   }
-  auto opened = mux_.open(lease_id, port);
+  std::size_t of_lease = 0;
+  for (const auto& [id, s] : streams_) of_lease += s->lease_id == lease_id ? 1u : 0u;
+  auto opened = of_lease >= limits_.max_streams_per_lease
+                    ? Result<Frame>(fail(ErrorCode::kUnavailable, "too many connections to this lease"))
+                    : mux_.open(lease_id, port);
   if (!opened) {
     asio::co_spawn(ws_->get_executor(),
                    answer_and_close(std::move(client), http ? plain_response(503, "Service Unavailable", opened.error().message)
@@ -314,7 +327,11 @@ void TunnelConnection::handle(Mux::Event& event) {
     finish(s);
     return;
   }
-  if (auto* reply = std::get_if<Mux::Reply>(&event)) send(reply->frame);
+  if (auto* reply = std::get_if<Mux::Reply>(&event)) {
+    // A PONG only when the queue has room: a peer that pings without reading gets none,
+    // rather than growing our queue.
+    if (queued_ <= limits_.max_queued) send(reply->frame);
+  }
 }
 
 asio::awaitable<Result<void>> TunnelConnection::run() {

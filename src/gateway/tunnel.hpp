@@ -46,6 +46,8 @@ class TunnelConnection : public std::enable_shared_from_this<TunnelConnection> {
     std::uint32_t window = Mux::kDefaultWindow;
     std::size_t max_streams = Mux::kDefaultMaxStreams;
     std::size_t max_queued = 4u << 20;  // tunnel bytes queued before sockets stop being read
+    std::size_t max_streams_per_lease = 1024;  // so one lease's clients cannot take all streams
+    std::chrono::seconds accept_timeout{10};   // gateway: an OPEN the agent does not answer
   };
 
   TunnelConnection(std::unique_ptr<TunnelSocket> socket, Mux::Role role, Resolver resolver, Limits limits);

@@ -40,26 +40,28 @@ void RemoteGateway::handle(const std::shared_ptr<net::WebSocketSession>& session
     const json::value* tunnel = m.if_contains("tunnel");
     const json::value* host = m.if_contains("public_host");
     if (tunnel == nullptr || !tunnel->is_object() || host == nullptr || !host->is_string()) return;
-    std::vector<std::string> messages;
     json::value announced;
+    std::shared_ptr<net::WebSocketSession> replaced;
     json::array online;
     for (auto& id : online_()) online.push_back(json::value(id));  // before our lock: the registry's is taken
     {
       std::lock_guard lock(mutex_);
-      if (auto old = session_.lock(); old && old != session) old->close("another gateway linked");
+      if (auto old = session_.lock(); old && old != session) replaced = old;
       session_ = session;
       tunnel_ = *tunnel;
       public_host_ = std::string(host->get_string());
       announced = tunnel_;
-      messages.push_back(json::serialize(json::object{{"type", "providers"}, {"online", std::move(online)}}));
+      // Sent under the lock (sending only queues), like expose() and withdraw(): the
+      // gateway hears every change in the order it happened.
+      session->send(json::serialize(json::object{{"type", "providers"}, {"online", std::move(online)}}));
       json::array leases;
       for (const auto& [id, w] : wanted_) {
-        messages.push_back(json::serialize(gateway::expose_message(id, w.provider, w.ports)));
+        session->send(json::serialize(gateway::expose_message(id, w.provider, w.ports)));
         leases.push_back(json::value(id));
       }
-      messages.push_back(json::serialize(json::object{{"type", "synced"}, {"leases", std::move(leases)}}));
+      session->send(json::serialize(json::object{{"type", "synced"}, {"leases", std::move(leases)}}));
     }
-    for (auto& text_out : messages) session->send(std::move(text_out));
+    if (replaced) replaced->close("another gateway linked");
     if (on_tunnel) on_tunnel(announced);
     return;
   }
@@ -78,36 +80,29 @@ void RemoteGateway::handle(const std::shared_ptr<net::WebSocketSession>& session
   }
 }
 
+// Callers hold mutex_: messages leave in the order the changes were made.
 void RemoteGateway::send(const std::string& text) {
-  std::shared_ptr<net::WebSocketSession> s;
-  {
-    std::lock_guard lock(mutex_);
-    s = session_.lock();
-  }
-  if (s) s->send(text);
+  if (auto s = session_.lock()) s->send(text);
 }
 
 void RemoteGateway::expose(const std::string& lease_id, const crypto::Address& provider,
                            const std::vector<gateway::Gateway::Port>& ports) {
-  {
-    std::lock_guard lock(mutex_);
-    wanted_[lease_id] = Wanted{provider.to_lower_hex(), ports};
-    failed_.erase(lease_id);
-  }
+  std::lock_guard lock(mutex_);
+  wanted_[lease_id] = Wanted{provider.to_lower_hex(), ports};
+  failed_.erase(lease_id);
   send(json::serialize(gateway::expose_message(lease_id, provider.to_lower_hex(), ports)));
 }
 
 void RemoteGateway::withdraw(const std::string& lease_id) {
-  {
-    std::lock_guard lock(mutex_);
-    if (wanted_.erase(lease_id) == 0) return;
-    exposed_.erase(lease_id);
-    failed_.erase(lease_id);
-  }
+  std::lock_guard lock(mutex_);
+  if (wanted_.erase(lease_id) == 0) return;
+  exposed_.erase(lease_id);
+  failed_.erase(lease_id);
   send(json::serialize(json::object{{"type", "withdraw"}, {"lease_id", lease_id}}));
 }
 
 void RemoteGateway::provider_status(const std::string& provider_id, bool online) {
+  std::lock_guard lock(mutex_);
   send(json::serialize(json::object{{"type", "provider"}, {"id", provider_id}, {"online", online}}));
 }
 

@@ -90,8 +90,10 @@ void Agent::run() {
     if (!s.options.gateway_url.empty()) target = {s.options.gateway_url, s.options.gateway_sha256};
     if (target.url.empty()) return;
     if (target != s.tunnel_target) {
+      const bool moved = !s.tunnel_target.url.empty();
       s.tunnel_target = target;
       s.tunnel_wake.cancel();  // a waiting redial goes at once, to the new address
+      if (moved && s.tunnel) s.tunnel->close();  // and a live tunnel to the old one ends
     }
     if (!s.tunnel_started) {
       s.tunnel_started = true;
