@@ -172,6 +172,7 @@ struct Gateway::Impl {
   std::uint16_t tunnel_port = 0;
   std::optional<PortPool> pool;  // with a configured range
   std::map<std::pair<std::string, std::uint16_t>, std::uint16_t> remembered;  // (lease, port) → public port
+  std::map<std::uint16_t, PortPool::Clock::time_point> resting;  // without a range: freed ports and until when
   struct Listener {
     explicit Listener(asio::io_context& io) : acceptor(io) {}
     std::string lease_id;
@@ -250,6 +251,7 @@ struct Gateway::Impl {
         continue;
       }
       if (pool) pool->hold(port, steady + std::chrono::seconds{rest_until - now});
+      else resting[port] = steady + std::chrono::seconds{rest_until - now};
     }
   }
 
@@ -294,6 +296,21 @@ struct Gateway::Impl {
       };
       ec = bind(wanted);
       if (ec && !pool && wanted != 0) ec = bind(0);  // the remembered port went to someone else
+      if (!pool) {
+        // Any free port, but not one that rests (another lease's until lately): such a port
+        // stays bound aside meanwhile, so the system offers a different one.
+        std::vector<tcp::acceptor> aside;
+        const auto now_steady = PortPool::Clock::now();
+        std::erase_if(resting, [&](const auto& r) { return r.second <= now_steady; });
+        while (!ec && aside.size() < 64) {
+          const auto got = l->acceptor.local_endpoint().port();
+          auto r = resting.find(got);
+          if (r == resting.end() || got == wanted) break;
+          aside.push_back(std::move(l->acceptor));
+          l->acceptor = tcp::acceptor(io);
+          ec = bind(0);
+        }
+      }
       for (int attempt = 0; ec && pool && attempt < 16; ++attempt) {
         // Taken by another program: it rests like a freed one, and the next port is tried.
         pool->release_port(wanted, PortPool::Clock::now());
@@ -344,7 +361,13 @@ struct Gateway::Impl {
     for (const auto& p : providers) {
       if (auto t = tunnels.find(p); t != tunnels.end()) t->second->reset_lease(lease_id);
     }
-    if (pool) (void)pool->release(lease_id, PortPool::Clock::now());
+    if (pool) {
+      (void)pool->release(lease_id, PortPool::Clock::now());
+    } else {
+      for (const auto& [key, port] : remembered) {
+        if (key.first == lease_id) resting[port] = PortPool::Clock::now() + options.cool_down;
+      }
+    }
     std::erase_if(remembered, [&](const auto& entry) { return entry.first.first == lease_id; });
   }
 

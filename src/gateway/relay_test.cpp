@@ -439,6 +439,20 @@ TEST_F(RelayTest, AnEndedLeasesPortsCloseAtOnceAndCoolDown) {
   EXPECT_EQ(none.error().code, ErrorCode::kUnavailable);
 }
 
+TEST_F(RelayTest, WithoutARangeAFreedPortIsNotHandedOutAgainWhileItRests) {
+  start_gateway();  // any free port
+  Provider& p = add_provider();
+  std::set<std::uint16_t> freed;
+  for (int i = 0; i < 40; ++i) {
+    const std::string lease = "lease-" + std::to_string(100 + i);
+    auto e = gateway_->expose(lease, p.address(), {Gateway::Port{22, true, false}});
+    ASSERT_TRUE(e) << e.error().message;
+    EXPECT_FALSE(freed.contains(e->front().public_port)) << "port " << e->front().public_port << " again";
+    freed.insert(e->front().public_port);
+    gateway_->withdraw(lease);
+  }
+}
+
 TEST(RequestToken, FoundOnlyWhereItBelongs) {
   const std::string t = "0123456789abcdef0123456789abcdef";
   EXPECT_TRUE(request_has_token("GET / HTTP/1.1\r\nauthorization: bearer " + t + "\r\n\r\n", t));
