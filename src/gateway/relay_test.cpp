@@ -439,6 +439,54 @@ TEST_F(RelayTest, AnEndedLeasesPortsCloseAtOnceAndCoolDown) {
   EXPECT_EQ(none.error().code, ErrorCode::kUnavailable);
 }
 
+// A hello the gateway must refuse: malformed, unsigned, or signed for another nonce (replay).
+TEST_F(RelayTest, BadOrReplayedHellosAreRefusedWithTheReason) {
+  start_gateway();
+  const crypto::PrivateKey key = crypto::PrivateKey::generate();
+  {
+    std::lock_guard lock(mutex_);
+    allowed_.insert(key.address());
+  }
+  // Answers `hello(nonce)` to the gateway's challenge; returns the gateway's reply.
+  auto attempt = [&](const std::function<std::string(const std::string& nonce)>& hello) {
+    asio::io_context io;
+    std::string reply;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      const TunnelTarget target{gateway_->tunnel_url(), gateway_->certificate_sha256()};
+      auto t = co_await connect_tunnel_socket(io.get_executor(), target, std::chrono::seconds{5});
+      if (!t) co_return;
+      auto& ws = **t;
+      boost::beast::flat_buffer b;
+      (void)co_await ws.async_read(b, kTuple);
+      auto challenge = boost::json::parse(boost::beast::buffers_to_string(b.cdata())).as_object();
+      const std::string nonce(challenge.at("nonce").as_string());
+      const std::string text = hello(nonce);
+      ws.text(true);
+      (void)co_await ws.async_write(asio::buffer(text), kTuple);
+      b.clear();
+      auto [ec, n] = co_await ws.async_read(b, kTuple);
+      if (!ec) reply = boost::beast::buffers_to_string(b.cdata());
+    }, asio::detached);
+    io.run_for(std::chrono::seconds{10});
+    return reply;
+  };
+  auto signed_hello = [&](const std::string& nonce) {
+    const auto sig = crypto::personal_sign(key, tunnel_auth_message(gateway_->certificate_sha256(), nonce));
+    return boost::json::serialize(
+        boost::json::object{{"type", "hello"}, {"node", key.address().to_checksum()}, {"signature", sig.to_hex()}});
+  };
+  EXPECT_NE(attempt([](const std::string&) { return std::string("{not json"); }).find("expected {"), std::string::npos);
+  EXPECT_NE(attempt([&](const std::string&) {
+              return boost::json::serialize(boost::json::object{{"type", "hello"}, {"node", key.address().to_checksum()}});
+            }).find("hello needs node"),
+            std::string::npos);
+  // A signature made for an earlier challenge (a recorded hello) is not the node's now.
+  const std::string recorded = signed_hello(std::string(64, 'a'));
+  EXPECT_NE(attempt([&](const std::string&) { return recorded; }).find("the signature is not the node key's"), std::string::npos);
+  EXPECT_NE(attempt([&](const std::string&) { return std::string(70000, 'x'); }), "{\"type\":\"welcome\"}");
+  EXPECT_EQ(attempt(signed_hello), "{\"type\":\"welcome\"}");
+}
+
 TEST_F(RelayTest, WithoutARangeAFreedPortIsNotHandedOutAgainWhileItRests) {
   start_gateway();  // any free port
   Provider& p = add_provider();
