@@ -181,6 +181,13 @@ class RelayTest : public ::testing::Test {
     providers_.push_back(std::move(p));
     return *providers_.back();
   }
+  // A gateway, a connected provider and its port 22 exposed as TCP: the public port.
+  std::uint16_t serve_tcp_port() {
+    start_gateway();
+    Provider& p = add_provider();
+    EXPECT_TRUE(eventually([&] { return gateway_->connected(p.address()); })) << p.last_error();
+    return expose(p, 22, true);
+  }
   std::uint16_t expose(const Provider& p, std::uint16_t port, bool tcp_port, bool open = false) {
     auto e = gateway_->expose("lease-1", p.address(), {Gateway::Port{port, tcp_port, open}});
     EXPECT_TRUE(e) << (e ? "" : e.error().message);
@@ -270,10 +277,8 @@ TEST_F(RelayTest, AStreamToAPortTheProviderDoesNotHaveIsRefused) {
 }
 
 TEST_F(RelayTest, AThousandConcurrentStreamsThroughOneTunnel) {
-  start_gateway();
-  Provider& p = add_provider();
-  ASSERT_TRUE(eventually([&] { return gateway_->connected(p.address()); }));
-  const auto port = expose(p, 22, true);
+  std::uint16_t port = 0;
+  ASSERT_NO_FATAL_FAILURE(port = serve_tcp_port());
   asio::io_context io;
   std::atomic<int> good{0};
   std::atomic<int> connected{0};
@@ -302,10 +307,9 @@ TEST_F(RelayTest, AThousandConcurrentStreamsThroughOneTunnel) {
 }
 
 TEST_F(RelayTest, ACutTunnelFailsItsConnectionsAndTheAgentComesBack) {
-  start_gateway();
-  Provider& p = add_provider();
-  ASSERT_TRUE(eventually([&] { return gateway_->connected(p.address()); }));
-  const auto port = expose(p, 22, true);
+  std::uint16_t port = 0;
+  ASSERT_NO_FATAL_FAILURE(port = serve_tcp_port());
+  Provider& p = *providers_.back();
   asio::io_context io;
   tcp::socket s(io);
   s.connect(tcp::endpoint(asio::ip::address_v4::loopback(), port));
