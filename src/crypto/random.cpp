@@ -1,5 +1,7 @@
 #include "crypto/random.hpp"
 
+#include <algorithm>
+
 #include <openssl/rand.h>
 
 #include <cstdio>
@@ -31,6 +33,11 @@ std::string random_token(std::size_t bytes) {
   Bytes raw(bytes);
   random_bytes(raw);
   return kaisar::to_hex(raw, false);
+}
+
+std::chrono::milliseconds jittered(std::chrono::milliseconds backoff) {
+  const auto half = std::max<std::int64_t>(0, backoff.count() / 2);
+  return std::chrono::milliseconds{half + static_cast<std::int64_t>(random_below(static_cast<std::uint64_t>(half) + 1))};
 }
 
 std::uint64_t random_below(std::uint64_t bound) {

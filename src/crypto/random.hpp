@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -16,6 +18,9 @@ Hash32 random_hash();
 std::string random_token(std::size_t bytes = 32);
 // Uniform in [0, bound).
 std::uint64_t random_below(std::uint64_t bound);
+// A reconnect delay with jitter: uniform in [backoff/2, backoff], so clients that lost
+// their peer together do not all come back in the same instant.
+std::chrono::milliseconds jittered(std::chrono::milliseconds backoff);
 // RFC 4122 version 4 UUID.
 std::string random_uuid();
 

@@ -30,14 +30,6 @@ bool flag_of(const json::object& o, std::string_view key) {
   return v != nullptr && v->is_bool() && v->get_bool();
 }
 
-std::string link_url(const std::string& base) {
-  std::string url = base;
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  if (url.rfind("http://", 0) == 0) url = "ws://" + url.substr(7);
-  else if (url.rfind("https://", 0) == 0) url = "wss://" + url.substr(8);
-  return url + std::string(kLinkPath);
-}
-
 }  // namespace
 
 bool lease_id_ok(std::string_view id) {
@@ -200,7 +192,7 @@ void LinkedGateway::run() {
   Impl& s = *impl_;
   auto session = [this, &s]() -> asio::awaitable<Result<void>> {
     net::Headers headers{{"authorization", "Bearer " + s.options.token}};
-    const std::string url = link_url(s.options.onenode_url);
+    const std::string url = net::websocket_url(s.options.onenode_url, kLinkPath);
     auto connected = co_await net::WebSocketClient::connect(s.io.get_executor(), url, headers);
     if (!connected) co_return std::unexpected(connected.error());
     s.client = *connected;
@@ -228,9 +220,7 @@ void LinkedGateway::run() {
       if (links_.load() != before) backoff = s.options.initial_backoff;  // it was up: start over
       if (s.stopping) break;
       if (s.client && s.client->is_open()) s.client->close();
-      const auto half = backoff.count() / 2;
-      const auto delay = std::chrono::milliseconds{
-          half + static_cast<std::int64_t>(crypto::random_below(static_cast<std::uint64_t>(half) + 1))};
+      const auto delay = crypto::jittered(backoff);
       s.say("link to OneNode down (" + (r ? std::string("closed") : r.error().message) + "); retrying in " +
             std::to_string(delay.count()) + " ms");
       s.wake.expires_after(delay);

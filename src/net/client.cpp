@@ -106,6 +106,14 @@ asio::awaitable<std::pair<error_code, std::vector<tcp::endpoint>>> resolve(const
 // ---------------------------------------------------------------------------------------
 // URLs
 
+std::string websocket_url(std::string_view http_base, std::string_view path) {
+  std::string url(http_base);
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.rfind("http://", 0) == 0) url = "ws://" + url.substr(7);
+  else if (url.rfind("https://", 0) == 0) url = "wss://" + url.substr(8);
+  return url + std::string(path);
+}
+
 Result<Url> Url::parse(std::string_view text) noexcept {
   try {
     auto parsed = boost::urls::parse_uri(text);

@@ -31,6 +31,10 @@ struct ClientResponse {
   std::optional<std::string_view> header(std::string_view lower_name) const;
 };
 
+// The WebSocket URL of `path` on the server at `http_base` (http:// → ws://, https:// →
+// wss://), e.g. websocket_url("http://h:8080/", "/api/v1/agents/connect").
+std::string websocket_url(std::string_view http_base, std::string_view path);
+
 // Blocking HTTP/1.1 request on a fresh connection, over TLS for https:// (certificates are
 // checked against the system's CAs, or $SSL_CERT_FILE, and must name the host). Errors:
 // kUnavailable when the server cannot be reached or its certificate is not trusted,

@@ -55,14 +55,6 @@ Agent::~Agent() { stop(); }
 
 namespace {
 
-std::string ws_url(const std::string& base) {
-  std::string url = base;
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  if (url.rfind("http://", 0) == 0) url = "ws://" + url.substr(7);
-  else if (url.rfind("https://", 0) == 0) url = "wss://" + url.substr(8);
-  return url + std::string(protocol::kConnectPath);
-}
-
 Result<json::object> parse_object(const std::string& text) {
   boost::system::error_code ec;
   auto v = json::parse(text, ec);
@@ -102,7 +94,7 @@ void Agent::run() {
   };
   auto session = [this, &s, say, &use_gateway]() -> asio::awaitable<Result<void>> {
     state_.store(AgentState::kConnecting);
-    auto connected = co_await net::WebSocketClient::connect(s.io.get_executor(), ws_url(s.options.onenode_url));
+    auto connected = co_await net::WebSocketClient::connect(s.io.get_executor(), net::websocket_url(s.options.onenode_url, protocol::kConnectPath));
     if (!connected) co_return std::unexpected(connected.error());
     s.client = *connected;
     if (s.stopping) {
@@ -281,9 +273,7 @@ void Agent::run() {
         why = dialed ? "stopping" : dialed.error().message;
       }
       if (s.stopping) break;
-      const auto half = backoff.count() / 2;
-      const auto delay = std::chrono::milliseconds{
-          half + static_cast<std::int64_t>(crypto::random_below(static_cast<std::uint64_t>(half) + 1))};
+      const auto delay = crypto::jittered(backoff);
       say("tunnel down (" + why + "); redialing in " + std::to_string(delay.count()) + " ms");
       s.tunnel_wake.expires_after(delay);
       boost::system::error_code ec;
@@ -302,9 +292,7 @@ void Agent::run() {
       std::string why = r ? "channel closed" : r.error().message;
       // Full jitter in [backoff/2, backoff]: agents that lost OneNode together do not
       // all come back in the same instant.
-      const auto half = backoff.count() / 2;
-      const auto delay = std::chrono::milliseconds{
-          half + static_cast<std::int64_t>(crypto::random_below(static_cast<std::uint64_t>(half) + 1))};
+      const auto delay = crypto::jittered(backoff);
       state_.store(AgentState::kBackingOff);
       say("control channel down (" + why + "); reconnecting in " + std::to_string(delay.count()) + " ms");
       s.wake.expires_after(delay);
