@@ -13,6 +13,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/json.hpp>
 
+#include "core/json_fields.hpp"
 #include "crypto/eip191.hpp"
 #include "net/client.hpp"
 
@@ -27,11 +28,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-
-std::string string_field(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
-}
 
 // One TLS context per process for agents: it holds no per-connection state.
 asio::ssl::context& client_context() {

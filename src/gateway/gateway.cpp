@@ -22,7 +22,7 @@
 #include <sstream>
 #include <thread>
 
-#include "core/words.hpp"
+#include "core/json_fields.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/random.hpp"
 #include "gateway/ports.hpp"
@@ -479,10 +479,7 @@ struct Gateway::Impl {
     boost::system::error_code jec;
     auto hello = json::parse(beast::buffers_to_string(buffer.cdata()), jec);
     const json::object* o = !jec && hello.is_object() ? &hello.get_object() : nullptr;
-    auto field = [&](std::string_view key) {
-      const json::value* v = o != nullptr ? o->if_contains(key) : nullptr;
-      return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
-    };
+    auto field = [&](std::string_view key) { return o != nullptr ? string_field(*o, key) : std::string{}; };
     std::string refusal;
     std::optional<crypto::Address> node;
     if (o == nullptr || field("type") != "hello") {

@@ -3,6 +3,7 @@
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include "core/json_fields.hpp"
 #include "crypto/random.hpp"
 #include "gateway/frame.hpp"
 #include "net/client.hpp"
@@ -13,11 +14,6 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
-
-std::string text_of(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
-}
 
 std::optional<std::uint16_t> port_of(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
@@ -48,9 +44,9 @@ json::object expose_message(const std::string& lease_id, const std::string& prov
 
 Result<ExposeRequest> parse_expose(const json::object& message) {
   ExposeRequest r;
-  r.lease_id = text_of(message, "lease_id");
+  r.lease_id = string_field(message, "lease_id");
   if (!lease_id_ok(r.lease_id)) return fail(ErrorCode::kInvalidArgument, "expose: bad lease_id");
-  auto provider = crypto::Address::parse(text_of(message, "provider"));
+  auto provider = crypto::Address::parse(string_field(message, "provider"));
   if (!provider) return fail(ErrorCode::kInvalidArgument, "expose: bad provider");
   r.provider = *provider;
   const json::value* ports = message.if_contains("ports");
@@ -80,8 +76,8 @@ json::object exposed_message(const std::string& lease_id, const std::vector<Gate
 
 Result<Exposed> parse_exposed(const json::object& message) {
   Exposed r;
-  r.lease_id = text_of(message, "lease_id");
-  r.access_token = text_of(message, "access_token");
+  r.lease_id = string_field(message, "lease_id");
+  r.access_token = string_field(message, "access_token");
   if (!lease_id_ok(r.lease_id) || r.access_token.size() > 128) return fail(ErrorCode::kInvalidArgument, "exposed: bad lease_id or token");
   const json::value* endpoints = message.if_contains("endpoints");
   if (endpoints == nullptr || !endpoints->is_array() || endpoints->get_array().size() > 32) {
@@ -132,7 +128,7 @@ struct LinkedGateway::Impl {
 
   // One message from OneNode; the answer (if any) goes back on the link.
   void handle(const json::object& m) {
-    const std::string type = text_of(m, "type");
+    const std::string type = string_field(m, "type");
     if (type == "providers") {
       std::vector<std::string> ids;
       if (const json::value* list = m.if_contains("online"); list != nullptr && list->is_array()) {
@@ -142,7 +138,7 @@ struct LinkedGateway::Impl {
       }
       online->replace(std::move(ids));
     } else if (type == "provider") {
-      const std::string id = text_of(m, "id");
+      const std::string id = string_field(m, "id");
       if (id.size() == 42) online->update(id, flag_of(m, "online"));
     } else if (type == "expose") {
       auto request = parse_expose(m);
@@ -175,7 +171,7 @@ struct LinkedGateway::Impl {
         it = exposed.erase(it);
       }
     } else if (type == "withdraw") {
-      const std::string lease_id = text_of(m, "lease_id");
+      const std::string lease_id = string_field(m, "lease_id");
       if (!lease_id_ok(lease_id)) return;
       gateway.withdraw(lease_id);
       exposed.erase(lease_id);

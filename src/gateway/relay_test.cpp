@@ -11,6 +11,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "crypto/eip191.hpp"
@@ -181,6 +182,47 @@ class RelayTest : public ::testing::Test {
     providers_.push_back(std::move(p));
     return *providers_.back();
   }
+  // Plays an agent by hand: answers the gateway's challenge with `hello(nonce)`; once
+  // welcomed, sends `frame` (binary) if given and sees whether the gateway closes.
+  struct HandPlayed {
+    std::string reply;          // the gateway's answer to the hello
+    bool closed_after = false;  // the tunnel ended after `frame`
+  };
+  HandPlayed play_agent(const std::function<std::string(const std::string& nonce)>& hello,
+                        const std::optional<std::string>& frame = std::nullopt) {
+    asio::io_context io;
+    HandPlayed out;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      const TunnelTarget target{gateway_->tunnel_url(), gateway_->certificate_sha256()};  // named: GCC 12 frees braced
+      auto t = co_await connect_tunnel_socket(io.get_executor(), target, std::chrono::seconds{5});  // temporaries twice
+      if (!t) co_return;
+      auto& ws = **t;
+      boost::beast::flat_buffer b;
+      (void)co_await ws.async_read(b, kTuple);
+      auto challenge = boost::json::parse(boost::beast::buffers_to_string(b.cdata())).as_object();
+      const std::string text = hello(std::string(challenge.at("nonce").as_string()));
+      ws.text(true);
+      (void)co_await ws.async_write(asio::buffer(text), kTuple);
+      b.clear();
+      auto [ec, n] = co_await ws.async_read(b, kTuple);
+      if (ec) co_return;
+      out.reply = boost::beast::buffers_to_string(b.cdata());
+      if (!frame) co_return;
+      ws.binary(true);
+      (void)co_await ws.async_write(asio::buffer(*frame), kTuple);
+      b.clear();
+      auto [after, m] = co_await ws.async_read(b, kTuple);
+      out.closed_after = static_cast<bool>(after);
+    }, asio::detached);
+    io.run_for(std::chrono::seconds{10});
+    return out;
+  }
+  std::string signed_hello(const crypto::PrivateKey& key, const std::string& nonce) {
+    const auto sig = crypto::personal_sign(key, tunnel_auth_message(gateway_->certificate_sha256(), nonce));
+    return boost::json::serialize(
+        boost::json::object{{"type", "hello"}, {"node", key.address().to_checksum()}, {"signature", sig.to_hex()}});
+  }
+
   // A gateway, a connected provider and its port 22 exposed as TCP: the public port.
   std::uint16_t serve_tcp_port() {
     start_gateway();
@@ -347,31 +389,9 @@ TEST_F(RelayTest, HostileFramesCloseThatTunnelOnly) {
       std::string("\x03", 1),                                // truncated
   };
   for (const auto& frame : hostile) {
-    asio::io_context io;
-    bool closed = false;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-      const TunnelTarget target{gateway_->tunnel_url(), gateway_->certificate_sha256()};  // named: GCC 12 frees braced
-      auto t = co_await connect_tunnel_socket(io.get_executor(), target, std::chrono::seconds{5});  // temporaries twice
-      if (!t) co_return;
-      auto& ws = **t;
-      boost::beast::flat_buffer b;
-      (void)co_await ws.async_read(b, kTuple);
-      auto challenge = boost::json::parse(boost::beast::buffers_to_string(b.cdata())).as_object();
-      const std::string nonce(challenge.at("nonce").as_string());
-      const auto sig = crypto::personal_sign(bad_key, tunnel_auth_message(gateway_->certificate_sha256(), nonce));
-      ws.text(true);
-      const std::string hello = boost::json::serialize(
-          boost::json::object{{"type", "hello"}, {"node", bad_key.address().to_checksum()}, {"signature", sig.to_hex()}});
-      (void)co_await ws.async_write(asio::buffer(hello), kTuple);
-      b.clear();
-      (void)co_await ws.async_read(b, kTuple);  // welcome
-      ws.binary(true);
-      (void)co_await ws.async_write(asio::buffer(frame), kTuple);
-      b.clear();
-      auto [ec, n] = co_await ws.async_read(b, kTuple);
-      closed = static_cast<bool>(ec);
-    }, asio::detached);
-    io.run_for(std::chrono::seconds{10});
+    auto played = play_agent([&](const std::string& nonce) { return signed_hello(bad_key, nonce); }, frame);
+    EXPECT_EQ(played.reply, "{\"type\":\"welcome\"}");
+    const bool closed = played.closed_after;
     EXPECT_TRUE(closed) << "the gateway kept a tunnel that sent " << frame.size() << " hostile bytes";
     EXPECT_FALSE(gateway_->connected(bad_key.address()));
   }
@@ -451,44 +471,18 @@ TEST_F(RelayTest, BadOrReplayedHellosAreRefusedWithTheReason) {
     std::lock_guard lock(mutex_);
     allowed_.insert(key.address());
   }
-  // Answers `hello(nonce)` to the gateway's challenge; returns the gateway's reply.
-  auto attempt = [&](const std::function<std::string(const std::string& nonce)>& hello) {
-    asio::io_context io;
-    std::string reply;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-      const TunnelTarget target{gateway_->tunnel_url(), gateway_->certificate_sha256()};
-      auto t = co_await connect_tunnel_socket(io.get_executor(), target, std::chrono::seconds{5});
-      if (!t) co_return;
-      auto& ws = **t;
-      boost::beast::flat_buffer b;
-      (void)co_await ws.async_read(b, kTuple);
-      auto challenge = boost::json::parse(boost::beast::buffers_to_string(b.cdata())).as_object();
-      const std::string nonce(challenge.at("nonce").as_string());
-      const std::string text = hello(nonce);
-      ws.text(true);
-      (void)co_await ws.async_write(asio::buffer(text), kTuple);
-      b.clear();
-      auto [ec, n] = co_await ws.async_read(b, kTuple);
-      if (!ec) reply = boost::beast::buffers_to_string(b.cdata());
-    }, asio::detached);
-    io.run_for(std::chrono::seconds{10});
-    return reply;
-  };
-  auto signed_hello = [&](const std::string& nonce) {
-    const auto sig = crypto::personal_sign(key, tunnel_auth_message(gateway_->certificate_sha256(), nonce));
-    return boost::json::serialize(
-        boost::json::object{{"type", "hello"}, {"node", key.address().to_checksum()}, {"signature", sig.to_hex()}});
-  };
+  auto attempt = [&](const std::function<std::string(const std::string& nonce)>& hello) { return play_agent(hello).reply; };
+  auto signed_by_key = [&](const std::string& nonce) { return signed_hello(key, nonce); };
   EXPECT_NE(attempt([](const std::string&) { return std::string("{not json"); }).find("expected {"), std::string::npos);
   EXPECT_NE(attempt([&](const std::string&) {
               return boost::json::serialize(boost::json::object{{"type", "hello"}, {"node", key.address().to_checksum()}});
             }).find("hello needs node"),
             std::string::npos);
   // A signature made for an earlier challenge (a recorded hello) is not the node's now.
-  const std::string recorded = signed_hello(std::string(64, 'a'));
+  const std::string recorded = signed_by_key(std::string(64, 'a'));
   EXPECT_NE(attempt([&](const std::string&) { return recorded; }).find("the signature is not the node key's"), std::string::npos);
   EXPECT_NE(attempt([&](const std::string&) { return std::string(70000, 'x'); }), "{\"type\":\"welcome\"}");
-  EXPECT_EQ(attempt(signed_hello), "{\"type\":\"welcome\"}");
+  EXPECT_EQ(attempt(signed_by_key), "{\"type\":\"welcome\"}");
 }
 
 TEST_F(RelayTest, WithoutARangeAFreedPortIsNotHandedOutAgainWhileItRests) {

@@ -5,6 +5,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/json.hpp>
 
+#include "core/json_fields.hpp"
 #include "core/protocol.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/random.hpp"
@@ -60,11 +61,6 @@ Result<json::object> parse_object(const std::string& text) {
   auto v = json::parse(text, ec);
   if (ec || !v.is_object()) return fail(ErrorCode::kInvalidArgument, "OneNode sent a message that is not a JSON object");
   return std::move(v.as_object());
-}
-
-std::string string_field(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string{};
 }
 
 }  // namespace
