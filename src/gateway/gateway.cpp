@@ -289,8 +289,13 @@ struct Gateway::Impl {
         boost::system::error_code e;
         if (l->acceptor.is_open()) l->acceptor.close(e);
         l->acceptor.open(address.is_v6() ? tcp::v6() : tcp::v4(), e);
-        if (!e) l->acceptor.set_option(tcp::acceptor::reuse_address(true), e);
+        // SO_REUSEADDR takes a known port back although its old connections linger in
+        // TIME_WAIT (after a restart). For port 0 it is set only after the bind: set before,
+        // Linux may hand out a port another socket has bound and not yet listens on, and
+        // one of the two would take the other's connections.
+        if (!e && port != 0) l->acceptor.set_option(tcp::acceptor::reuse_address(true), e);
         if (!e) l->acceptor.bind(tcp::endpoint(address, port), e);
+        if (!e && port == 0) l->acceptor.set_option(tcp::acceptor::reuse_address(true), e);
         if (!e) l->acceptor.listen(asio::socket_base::max_listen_connections, e);
         return e;
       };
@@ -563,8 +568,9 @@ Result<std::unique_ptr<Gateway>> Gateway::start(GatewayOptions options, Authoriz
   if (ec) return fail(ErrorCode::kInvalidArgument, "bad gateway listen address '" + s.options.listen_host + "'");
   const tcp::endpoint endpoint(address, s.options.tunnel_port);
   s.tunnel_acceptor.open(endpoint.protocol(), ec);
-  if (!ec) s.tunnel_acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && s.options.tunnel_port != 0) s.tunnel_acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) s.tunnel_acceptor.bind(endpoint, ec);
+  if (!ec && s.options.tunnel_port == 0) s.tunnel_acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) s.tunnel_acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return fail(ErrorCode::kUnavailable, "the gateway cannot listen on " + s.options.listen_host + ":" +
