@@ -220,12 +220,17 @@ TEST_F(PodmanTest, ContainerLifecycle) {
   ASSERT_TRUE(reply) << "no answer from " << url;
   EXPECT_EQ(reply->body, "hello from kaisar lease lease-a\n");
 
-  // Its output, demultiplexed.
+  // Its output, demultiplexed. The container printed the request line before answering,
+  // but conmon copies it into the log file on its own time, so read until it is there.
   std::string out;
-  ASSERT_TRUE(client_->logs(*id, false, [&](const LogFrame& f) {
-    out += f.data;
-    return true;
-  }));
+  for (int i = 0; i < 100 && out.find("request: GET /hi") == std::string::npos; ++i) {
+    if (i > 0) std::this_thread::sleep_for(milliseconds{50});
+    out.clear();
+    ASSERT_TRUE(client_->logs(*id, false, [&](const LogFrame& f) {
+      out += f.data;
+      return true;
+    }));
+  }
   EXPECT_NE(out.find("listening on 8080"), std::string::npos) << out;
   EXPECT_NE(out.find("request: GET /hi"), std::string::npos) << out;
 
