@@ -117,6 +117,7 @@ void add_wallet_commands(CLI::App& app, CommandArgs& all, Action& action) {
 
   add_wallet_chain_commands(*wallet, all, action);
   add_pay_command(app, all, action);
+  add_rewards_command(app, all, action);
 
   auto* address = wallet->add_subcommand("address", "Print the wallet's address (no password needed)");
   add_client_flags(*address, o);
@@ -267,6 +268,99 @@ void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
       } else {
         std::cout << "paid: lease " << to_hex(payment.lease_id) << " in " << to_hex(*paid->deposit_tx) << " ("
                   << paid->gas_used << " gas)\n";
+      }
+      return kExitOk;
+    };
+  });
+}
+
+// kaisar rewards [claim]: what the wallet earned per epoch (as a provider's owner or a
+// checker's), and claiming it from the RewardDistributor with the Merkle proofs OneNode serves.
+void add_rewards_command(CLI::App& app, CommandArgs& all, Action& action) {
+  ClientOptions& o = all.client;
+  WalletArgs& args = all.wallet;
+  auto* rewards = app.add_subcommand("rewards", "Rewards your wallet earned per epoch; `rewards claim` collects them");
+  add_client_flags(*rewards, o);
+  rewards->add_option("--address", args.address, "any address instead of the wallet's");
+  auto list_rewards = [&o](const crypto::Address& account) {
+    return api_call(o, "GET", "/api/v1/rewards?account=" + account.to_checksum());
+  };
+  rewards->callback([&, list_rewards] {
+    if (action) return;  // `rewards claim` ran its own callback
+    action = [&, list_rewards] {
+      auto address = wallet_address(o, args.address);
+      if (!address) return report(address.error(), o.json);
+      auto r = list_rewards(*address);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(*r);
+        return kExitOk;
+      }
+      const auto& list = r->at("rewards").as_array();
+      if (list.empty()) std::cout << "no rewards yet for " << address->to_checksum() << "\n";
+      eth::Uint256 total;
+      for (const auto& e : list) {
+        auto amount = eth::Uint256::from_decimal(e.at("amount").as_string()).value_or(eth::Uint256{});
+        total = total + amount;
+        std::cout << "epoch " << e.at("epoch").to_number<std::uint64_t>() << ": " << format_units(amount) << " KAI  "
+                  << json::serialize(e.at("for")) << "\n";
+      }
+      if (!list.empty()) std::cout << "total: " << format_units(total) << " KAI (claim with: kaisar rewards claim)\n";
+      return kExitOk;
+    };
+  });
+  auto* claim = rewards->add_subcommand("claim", "Claim every unclaimed epoch's reward into your wallet");
+  add_client_flags(*claim, o);
+  claim->callback([&, list_rewards] {
+    action = [&, list_rewards] {
+      auto key = unlock_wallet(o);
+      if (!key) return report(key.error(), o.json);
+      const crypto::Address account = key->address();
+      auto r = list_rewards(account);
+      if (!r) return report(r.error(), o.json);
+      auto view = chain_view(o);
+      if (!view) return report(view.error(), o.json);
+      eth::NonceManager nonces(*view->rpc);
+      json::array claimed;
+      eth::Uint256 total;
+      for (const auto& e : r->at("rewards").as_array()) {
+        const std::uint64_t epoch = e.at("epoch").to_number<std::uint64_t>();
+        auto amount = eth::Uint256::from_decimal(e.at("amount").as_string());
+        if (!amount) return report(amount.error(), o.json);
+        // Already claimed, or the root is not on chain yet: skipped.
+        auto done = chain::call_view(*view->rpc, view->deployment.distributor, "claimed(uint64,address)",
+                                     {eth::AbiValue::uint(epoch), eth::AbiValue::address(account)}, "(bool)");
+        if (!done) return report(done.error(), o.json);
+        if (std::get<bool>(done->at(0).value)) continue;
+        auto root = chain::call_view(*view->rpc, view->deployment.distributor, "rootOf(uint64)",
+                                     {eth::AbiValue::uint(epoch)}, "(bytes32)");
+        if (!root) return report(root.error(), o.json);
+        const auto& root_bytes = std::get<Bytes>(root->at(0).value);
+        if (std::all_of(root_bytes.begin(), root_bytes.end(), [](std::uint8_t b) { return b == 0; })) {
+          if (!o.json) std::cerr << "epoch " << epoch << ": its reward root is not on chain yet\n";
+          continue;
+        }
+        eth::AbiValue::List proof;
+        for (const auto& h : e.at("proof").as_array()) {
+          auto hash = from_hex(h.as_string());
+          if (!hash) return report(hash.error(), o.json);
+          proof.push_back(eth::AbiValue::bytes(std::move(*hash)));
+        }
+        auto receipt = chain::transact(*view->rpc, *key, nonces, view->deployment.distributor,
+                                       "claim(uint64,address,uint256,bytes32[])",
+                                       {eth::AbiValue::uint(epoch), eth::AbiValue::address(account),
+                                        eth::AbiValue::uint(*amount), eth::AbiValue::list(std::move(proof))});
+        if (!receipt) return report(receipt.error(), o.json);
+        total = total + *amount;
+        claimed.push_back(json::object{{"epoch", epoch}, {"amount", amount->to_decimal()}, {"tx", to_hex(receipt->transaction_hash)}});
+        if (!o.json) std::cout << "epoch " << epoch << ": claimed " << format_units(*amount) << " KAI\n";
+      }
+      if (o.json) {
+        print_json(json::object{{"account", account.to_checksum()}, {"claimed", std::move(claimed)}, {"total", total.to_decimal()}});
+      } else if (claimed.empty()) {
+        std::cout << "nothing to claim\n";
+      } else {
+        std::cout << "claimed " << format_units(total) << " KAI in total\n";
       }
       return kExitOk;
     };

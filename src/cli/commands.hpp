@@ -110,6 +110,7 @@ void add_wallet_commands(CLI::App& app, CommandArgs& args, Action& action);
 void add_wallet_chain_commands(CLI::App& wallet, CommandArgs& args, Action& action);
 // pay --lease ID --amount N: the renter's deposit into the escrow.
 void add_pay_command(CLI::App& app, CommandArgs& args, Action& action);
+void add_rewards_command(CLI::App& app, CommandArgs& args, Action& action);
 void add_client_commands(CLI::App& app, CommandArgs& args, Action& action);
 void add_node_commands(CLI::App& app, CommandArgs& args, Action& action);
 

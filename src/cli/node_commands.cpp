@@ -30,6 +30,7 @@
 #include "gateway/link.hpp"
 #include "gateway/ports.hpp"
 #include "onenode/onenode.hpp"
+#include "checker/checker.hpp"
 #include "provider/agent.hpp"
 #include "provider/identity.hpp"
 #include "provider/inventory.hpp"
@@ -356,6 +357,29 @@ void run_agent(provider::Agent& agent) {
   agent.run();
 }
 
+std::string checker_data_dir(const ProviderArgs& a) {
+  return a.data.empty() ? (fs::path(xdg_data_dir()) / "checker").string() : a.data;
+}
+
+void run_checker(checker::Checker& c) {
+  c.log = [](const std::string& line) { spdlog::info("checker: {}", line); };
+  c.run();
+}
+
+// `kaisar dev`: a new provider is checked within 30 s, an epoch lasts 60 s, the work is
+// small enough for a laptop, and each epoch shares 10 KAI that OneNode mints.
+void dev_check_settings(onenode::OneNodeConfig& c) {
+  c.first_check_within = std::chrono::seconds{20};
+  c.check_interval = std::chrono::seconds{120};
+  c.check_target = 0.5;
+  c.check_samples = 32;
+  c.check_memory_bytes = 32ULL << 20;
+  c.check_timeout = std::chrono::seconds{60};
+  c.epoch_length = std::chrono::seconds{60};
+  c.epoch_reward = "10000000000000000000";
+  c.fund_rewards = true;
+}
+
 // Creates DIR/wallets/NAME.json with a random password in NAME.password, unless present.
 Result<crypto::PrivateKey> dev_wallet(const fs::path& dir, const std::string& name) {
   const std::string keystore_path = (dir / (name + ".json")).string();
@@ -622,6 +646,75 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
     };
   });
 
+  auto* checker_cmd = app.add_subcommand("checker", "The checker agent: init, run (Proof of Physical Work)");
+  checker_cmd->require_subcommand(1);
+  auto* checker_init = checker_cmd->add_subcommand("init", "Create or import the owner wallet and a checker node key");
+  add_client_flags(*checker_init, o);
+  checker_init->add_option("--data", pa.data, "checker data directory (default: $XDG_DATA_HOME/kaisar/checker)");
+  checker_init->add_flag("--import-wallet", pa.import_wallet, "use the existing keystore given by --wallet as owner");
+  checker_init->add_flag("--light-kdf", pa.light_kdf, "faster, weaker scrypt for a new wallet (dev only)");
+  checker_init->callback([&] {
+    action = [&] {
+      const std::string dir = checker_data_dir(pa);
+      std::optional<crypto::PrivateKey> owner;
+      bool created = false;
+      if (pa.import_wallet) {
+        auto key = unlock_wallet(o);
+        if (!key) return report(key.error(), o.json);
+        owner = *key;
+      } else if (fs::exists(fs::path(dir) / "owner.json")) {
+        ClientOptions existing = o;
+        existing.wallet = (fs::path(dir) / "owner.json").string();
+        auto key = unlock_wallet(existing);
+        if (!key) return report(key.error(), o.json);
+        owner = *key;
+      } else {
+        owner = crypto::PrivateKey::generate();
+        created = true;
+      }
+      std::string password;
+      if (created || pa.import_wallet) {
+        auto pw = read_password(o.password_file, created);
+        if (!pw) return report(pw.error(), o.json);
+        password = *pw;
+      }
+      auto r = provider::init_identity(dir, *owner, password, created,
+                                       pa.light_kdf ? crypto::kLightScrypt : crypto::ScryptParams{}, provider::Role::kChecker);
+      if (!r) return report(r.error(), o.json);
+      if (o.json) {
+        print_json(json::object{{"owner", r->owner.to_checksum()}, {"node", r->node.to_checksum()}, {"data", dir}});
+      } else {
+        std::cout << (r->created_wallet ? "created" : "using") << " owner wallet " << r->owner.to_checksum() << "\n"
+                  << "checker node key " << r->node.to_checksum() << " bound to it\n"
+                  << "next: kaisar checker run --data " << dir << " --onenode URL\n";
+      }
+      return kExitOk;
+    };
+  });
+  auto* checker_run = checker_cmd->add_subcommand("run", "Connect to OneNode, take assignments, challenge, verify and attest");
+  add_client_flags(*checker_run, o);
+  checker_run->add_option("--data", pa.data, "checker data directory (default: $XDG_DATA_HOME/kaisar/checker)");
+  checker_run->callback([&] {
+    action = [&] {
+      ShutdownSignals signals;
+      auto identity = provider::load_identity(checker_data_dir(pa), provider::Role::kChecker);
+      if (!identity) return report(identity.error(), false);
+      checker::CheckerOptions options;
+      options.onenode_url = o.onenode;
+      options.dishonest = std::getenv("KAISAR_CHECKER_DISHONEST") != nullptr;  // fault injection (tests)
+      checker::Checker c(options, *identity);
+      std::thread waiter([&] {
+        signals.wait();
+        c.stop();
+      });
+      run_checker(c);
+      pthread_kill(waiter.native_handle(), SIGTERM);
+      waiter.join();
+      spdlog::info("checker stopped");
+      return kExitOk;
+    };
+  });
+
   auto* dev_cmd = app.add_subcommand("dev", "The whole network on this machine: OneNode and a provider agent");
   dev_cmd->add_option("--listen", dev.listen, "HOST:PORT for OneNode (default 127.0.0.1:8080)");
   dev_cmd->add_option("--data", dev.data, "directory for all state (default .kaisar-dev)");
@@ -661,6 +754,7 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       config->operator_password_file = (wallets / "operator.password").string();
       config->deploy_contracts = true;
       config->faucet = true;
+      if (args.config_file.empty()) dev_check_settings(*config);
 
       const std::string provider_dir = (root / "provider").string();
       auto pw = read_password((wallets / "provider.password").string(), false);
@@ -671,6 +765,16 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       }
       auto identity = provider::load_identity(provider_dir);
       if (!identity) return report(identity.error(), false);
+      const std::string checker_dir = (root / "checker").string();
+      auto checker_pw = read_password((wallets / "checker.password").string(), false);
+      if (!checker_pw) return report(checker_pw.error(), false);
+      if (!fs::exists(fs::path(checker_dir) / "node.key")) {
+        auto initialized = provider::init_identity(checker_dir, *checker_wallet, *checker_pw, false, crypto::kLightScrypt,
+                                                   provider::Role::kChecker);
+        if (!initialized) return report(initialized.error(), false);
+      }
+      auto checker_identity = provider::load_identity(checker_dir, provider::Role::kChecker);
+      if (!checker_identity) return report(checker_identity.error(), false);
 
       onenode::OneNode node(*config);
       auto url = node.start();
@@ -699,6 +803,10 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       }
       provider::Agent agent(agent_options, *identity, provider::detect_hardware(provider_dir));
       std::thread agent_thread([&] { run_agent(agent); });
+      checker::CheckerOptions checker_options;
+      checker_options.onenode_url = *url;
+      checker::Checker checker_agent(checker_options, *checker_identity);
+      std::thread checker_thread([&] { run_checker(checker_agent); });
 
       std::cout << "\nKaisar dev network is up.\n"
                 << "  API:          " << *url << "/api/v1/status\n"
@@ -706,6 +814,9 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
                 << "  live events:  " << *url << "/api/v1/events\n"
                 << "  metrics:      " << *url << "/metrics\n"
                 << "  provider:     " << identity->node_key.address().to_checksum() << " (data " << provider_dir << ")\n"
+                << "  checker:      " << checker_identity->node_key.address().to_checksum() << " (data " << checker_dir
+                << "; checks a new provider within 30 s, epochs of 60 s)\n"
+                << "  epochs:       " << *url << "/api/v1/epochs\n"
                 << "  chain:        " << (*chain)->url() << " (anvil, chain id 31337; contracts in "
                 << (fs::path(config->data_dir) / "contracts.json").string() << ")\n"
                 << "  wallets:      " << wallets.string()
@@ -723,6 +834,8 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
                 << std::flush;
       int sig = signals.wait();
       spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      checker_agent.stop();
+      checker_thread.join();
       agent.stop();
       agent_thread.join();
       node.stop();

@@ -38,4 +38,28 @@ inline std::string binding_message(std::string_view node_checksum, std::string_v
          std::string(issued_at);
 }
 
+// Checker channel, version 1: one outbound WebSocket per checker to
+// /api/v1/checkers/connect, authenticated like an agent's (challenge, hello with the node
+// key's signature and the owner's checker binding), then (docs/checkers.md):
+//
+//   server → checker {"type":"assignment","check_id","provider","epoch","class","n","samples",
+//                     "memory_bytes","memory_walks","memory_steps","deadline_s"}
+//   server → checker {"type":"verify","check_id","provider","epoch","evidence":{…}}  (a second opinion)
+//   checker → server {"type":"popw","check_id","message":{…}}   relayed to the provider's agent
+//   server → checker {"type":"popw","check_id","message":{…}}   the agent's answer
+//   checker → server {"type":"attestation","check_id","attestation":{…},"signature":"0x…"}
+//   server → checker {"type":"attested","check_id"} | {"type":"refused","check_id","message"}
+//
+// The agent's side of a check is the same "popw" envelope on its control channel.
+inline constexpr std::string_view kCheckerConnectPath = "/api/v1/checkers/connect";
+
+// What the owner's wallet signs to let a node key check providers in its name. A provider
+// binding does not make a checker, nor the other way round.
+inline std::string checker_binding_message(std::string_view node_checksum, std::string_view owner_checksum,
+                                           std::string_view issued_at) {
+  return "Kaisar checker binding\nI authorize node " + std::string(node_checksum) +
+         " to check providers for my wallet " + std::string(owner_checksum) + ".\nIssued At: " +
+         std::string(issued_at);
+}
+
 }  // namespace kaisar::protocol

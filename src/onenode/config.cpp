@@ -65,6 +65,26 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
     else if (k == "gateway_ports") r = want_string(c.gateway_ports);
     else if (k == "gateway_cool_down") r = want_seconds(c.gateway_cool_down);
     else if (k == "gateway_link_token_file") r = want_string(c.gateway_link_token_file);
+    else if (k == "checks") r = want_bool(c.checks);
+    else if (k == "check_interval") r = want_seconds(c.check_interval);
+    else if (k == "first_check_within") r = want_seconds(c.first_check_within);
+    else if (k == "check_target") {
+      auto v = node.value<double>();
+      if (!v || *v <= 0 || *v > 3600) r = fail(ErrorCode::kInvalidArgument, "config " + path + ": check_target must be 0 to 3600 seconds");
+      else c.check_target = *v;
+    }
+    else if (k == "check_matrix_n") r = want_int(c.check_matrix_n);
+    else if (k == "check_samples") r = want_int(c.check_samples);
+    else if (k == "check_memory_bytes") r = want_int(c.check_memory_bytes);
+    else if (k == "check_redundancy") {
+      auto v = node.value<double>();
+      if (!v || *v < 0 || *v > 1) r = fail(ErrorCode::kInvalidArgument, "config " + path + ": check_redundancy must be 0 to 1");
+      else c.check_redundancy = *v;
+    }
+    else if (k == "check_timeout") r = want_seconds(c.check_timeout);
+    else if (k == "epoch_length") r = want_seconds(c.epoch_length);
+    else if (k == "epoch_reward") r = want_string(c.epoch_reward);
+    else if (k == "fund_rewards") r = want_bool(c.fund_rewards);
     else if (k == "body_limit") r = want_int(c.body_limit);
     else if (k == "threads") r = want_int(c.threads);
     else if (k == "heartbeat_interval") r = want_seconds(c.heartbeat_interval);

@@ -50,6 +50,29 @@ struct OneNodeConfig {
   // of its own and takes that one's link (GET /api/v1/gateway/link) instead.
   std::string gateway_link_token_file;
 
+  // Proof of Physical Work (docs/checkers.md): how often each online provider is checked
+  // (a random time with this mean; the first check within first_check_within of it coming
+  // online), what the work is sized to (check_target seconds on the claimed hardware, or
+  // check_matrix_n when set), the audit's sample count, the memory phase's size (0: 90 % of
+  // the claimed GPU memory, 256 MiB on CPU-only machines), the share of checks a second
+  // checker verifies, and how long a checker has to attest.
+  bool checks = true;
+  std::chrono::seconds check_interval{3600};
+  std::chrono::seconds first_check_within{300};
+  double check_target = 5.0;
+  std::uint32_t check_matrix_n = 0;
+  std::uint32_t check_samples = 128;
+  std::uint64_t check_memory_bytes = 0;
+  double check_redundancy = 0.1;
+  std::chrono::seconds check_timeout{600};
+  // Epochs: every epoch_length the attestations and uptime records form one Merkle tree
+  // whose root goes on chain (EpochLog), and epoch_reward token base units are shared out
+  // (RewardDistributor). fund_rewards: OneNode mints the pool into the distributor (dev
+  // chains, whose token the operator owns).
+  std::chrono::seconds epoch_length{3600};
+  std::string epoch_reward = "0";
+  bool fund_rewards = false;
+
   // Reads a TOML file; keys are the field names above (durations in seconds).
   static Result<OneNodeConfig> load_toml(const std::string& path);
   // "host:port" → pieces; the error says what is wrong.

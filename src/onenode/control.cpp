@@ -178,6 +178,10 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
         if (on_lease_usage) on_lease_usage(state->provider_id, o);
         return;
       }
+      if (*type == "popw") {
+        if (on_popw) on_popw(state->provider_id, o);
+        return;
+      }
       if (*type == "log" || *type == "log_end") {
         relay_log(state->provider_id, o, *type == "log_end");
         return;

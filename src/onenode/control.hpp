@@ -46,6 +46,8 @@ class ControlChannel {
   std::function<std::vector<std::string>(const std::string&)> live_leases;
   std::function<void(const std::string&, const boost::json::object&)> on_lease_status;
   std::function<void(const std::string&, const boost::json::object&)> on_lease_usage;
+  // A Proof of Physical Work answer ("popw" envelope) from the provider's agent.
+  std::function<void(const std::string&, const boost::json::object&)> on_popw;
 
   // Asks the provider's agent for a lease's output and relays it to `stream` ("log" events
   // with the text, then "end"). false when the provider is not connected.

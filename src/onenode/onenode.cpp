@@ -28,6 +28,8 @@
 #include "onenode/scheduler.hpp"
 #include "onenode/registry.hpp"
 #include "onenode/schema.hpp"
+#include "onenode/checks.hpp"
+#include "onenode/epochs.hpp"
 #include "onenode/settlement.hpp"
 #include "onenode/siwe.hpp"
 
@@ -52,6 +54,8 @@ struct OneNode::Impl {
   std::vector<std::string> refresh_list;  // round-robin refresh of online providers' offers
   std::size_t refresh_cursor = 0;
   std::unique_ptr<Settlement> settlement;
+  std::unique_ptr<CheckService> checks;
+  std::unique_ptr<EpochBook> epochs;
   std::unique_ptr<net::HttpServer> server;
   std::unique_ptr<gateway::Gateway> gateway;  // in this process, or
   std::unique_ptr<RemoteGateway> remote;      // a `kaisar gateway` linked to us
@@ -198,6 +202,56 @@ struct OneNode::Impl {
             auto p = registry->get(id->to_lower_hex());
             if (!p) return Response::error(p.error());
             return Response::json(200, *p);
+          }));
+    r.add("GET", "/api/v1/checkers", counted("GET", "/api/v1/checkers", [this](Request&) {
+            auto list = checks->checkers();
+            if (!list) return Response::error(list.error());
+            return Response::json(200, json::object{{"checkers", std::move(*list)}});
+          }));
+    r.add("GET", "/api/v1/attestations", counted("GET", "/api/v1/attestations", [this](Request& req) {
+            std::string provider;
+            if (auto p = req.query("provider")) {
+              auto id = crypto::Address::parse(*p);
+              if (!id) return Response::error(ErrorCode::kInvalidArgument, "provider must be a node address: " + id.error().message);
+              provider = id->to_lower_hex();
+            }
+            auto limit = limit_of(req, 100);
+            if (!limit) return Response::error(limit.error());
+            auto list = checks->attestations(provider, *limit);
+            if (!list) return Response::error(list.error());
+            return Response::json(200, json::object{{"attestations", std::move(*list)}});
+          }));
+    r.add("GET", "/api/v1/epochs", counted("GET", "/api/v1/epochs", [this](Request& req) {
+            auto limit = limit_of(req, 100);
+            if (!limit) return Response::error(limit.error());
+            auto list = epochs->list(*limit);
+            if (!list) return Response::error(list.error());
+            return Response::json(200, json::object{{"current", epochs->current()}, {"epochs", std::move(*list)}});
+          }));
+    r.add("GET", "/api/v1/epochs/{n}", counted("GET", "/api/v1/epochs/{n}", [this](Request& req) {
+            auto n = epoch_of(req);
+            if (!n) return Response::error(n.error());
+            auto e = epochs->get(*n);
+            if (!e) return Response::error(e.error());
+            return Response::json(200, *e);
+          }));
+    r.add("GET", "/api/v1/epochs/{n}/proof/{id}", counted("GET", "/api/v1/epochs/{n}/proof/{id}", [this](Request& req) {
+            auto n = epoch_of(req);
+            if (!n) return Response::error(n.error());
+            const std::string& id = req.path_params["id"];
+            if (id.size() > 80) return Response::error(ErrorCode::kInvalidArgument, "id must be a check id or a provider address");
+            auto proof = epochs->proof(*n, id);
+            if (!proof) return Response::error(proof.error());
+            return Response::json(200, *proof);
+          }));
+    r.add("GET", "/api/v1/rewards", counted("GET", "/api/v1/rewards", [this](Request& req) {
+            auto account = crypto::Address::parse(req.query("account").value_or(""));
+            if (!account) return Response::error(ErrorCode::kInvalidArgument, "account must be a wallet address: " + account.error().message);
+            auto list = epochs->rewards(*account);
+            if (!list) return Response::error(list.error());
+            json::object out{{"account", account->to_checksum()}, {"rewards", std::move(*list)}};
+            if (settlement) out["distributor"] = settlement->deployment().distributor.to_checksum();
+            return Response::json(200, out);
           }));
     r.add("GET", "/api/v1/offers", counted("GET", "/api/v1/offers", [this](Request& req) {
             const std::string q = req.query("q").value_or("");
@@ -375,9 +429,32 @@ struct OneNode::Impl {
       if (!remote) return std::optional<Response>(Response::error(ErrorCode::kNotFound, "this OneNode takes no gateway link"));
       return remote->accept(req, s);
     });
+    r.add_websocket(std::string(protocol::kCheckerConnectPath),
+                    [this](Request& req, std::shared_ptr<net::WebSocketSession> s) { return checks->accept(req, s); });
     r.add_websocket(std::string(protocol::kConnectPath),
                     [this](Request& req, std::shared_ptr<net::WebSocketSession> s) { return control->accept(req, s); });
     return r;
+  }
+
+  static Result<std::size_t> limit_of(const Request& req, std::size_t fallback) {
+    auto l = req.query("limit");
+    if (!l) return fallback;
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
+    if (ec != std::errc{} || end != l->data() + l->size() || n < 1 || n > 1000) {
+      return fail(ErrorCode::kInvalidArgument, "limit must be a number from 1 to 1000");
+    }
+    return n;
+  }
+
+  static Result<std::uint64_t> epoch_of(Request& req) {
+    const std::string& text = req.path_params["n"];
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (text.empty() || text.size() > 19 || ec != std::errc{} || end != text.data() + text.size()) {
+      return fail(ErrorCode::kInvalidArgument, "epoch must be a whole number");
+    }
+    return n;
   }
 
   // Sends the provider's paid (or, after a reconnect, all live) leases to its agent.
@@ -579,6 +656,8 @@ struct OneNode::Impl {
       lock.unlock();
       registry->sweep();
       control->sweep();
+      checks->tick();
+      if (auto e = epochs->tick(); !e) spdlog::warn("epochs: {}", e.error().message);
       leases->expire_unpaid([this](const Hash32& id) -> std::optional<bool> {
         if (!settlement) return false;  // no chain: nothing can have been paid
         return settlement->escrow_has_deposit(id);
@@ -684,6 +763,29 @@ Result<std::string> OneNode::start() {
     s.metrics.gauge("kaisar_chain_outbox_failed", "Chain writes that failed for good.",
                     [outbox_count] { return outbox_count({"failed"}); });
   }
+
+  // Proof of Physical Work and epochs.
+  s.epochs = std::make_unique<EpochBook>(*s.db, s.clock, s.events, s.config);
+  if (auto r = s.epochs->recover(); !r) return std::unexpected(r.error());
+  s.checks = std::make_unique<CheckService>(*s.db, s.clock, s.events, *s.registry, *s.control, s.config, s.metrics);
+  if (auto r = s.checks->recover(); !r) return std::unexpected(r.error());
+  s.checks->current_epoch = [&s] { return s.epochs->current(); };
+  s.checks->on_verification = [&s](const std::string& provider) { s.refresh_offer(provider); };
+  s.control->on_popw = [&s](const std::string& provider, const json::object& message) {
+    s.checks->from_provider(provider, message);
+  };
+  if (s.settlement) {
+    s.checks->set_domain(popw::AttestationDomain{s.config.chain_id, s.settlement->deployment().epoch_log});
+    s.epochs->post_root = [&s](std::uint64_t epoch, const Hash32& root, std::uint64_t leaves) {
+      return s.settlement->post_epoch_root(epoch, root, leaves);
+    };
+    s.epochs->post_rewards = [&s](std::uint64_t epoch, const Hash32& root, const eth::Uint256& total) {
+      return s.settlement->post_rewards(epoch, root, total, s.config.fund_rewards);
+    };
+    s.epochs->transaction_of = [&s](const std::string& key) { return s.settlement->transaction_of(key); };
+  }
+  s.metrics.gauge("kaisar_checkers_connected", "Checkers on the checkers' channel.",
+                  [&s] { return static_cast<double>(s.checks->connected()); });
 
   if (!s.config.gateway_link_token_file.empty()) {
     if (auto g = s.start_remote_gateway(s.config.gateway_link_token_file); !g) return std::unexpected(g.error());

@@ -14,7 +14,7 @@ std::int64_t now_ms(const Clock& clock) {
 constexpr std::int64_t kFlushEveryMs = 5000;
 
 constexpr char kProviderColumns[] =
-    "id, owner, hardware, region, country, agent_version, status, registered_at, last_seen, binding_issued_at, prices";
+    "id, owner, hardware, region, country, agent_version, status, registered_at, last_seen, binding_issued_at, prices, verification";
 }  // namespace
 
 ProviderRegistry::ProviderRegistry(store::Database& db, const Clock& clock, EventHub& events,
@@ -239,6 +239,17 @@ boost::json::object ProviderRegistry::view(const store::Row& row) const {
     json::value parsed = json::parse(row.text(10), ec);
     if (!ec && parsed.is_object()) prices = std::move(parsed);
   }
+  // Proof of Physical Work: the last check's result (see CheckService).
+  json::value verification = nullptr;
+  bool verified = false;
+  if (!row.is_null(11)) {
+    json::value parsed = json::parse(row.text(11), ec);
+    if (!ec && parsed.is_object()) {
+      const json::value* v = parsed.get_object().if_contains("verified");
+      verified = v != nullptr && v->is_bool() && v->get_bool();
+      verification = std::move(parsed);
+    }
+  }
   auto node = crypto::Address::parse(id);
   auto owner = crypto::Address::parse(row.text(1));
   json::object location{{"country", row.text(4)},
@@ -253,7 +264,9 @@ boost::json::object ProviderRegistry::view(const store::Row& row) const {
                       {"last_seen", format_rfc3339(from_unix_seconds(last_seen))},
                       {"uptime", std::move(uptime)},
                       {"available", std::move(available)},
-                      {"prices", std::move(prices)}};
+                      {"prices", std::move(prices)},
+                      {"verified", verified},
+                      {"verification", std::move(verification)}};
 }
 
 Result<boost::json::array> ProviderRegistry::list() const {

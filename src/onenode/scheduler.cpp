@@ -139,7 +139,19 @@ Machine machine_from_provider(const json::object& provider) {
   if (const json::value* region = location.if_contains("region"); region != nullptr && region->is_string()) {
     f[kRegion] = std::string(region->get_string());
   }
-  f[kVerified] = false;  // Proof of Physical Work results are not in yet
+  // Proof of Physical Work: verified by the last check, with the throughput it measured
+  // (one GPU, or the CPU of a CPU-only machine) and that per token-hour of the same unit.
+  const json::value* verified = provider.if_contains("verified");
+  f[kVerified] = verified != nullptr && verified->is_bool() && verified->get_bool();
+  if (const json::value* v = provider.if_contains("verification"); v != nullptr && v->is_object() && std::get<bool>(*f[kVerified])) {
+    if (const json::value* tops = v->get_object().if_contains("tops"); tops != nullptr && tops->is_number()) {
+      const double perf = tops->to_number<double>();
+      f[kPerf] = perf;
+      const double unit = m.gpus > 0 ? m.gpu_hour_tokens
+                                     : m.cpu_core_hour_tokens * m.cpu_cores + m.ram_gb_hour_tokens * static_cast<double>(m.ram_gb);
+      if (unit > 0) f[kPerfPerPrice] = round_to(perf / unit, 1000);
+    }
+  }
   if (chosen != nullptr && !chosen->driver.empty()) f[kDriverVersion] = chosen->driver;
   f[kProvider] = m.id;
   return m;
@@ -179,6 +191,8 @@ json::object offer_json(const Machine& m, const Free& free) {
       {"country", value(kCountry)},
       {"region", value(kRegion)},
       {"verified", value(kVerified)},
+      {"perf", value(kPerf)},
+      {"perf_per_price", value(kPerfPerPrice)},
       {"driver_version", value(kDriverVersion)},
   };
 }

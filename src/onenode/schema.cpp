@@ -99,6 +99,76 @@ ALTER TABLE leases ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX leases_idempotency ON leases(renter, idempotency_key) WHERE idempotency_key IS NOT NULL;
 )sql"},
       {11, "gateway ports", gateway::Gateway::migration_sql()},
+      {12, "proof of physical work and epochs", R"sql(
+CREATE TABLE checkers (
+  id            TEXT PRIMARY KEY,
+  owner         TEXT NOT NULL,
+  registered_at INTEGER NOT NULL,
+  last_seen     INTEGER NOT NULL,
+  banned_until  INTEGER NOT NULL DEFAULT 0,
+  ban_reason    TEXT
+);
+CREATE TABLE checks (
+  id            TEXT PRIMARY KEY,
+  epoch         INTEGER NOT NULL,
+  provider      TEXT NOT NULL,
+  checker       TEXT NOT NULL,
+  kind          TEXT NOT NULL,
+  of_check      TEXT,
+  class         TEXT NOT NULL,
+  params        TEXT NOT NULL,
+  state         TEXT NOT NULL,
+  created_at    INTEGER NOT NULL,
+  deadline_at   INTEGER NOT NULL,
+  evidence      TEXT,
+  passed        INTEGER,
+  verdict       INTEGER,
+  checker_wrong INTEGER
+);
+CREATE INDEX checks_provider ON checks(provider, created_at);
+CREATE INDEX checks_checker ON checks(checker, created_at);
+CREATE TABLE attestations (
+  check_id   TEXT PRIMARY KEY,
+  epoch      INTEGER NOT NULL,
+  provider   TEXT NOT NULL,
+  checker    TEXT NOT NULL,
+  body       TEXT NOT NULL,
+  signature  TEXT NOT NULL,
+  digest     TEXT NOT NULL,
+  passed     INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX attestations_provider ON attestations(provider, created_at);
+CREATE INDEX attestations_epoch ON attestations(epoch);
+CREATE TABLE epochs (
+  number        INTEGER PRIMARY KEY,
+  started_at    INTEGER NOT NULL,
+  ended_at      INTEGER,
+  root          TEXT,
+  leaf_count    INTEGER,
+  rewards_root  TEXT,
+  rewards_total TEXT
+);
+CREATE TABLE epoch_leaves (
+  epoch INTEGER NOT NULL,
+  idx   INTEGER NOT NULL,
+  kind  TEXT NOT NULL,
+  ref   TEXT NOT NULL,
+  leaf  BLOB NOT NULL,
+  PRIMARY KEY (epoch, idx)
+);
+CREATE INDEX epoch_leaves_ref ON epoch_leaves(epoch, ref);
+CREATE TABLE rewards (
+  epoch   INTEGER NOT NULL,
+  account TEXT NOT NULL,
+  amount  TEXT NOT NULL,
+  idx     INTEGER NOT NULL,
+  detail  TEXT NOT NULL,
+  PRIMARY KEY (epoch, account)
+);
+CREATE INDEX rewards_account ON rewards(account, epoch);
+ALTER TABLE providers ADD COLUMN verification TEXT;
+)sql"},
   };
   return kMigrations;
 }

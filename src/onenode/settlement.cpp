@@ -191,6 +191,39 @@ Result<void> Settlement::refund(const Hash32& escrow_lease_id, const std::string
   return {};
 }
 
+Result<void> Settlement::post_epoch_root(std::uint64_t epoch, const Hash32& root, std::uint64_t leaves) {
+  auto data = eth::abi_encode_call("postRoot(uint64,bytes32,uint64)",
+                                   AbiValue::list({AbiValue::uint(eth::Uint256(epoch)), AbiValue::bytes(Bytes(root.begin(), root.end())),
+                                                   AbiValue::uint(eth::Uint256(leaves))}));
+  if (!data) return std::unexpected(data.error());
+  auto entry = outbox_->enqueue("epoch:" + std::to_string(epoch), "epoch_root", deployment_.epoch_log, *data);
+  if (!entry) return std::unexpected(entry.error());
+  return {};
+}
+
+Result<void> Settlement::post_rewards(std::uint64_t epoch, const Hash32& root, const eth::Uint256& total, bool fund) {
+  if (fund) {
+    auto mint = eth::abi_encode_call("mint(address,uint256)",
+                                     AbiValue::list({AbiValue::address(deployment_.distributor), AbiValue::uint(total)}));
+    if (!mint) return std::unexpected(mint.error());
+    auto entry = outbox_->enqueue("rewards_fund:" + std::to_string(epoch), "rewards_fund", deployment_.token, *mint);
+    if (!entry) return std::unexpected(entry.error());
+  }
+  auto data = eth::abi_encode_call("setRoot(uint64,bytes32,uint256)",
+                                   AbiValue::list({AbiValue::uint(eth::Uint256(epoch)), AbiValue::bytes(Bytes(root.begin(), root.end())),
+                                                   AbiValue::uint(total)}));
+  if (!data) return std::unexpected(data.error());
+  auto entry = outbox_->enqueue("rewards:" + std::to_string(epoch), "rewards_root", deployment_.distributor, *data);
+  if (!entry) return std::unexpected(entry.error());
+  return {};
+}
+
+std::optional<std::string> Settlement::transaction_of(const std::string& key) {
+  auto entry = outbox_->find(key);
+  if (!entry || !*entry || !(*entry)->tx_hash) return std::nullopt;
+  return to_hex(*(*entry)->tx_hash);
+}
+
 Result<json::object> Settlement::faucet(const Address& address) {
   if (!config_.faucet) return fail(ErrorCode::kNotFound, "the faucet is off; it exists on dev chains only");
   eth::RpcClient rpc(*transport_);

@@ -50,6 +50,14 @@ class Settlement {
   // Queues the settle that returns a lease's whole deposit to its depositor.
   Result<void> refund(const Hash32& escrow_lease_id, const std::string& why);
 
+  // Queues EpochLog.postRoot(epoch, root, leaves) (key "epoch:N").
+  Result<void> post_epoch_root(std::uint64_t epoch, const Hash32& root, std::uint64_t leaves);
+  // Queues RewardDistributor.setRoot(epoch, root, total) (key "rewards:N"); with `fund`, first
+  // mints `total` of the token into the distributor (dev chains: the operator owns KaiToken).
+  Result<void> post_rewards(std::uint64_t epoch, const Hash32& root, const eth::Uint256& total, bool fund);
+  // The hash of the transaction that carries the outbox write `key`, once signed.
+  std::optional<std::string> transaction_of(const std::string& key);
+
   const chain::Deployment& deployment() const { return deployment_; }
   chain::Outbox& outbox() { return *outbox_; }
   chain::Indexer& indexer() { return *indexer_; }

@@ -12,6 +12,7 @@
 #include "gateway/client.hpp"
 #include "net/client.hpp"
 #include "provider/deployer.hpp"
+#include "provider/popw_worker.hpp"
 
 namespace kaisar::provider {
 
@@ -34,6 +35,7 @@ struct Agent::Impl {
   bool tunnel_started = false;
   asio::steady_timer tunnel_wake{io};
   std::shared_ptr<gateway::TunnelConnection> tunnel;
+  std::unique_ptr<PopwWorker> popw;  // answers checkers' challenges
   std::unique_ptr<Deployer> deployer;  // last member: its thread stops before the rest goes
 };
 
@@ -50,6 +52,11 @@ Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
                                             },
                                             s.hardware.gpus);
   }
+  s.popw = std::make_unique<PopwWorker>([&s](const json::object& message) {
+    asio::post(s.io, [&s, text = json::serialize(message)] {
+      if (s.client && s.client->is_open()) s.client->send(text);
+    });
+  });
 }
 
 Agent::~Agent() { stop(); }
@@ -216,6 +223,8 @@ void Agent::run() {
           }
         } else if (type == "gateway") {
           use_gateway(*msg);
+        } else if (type == "popw") {
+          impl_->popw->submit(*msg);
         } else if (type == "logs_stop") {
           if (impl_->deployer) impl_->deployer->logs_stop(string_field(*msg, "request_id"));
         } else if (type == "stop") {

@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 
 Result<InitResult> init_identity(const std::string& data_dir, const crypto::PrivateKey& owner_key,
-                                 std::string_view password, bool created_wallet, crypto::ScryptParams scrypt) {
+                                 std::string_view password, bool created_wallet, crypto::ScryptParams scrypt, Role role) {
   const std::string owner_path = (fs::path(data_dir) / "owner.json").string();
   const std::string node_path = (fs::path(data_dir) / "node.key").string();
   const std::string binding_path = (fs::path(data_dir) / "binding.json").string();
@@ -46,7 +46,9 @@ Result<InitResult> init_identity(const std::string& data_dir, const crypto::Priv
   const crypto::Address node = node_key->address();
   const crypto::Address owner = owner_key.address();
   const std::string issued_at = format_rfc3339(std::chrono::system_clock::now());
-  auto sig = crypto::personal_sign(owner_key, protocol::binding_message(node.to_checksum(), owner.to_checksum(), issued_at));
+  auto sig = crypto::personal_sign(owner_key, role == Role::kChecker
+                                                  ? protocol::checker_binding_message(node.to_checksum(), owner.to_checksum(), issued_at)
+                                                  : protocol::binding_message(node.to_checksum(), owner.to_checksum(), issued_at));
   json::object binding{{"node", node.to_checksum()},
                        {"owner", owner.to_checksum()},
                        {"issued_at", issued_at},
@@ -56,19 +58,20 @@ Result<InitResult> init_identity(const std::string& data_dir, const crypto::Priv
   return InitResult{owner, node, created_wallet};
 }
 
-Result<ProviderIdentity> load_identity(const std::string& data_dir) {
+Result<ProviderIdentity> load_identity(const std::string& data_dir, Role role) {
+  const std::string init = role == Role::kChecker ? "`kaisar checker init`" : "`kaisar provider init`";
   const std::string node_path = (fs::path(data_dir) / "node.key").string();
   const std::string binding_path = (fs::path(data_dir) / "binding.json").string();
   auto node_text = store::read_file(node_path, 1024);
   if (!node_text) {
-    return fail(ErrorCode::kNotFound, "no provider identity in " + data_dir + ": run `kaisar provider init` first");
+    return fail(ErrorCode::kNotFound, "no identity in " + data_dir + ": run " + init + " first");
   }
   std::string trimmed = *node_text;
   while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
   auto node_key = crypto::PrivateKey::from_hex(trimmed);
   if (!node_key) return fail(ErrorCode::kInvalidArgument, node_path + ": " + node_key.error().message);
   auto binding_text = store::read_file(binding_path, 1 << 16);
-  if (!binding_text) return fail(ErrorCode::kNotFound, binding_path + " is missing: run `kaisar provider init` again");
+  if (!binding_text) return fail(ErrorCode::kNotFound, binding_path + " is missing: run " + init + " again");
   boost::system::error_code ec;
   auto v = json::parse(*binding_text, ec);
   if (ec || !v.is_object()) return fail(ErrorCode::kInvalidArgument, binding_path + " is not a JSON object");
@@ -82,7 +85,7 @@ Result<ProviderIdentity> load_identity(const std::string& data_dir) {
   auto node = crypto::Address::parse(str("node"));
   if (!owner || !sig || !node) return fail(ErrorCode::kInvalidArgument, binding_path + " is malformed");
   if (*node != node_key->address()) {
-    return fail(ErrorCode::kInvalidArgument, binding_path + " binds another node key: run `kaisar provider init` again");
+    return fail(ErrorCode::kInvalidArgument, binding_path + " binds another node key: run " + init + " again");
   }
   return ProviderIdentity{*node_key, *owner, str("issued_at"), *sig};
 }

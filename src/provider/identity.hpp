@@ -20,6 +20,10 @@ struct ProviderIdentity {
   crypto::Signature binding_signature;
 };
 
+// What the owner's binding lets the node key do: provide compute or check providers (a
+// different signed text each, so one never serves as the other).
+enum class Role { kProvider, kChecker };
+
 struct InitResult {
   crypto::Address owner;
   crypto::Address node;
@@ -31,7 +35,7 @@ struct InitResult {
 // different wallet.
 Result<InitResult> init_identity(const std::string& data_dir, const crypto::PrivateKey& owner_key,
                                  std::string_view password, bool created_wallet,
-                                 crypto::ScryptParams scrypt = {});
-Result<ProviderIdentity> load_identity(const std::string& data_dir);
+                                 crypto::ScryptParams scrypt = {}, Role role = Role::kProvider);
+Result<ProviderIdentity> load_identity(const std::string& data_dir, Role role = Role::kProvider);
 
 }  // namespace kaisar::provider

@@ -1,0 +1,92 @@
+#pragma once
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "core/bytes.hpp"
+#include "core/error.hpp"
+#include "core/time.hpp"
+#include "crypto/address.hpp"
+#include "eth/uint256.hpp"
+#include "onenode/config.hpp"
+#include "onenode/events.hpp"
+#include "store/database.hpp"
+
+namespace kaisar::onenode {
+
+// Epoch leaves (docs/checkers.md "Epochs"); a leaf's hash is keccak256(0x00 || bytes):
+//   attestation  0x01 || EIP-712 digest (32) || signature r||s||v (65)
+//   uptime       0x02 || provider (20) || epoch (8, big-endian) || uptime s (8) || job s (8)
+Bytes attestation_leaf(const Hash32& digest, ByteView signature);
+Bytes uptime_leaf(const crypto::Address& provider, std::uint64_t epoch, std::uint64_t uptime_s, std::uint64_t job_s);
+// RewardDistributor's leaf bytes: account (20) || amount (32, big-endian).
+Bytes reward_leaf(const crypto::Address& account, const eth::Uint256& amount);
+
+// What a provider or checker did in an epoch, and its reward weight (docs/checkers.md
+// "Rewards"): providers by (uptime + 3 × job time) × hardware score, with the hardware
+// score 3·GPU + 2·bandwidth + CPU + memory + disk (each relative to a reference machine);
+// checkers by checks × (1 − error rate).
+struct ProviderWork {
+  std::uint64_t uptime_s = 0;
+  std::uint64_t job_s = 0;
+  double tops = 0;            // verified int8 TOPS (0: not verified)
+  double bandwidth_mbps = 0;  // not measured yet: 0
+  std::uint64_t cpu_cores = 0;
+  std::uint64_t ram_bytes = 0;
+  std::uint64_t disk_bytes = 0;
+  bool failed_check = false;  // the last check failed: no reward
+};
+double hardware_score(const ProviderWork& w);
+double provider_weight(const ProviderWork& w);
+double checker_weight(std::uint64_t checks, double error_rate);
+// `pool` shared by weight, rounded down (what is left over stays in the pool).
+std::vector<eth::Uint256> share(const eth::Uint256& pool, const std::vector<double>& weights);
+
+// Epochs: the open epoch collects attestations; when it is epoch_length old it closes: its
+// attestations and every provider's uptime record form one Merkle tree whose root goes on
+// chain (EpochLog.postRoot, through the outbox, in the same database transaction), and the
+// epoch's reward pool is shared out as a Merkle distribution (RewardDistributor.setRoot).
+class EpochBook {
+ public:
+  EpochBook(store::Database& db, const Clock& clock, EventHub& events, const OneNodeConfig& config);
+
+  // Opens epoch 0 on a fresh database.
+  Result<void> recover();
+  std::uint64_t current() const { return current_.load(); }
+  // Closes the open epoch if it is due (or now, when forced) and opens the next.
+  Result<void> tick(bool force = false);
+
+  // Chain writes (Settlement); without them epochs are closed but not posted.
+  std::function<Result<void>(std::uint64_t epoch, const Hash32& root, std::uint64_t leaves)> post_root;
+  std::function<Result<void>(std::uint64_t epoch, const Hash32& root, const eth::Uint256& total)> post_rewards;
+  // The transaction that carried the write with this outbox key (0x-hex), if sent.
+  std::function<std::optional<std::string>(const std::string& key)> transaction_of;
+
+  Result<boost::json::array> list(std::size_t limit);
+  Result<boost::json::object> get(std::uint64_t number);
+  // Inclusion proof of an attestation (its check id) or an uptime record (the provider's
+  // address) in a closed epoch.
+  Result<boost::json::object> proof(std::uint64_t number, const std::string& id);
+  // An account's rewards with their claim proofs.
+  Result<boost::json::array> rewards(const crypto::Address& account);
+
+ private:
+  Result<void> close(std::int64_t start_s, std::int64_t end_s);
+  std::int64_t now_s() const;
+
+  store::Database& db_;
+  const Clock& clock_;
+  EventHub& events_;
+  OneNodeConfig config_;
+  std::atomic<std::uint64_t> current_{0};
+  std::mutex mutex_;  // one close at a time
+};
+
+}  // namespace kaisar::onenode
