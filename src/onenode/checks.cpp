@@ -535,6 +535,7 @@ Result<void> CheckService::assign(const std::string& provider, std::int64_t now)
   plan.n = config_.check_matrix_n;
   plan.samples = config_.check_samples;
   plan.memory_bytes = config_.check_memory_bytes;
+  plan.allowance_ms = config_.check_allowance_ms;
   const popw::CheckParams params = popw::plan_check(*hardware, plan);
   const std::string owner = crypto::Address::parse(view->at("owner").as_string()).value_or(crypto::Address{}).to_lower_hex();
 

@@ -82,6 +82,10 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
       else c.check_redundancy = *v;
     }
     else if (k == "check_timeout") r = want_seconds(c.check_timeout);
+    else if (k == "check_allowance_ms") {
+      r = want_int(c.check_allowance_ms);
+      if (r && c.check_allowance_ms > 600000) r = fail(ErrorCode::kInvalidArgument, "config " + path + ": check_allowance_ms must be at most 600000");
+    }
     else if (k == "epoch_length") r = want_seconds(c.epoch_length);
     else if (k == "epoch_reward") r = want_string(c.epoch_reward);
     else if (k == "fund_rewards") r = want_bool(c.fund_rewards);

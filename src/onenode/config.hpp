@@ -64,6 +64,7 @@ struct OneNodeConfig {
   std::uint32_t check_samples = 128;
   std::uint64_t check_memory_bytes = 0;
   double check_redundancy = 0.1;
+  std::uint32_t check_allowance_ms = 250;  // time granted per phase for relaying and scheduling
   std::chrono::seconds check_timeout{600};
   // Epochs: every epoch_length the attestations and uptime records form one Merkle tree
   // whose root goes on chain (EpochLog), and epoch_reward token base units are shared out

@@ -11,8 +11,16 @@
 #include <map>
 #include <thread>
 
+#include <boost/asio.hpp>
+
+#include "core/protocol.hpp"
+#include "crypto/eip191.hpp"
 #include "crypto/keystore.hpp"
+#include "crypto/merkle.hpp"
 #include "harness.hpp"
+#include "net/client.hpp"
+#include "popw/attestation.hpp"
+#include "popw/session.hpp"
 #include "podman.hpp"
 #include "provider/runtime/docker.hpp"
 
@@ -1101,6 +1109,362 @@ TEST_F(HangingEngineTest, AProviderThatDisconnectsWhileDeployingFailsTheLeaseAnd
   const std::string token_address(lease.at("payment").at("token").as_string());
   EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()}),
             "1000000000000000000000 [1e21]");
+}
+
+// ---- Proof of Physical Work: checkers, attestations, epochs, rewards -------------------------
+
+class PopwTest : public ChainOneNodeTest {
+ protected:
+  // OneNode checks a new provider within 2 s, with small work (n = 256, 4 MiB of memory),
+  // and closes an epoch every 3 s, sharing 1 KAI that it mints.
+  void start_node(const std::string& extra_config = {}) {
+    write_text(dir_ + "/onenode.toml",
+               "faucet = true\nfirst_check_within = 2\ncheck_matrix_n = 256\n"
+               "check_samples = 16\ncheck_memory_bytes = 4194304\ncheck_timeout = 60\nepoch_length = 3\n"
+               "epoch_reward = \"1000000000000000000\"\nfund_rewards = true\n" +
+                   extra_config);
+    std::vector<std::string> flags = chain_flags(anvil_.url);
+    flags.insert(flags.end(), {"--config", dir_ + "/onenode.toml"});
+    node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags);
+    write_text(dir_ + "/pw", "pw\n");
+  }
+  // A provider agent: CPU-only, or with the stand-in NVML's two GPUs (an H100 first).
+  void start_provider(bool fake_gpus) {
+    std::map<std::string, std::string> env{{"XDG_DATA_HOME", dir_ + "/share"}};
+    if (fake_gpus) env["KAISAR_NVML_LIBRARY"] = binary_dir() + "/tests/fakes/libfake_nvml.so";
+    else env["KAISAR_NVML_LIBRARY"] = "/nonexistent/libnvidia-ml.so.1";
+    auto init = run_process({kaisar_binary(), "provider", "init", "--data", dir_ + "/agent", "--password-file",
+                             dir_ + "/pw", "--light-kdf", "--json"},
+                            {}, env);
+    ASSERT_EQ(init.exit_code, 0) << init.err;
+    provider_id_ = std::string(json::parse(init.out).at("node").as_string());
+    provider_owner_ = std::string(json::parse(init.out).at("owner").as_string());
+    agent_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{kaisar_binary(), "provider", "run", "--data", dir_ + "/agent", "--onenode", node_->url(),
+                                 "--price-cpu-core-hour", "10000000000000000", "--price-gpu-hour", "500000000000000000"},
+        env);
+  }
+  // A checker process with its own wallet; returns its node address.
+  std::string start_checker(const std::string& name, bool dishonest = false) {
+    auto init = run_process({kaisar_binary(), "checker", "init", "--data", dir_ + "/" + name, "--password-file",
+                             dir_ + "/pw", "--light-kdf", "--json"});
+    EXPECT_EQ(init.exit_code, 0) << init.err;
+    std::map<std::string, std::string> env;
+    if (dishonest) env["KAISAR_CHECKER_DISHONEST"] = "1";
+    checkers_.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{kaisar_binary(), "checker", "run", "--data", dir_ + "/" + name, "--onenode", node_->url()},
+        env));
+    return init.exit_code == 0 ? std::string(json::parse(init.out).at("node").as_string()) : std::string{};
+  }
+  json::object provider_view() { return call("GET", node_->url() + "/api/v1/providers/" + provider_id_).body.as_object(); }
+  bool checked() {
+    auto r = call("GET", node_->url() + "/api/v1/providers/" + provider_id_);
+    return r.status == 200 && r.body.at("verification").is_object();
+  }
+  void TearDown() override {
+    checkers_.clear();
+    agent_.reset();
+    node_.reset();
+    ChainOneNodeTest::TearDown();
+  }
+
+  std::unique_ptr<OneNodeProcess> node_;
+  std::unique_ptr<ChildProcess> agent_;
+  std::vector<std::unique_ptr<ChildProcess>> checkers_;
+  std::string provider_id_, provider_owner_;
+};
+
+TEST_F(PopwTest, AnHonestProviderIsVerifiedAndEachEpochIsProvenOnChain) {
+  start_node("check_allowance_ms = 20000\n");
+  start_provider(false);
+  const std::string checker_id = start_checker("checker");
+  ASSERT_TRUE(eventually([&] { return checked(); }, std::chrono::seconds{60})) << agent_->output() << checkers_[0]->output();
+  json::object p = provider_view();
+  const json::object& v = p.at("verification").as_object();
+  EXPECT_TRUE(p.at("verified").as_bool()) << json::serialize(p);
+  EXPECT_EQ(v.at("class").as_string(), "cpu:" + std::to_string(p.at("hardware").at("cpu_cores").to_number<std::int64_t>()));
+  EXPECT_GT(v.at("ops_per_second").to_number<double>(), 0);
+  EXPECT_EQ(v.at("checker").as_string(), checker_id);
+  // Offers say so, and search can use it.
+  auto offers = call("GET", node_->url() + "/api/v1/offers?q=verified%3Dtrue%20perf%3E0");
+  ASSERT_EQ(offers.status, 200) << offers.raw;
+  ASSERT_EQ(offers.body.at("offers").as_array().size(), 1U) << offers.raw;
+  EXPECT_GT(offers.body.at("offers").at(0).at("perf_per_price").to_number<double>(), 0);
+
+  // The signed result, checkable by anyone against the chain's domain.
+  auto list = call("GET", node_->url() + "/api/v1/attestations?provider=" + provider_id_);
+  ASSERT_EQ(list.status, 200);
+  ASSERT_GE(list.body.at("attestations").as_array().size(), 1U);
+  const json::object& entry = list.body.at("attestations").at(0).as_object();
+  auto attestation = popw::attestation_from_json(entry.at("attestation"));
+  ASSERT_TRUE(attestation) << attestation.error().message;
+  const auto contracts = call("GET", node_->url() + "/api/v1/chain").body.at("contracts");
+  const std::string epoch_log(contracts.at("epoch_log").as_string());
+  const popw::AttestationDomain domain{31337, crypto::Address::parse(epoch_log).value()};
+  EXPECT_TRUE(popw::verify_attestation(*attestation, crypto::Signature::parse(entry.at("signature").as_string()).value(), domain));
+  EXPECT_TRUE(attestation->passed);
+  EXPECT_EQ(attestation->provider.to_checksum(), provider_id_);
+
+  // The epoch holding it closes; its root goes on chain; the proof leads to that root.
+  const auto epoch = entry.at("epoch").to_number<std::uint64_t>();
+  const std::string check_id(entry.at("check_id").as_string());
+  json::object proof;
+  ASSERT_TRUE(eventually([&] {
+    auto r = call("GET", node_->url() + "/api/v1/epochs/" + std::to_string(epoch) + "/proof/" + check_id);
+    if (r.status != 200 || r.body.at("transaction").is_null()) return false;
+    proof = r.body.as_object();
+    return true;
+  }, std::chrono::seconds{30}));
+  std::vector<Hash32> path;
+  for (const auto& h : proof.at("proof").as_array()) path.push_back(from_hex_fixed<32>(h.as_string()).value());
+  const Bytes leaf = from_hex(proof.at("leaf").as_string()).value();
+  const Hash32 leaf_hash = crypto::merkle_leaf_hash(leaf);
+  EXPECT_EQ(to_hex(leaf_hash), proof.at("leaf_hash").as_string());
+  EXPECT_EQ(leaf[0], 0x01);  // an attestation leaf: its digest and signature
+  ASSERT_TRUE(eventually([&] {
+    auto r = run_process({node_tool("cast"), "call", "--rpc-url", anvil_.url, epoch_log,
+                          "epochOf(uint64)(bytes32,uint64,uint64,bool)", std::to_string(epoch)});
+    return r.exit_code == 0 && r.out.find("true") != std::string::npos;
+  }));
+  const std::string on_chain = cast_call(anvil_.url, {epoch_log, "epochOf(uint64)(bytes32,uint64,uint64,bool)", std::to_string(epoch)});
+  const std::string chain_root = on_chain.substr(0, on_chain.find('\n'));
+  EXPECT_EQ(chain_root, proof.at("root").as_string());
+  EXPECT_TRUE(crypto::verify_merkle_proof(leaf_hash, path, from_hex_fixed<32>(chain_root).value()));
+  // The provider's uptime record is in there too.
+  auto uptime = call("GET", node_->url() + "/api/v1/epochs/" + std::to_string(epoch) + "/proof/" + provider_id_);
+  ASSERT_EQ(uptime.status, 200) << uptime.raw;
+  EXPECT_EQ(uptime.body.at("kind").as_string(), "uptime");
+  EXPECT_EQ(uptime.body.at("root").as_string(), chain_root);
+
+  // Rewards: the provider's owner claims what its epochs earned.
+  ASSERT_EQ(run_process({node_tool("cast"), "rpc", "--rpc-url", anvil_.url, "anvil_setBalance", provider_owner_,
+                         "0x3635c9adc5dea00000"}).exit_code, 0);
+  auto rewards = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kaisar_binary());
+    args.insert(args.end(), {"--onenode", node_->url(), "--wallet", dir_ + "/agent/owner.json", "--password-file", dir_ + "/pw"});
+    return run_process(args, {}, {{"XDG_CONFIG_HOME", dir_ + "/config"}}, std::chrono::seconds{120});
+  };
+  auto listed = rewards({"rewards", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  ASSERT_FALSE(json::parse(listed.out).at("rewards").as_array().empty()) << listed.out;
+  std::string claimed;
+  ASSERT_TRUE(eventually([&] {
+    auto c = rewards({"rewards", "claim", "--json"});
+    if (c.exit_code != 0) return false;
+    claimed = c.out;
+    return !json::parse(c.out).at("claimed").as_array().empty();
+  }, std::chrono::seconds{30})) << claimed;
+  const std::string total(json::parse(claimed).at("total").as_string());
+  const std::string token(contracts.at("token").as_string());
+  EXPECT_EQ(cast_call(anvil_.url, {token, "balanceOf(address)(uint256)", provider_owner_}).substr(0, total.size()), total);
+  // Claimed once only.
+  auto again = rewards({"rewards", "claim", "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  for (const auto& c : json::parse(again.out).at("claimed").as_array()) {
+    for (const auto& first : json::parse(claimed).at("claimed").as_array()) EXPECT_NE(c.at("epoch"), first.at("epoch"));
+  }
+
+  // Bad requests are clear errors.
+  for (const auto& [path_, status] : std::vector<std::pair<std::string, int>>{
+           {"/api/v1/epochs/abc", 400},
+           {"/api/v1/epochs/99999", 404},
+           {"/api/v1/epochs/0/proof/nothing-like-this", 404},
+           {"/api/v1/epochs/18446744073709551616", 400},
+           {"/api/v1/epochs?limit=0", 400},
+           {"/api/v1/attestations?provider=0x12", 400},
+           {"/api/v1/rewards?account=nobody", 400},
+           {"/api/v1/rewards", 400}}) {
+    auto r = call("GET", node_->url() + path_);
+    EXPECT_EQ(r.status, status) << path_ << ": " << r.raw;
+  }
+
+  // A restart keeps attestations, epochs and the verification.
+  const std::string listen = node_->url().substr(7);
+  const auto before = call("GET", node_->url() + "/api/v1/epochs/" + std::to_string(epoch)).body;
+  ASSERT_EQ(node_->stop(), 0);
+  std::vector<std::string> flags = chain_flags(anvil_.url);
+  flags.insert(flags.end(), {"--config", dir_ + "/onenode.toml"});
+  node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags, listen);
+  EXPECT_EQ(call("GET", node_->url() + "/api/v1/epochs/" + std::to_string(epoch)).body, before);
+  EXPECT_GE(call("GET", node_->url() + "/api/v1/attestations?provider=" + provider_id_).body.at("attestations").as_array().size(), 1U);
+  EXPECT_TRUE(provider_view().at("verified").as_bool());
+}
+
+TEST_F(PopwTest, AProviderClaimingAFasterGpuThanItHasFailsTheDeadline) {
+  // No time granted beyond what the claimed H100 needs: a CPU doing its work cannot make it.
+  start_node("check_allowance_ms = 0\n");
+  start_provider(true);
+  start_checker("checker");
+  ASSERT_TRUE(eventually([&] { return checked(); }, std::chrono::seconds{60})) << checkers_[0]->output();
+  json::object p = provider_view();
+  EXPECT_FALSE(p.at("verified").as_bool()) << json::serialize(p);
+  EXPECT_NE(p.at("verification").at("class").as_string().find("H100"), std::string::npos);
+  auto offers = call("GET", node_->url() + "/api/v1/offers?q=verified=true");
+  EXPECT_TRUE(offers.body.at("offers").as_array().empty()) << offers.raw;
+  auto list = call("GET", node_->url() + "/api/v1/attestations?provider=" + provider_id_);
+  ASSERT_GE(list.body.at("attestations").as_array().size(), 1U);
+  EXPECT_FALSE(list.body.at("attestations").at(0).at("attestation").at("passed").as_bool());
+  EXPECT_NE(checkers_[0]->output().find("H100"), std::string::npos) << checkers_[0]->output();
+}
+
+// A checker of our own on the checkers' channel: it runs the check honestly, then tries
+// forged, altered, replayed and malformed attestations.
+TEST_F(PopwTest, ForgedAlteredAndReplayedAttestationsAreRefused) {
+  namespace asio = boost::asio;
+  start_node("check_allowance_ms = 20000\n");
+  start_provider(false);
+  const auto node_key = crypto::PrivateKey::generate();
+  const auto owner = crypto::PrivateKey::generate();
+  const std::string issued = "2026-11-25T10:00:00Z";
+  const std::string binding =
+      crypto::personal_sign(owner, protocol::checker_binding_message(node_key.address().to_checksum(),
+                                                                     owner.address().to_checksum(), issued))
+          .to_hex();
+  std::vector<std::string> replies;
+  std::optional<popw::Verdict> verdict;
+  asio::io_context io;
+  const std::string ws = "ws://" + node_->url().substr(7) + std::string(protocol::kCheckerConnectPath);
+  std::shared_ptr<net::WebSocketClient> client;
+  asio::steady_timer watchdog(io);
+  watchdog.expires_after(std::chrono::seconds{90});
+  watchdog.async_wait([&](boost::system::error_code ec) {
+    if (!ec && client) client->close();
+  });
+  auto run = [&]() -> asio::awaitable<void> {
+    auto connected = co_await net::WebSocketClient::connect(io.get_executor(), ws);
+    if (!connected) co_return;
+    client = *connected;
+    auto challenge = co_await client->read();
+    if (!challenge) co_return;
+    const std::string nonce(json::parse(*challenge).at("nonce").as_string());
+    // A provider's binding does not make a checker.
+    client->send(json::serialize(json::object{
+        {"type", "hello"}, {"v", 1}, {"node", node_key.address().to_checksum()},
+        {"signature", crypto::personal_sign(node_key, protocol::auth_message(nonce)).to_hex()},
+        {"binding", json::object{{"owner", owner.address().to_checksum()}, {"issued_at", issued}, {"signature", binding}}}}));
+    auto welcome_text = co_await client->read();
+    if (!welcome_text) co_return;
+    const json::value welcome = json::parse(*welcome_text);
+    replies.push_back(std::string(welcome.at("type").as_string()));
+    const popw::AttestationDomain domain{welcome.at("chain_id").to_number<std::uint64_t>(),
+                                         crypto::Address::parse(welcome.at("verifying_contract").as_string()).value()};
+    std::string check_id;
+    std::optional<popw::CheckerSession> session;
+    crypto::Address provider;
+    std::uint64_t epoch = 0;
+    for (;;) {
+      auto text = co_await client->read();
+      if (!text) co_return;
+      json::value m = json::parse(*text);
+      const std::string type(m.at("type").as_string());
+      if (type == "assignment") {
+        check_id = std::string(m.at("check_id").as_string());
+        provider = crypto::Address::parse(m.at("provider").as_string()).value();
+        epoch = m.at("epoch").to_number<std::uint64_t>();
+        session.emplace(popw::check_params_from_json(m.at("params")).value());
+        json::object first = session->start();
+        client->send(json::serialize(json::object{{"type", "popw"}, {"check_id", check_id}, {"message", first}}));
+      } else if (type == "popw" && session) {
+        auto next = session->on_answer(m.at("message").as_object());
+        if (next && *next) {
+          client->send(json::serialize(json::object{{"type", "popw"}, {"check_id", check_id}, {"message", **next}}));
+          continue;
+        }
+        verdict = session->verdict().value();
+        break;
+      }
+    }
+    popw::Attestation a;
+    a.provider = provider;
+    a.checker = node_key.address();
+    a.epoch = epoch;
+    a.check_id = from_hex_fixed<32>(check_id).value();
+    a.seed = from_hex_fixed<32>(session->evidence().seed_hex()).value();
+    a.root = from_hex_fixed<32>(session->evidence().root_hex()).value();
+    a.ops_per_second = verdict->ops_per_second;
+    a.memory_bytes = session->evidence().params().memory_bytes;
+    a.memory_passed = verdict->memory_ok;
+    a.passed = verdict->passed;
+    auto send_attestation = [&](const popw::Attestation& body, const crypto::Signature& sig) {
+      client->send(json::serialize(json::object{
+          {"type", "attestation"}, {"check_id", check_id}, {"attestation", popw::to_json(body)}, {"signature", sig.to_hex()}}));
+    };
+    // 1. signed by another key
+    const auto forger = crypto::PrivateKey::generate();
+    send_attestation(a, forger.sign_digest(popw::attestation_digest(a, domain).value()));
+    replies.push_back((co_await client->read()).value_or("closed"));
+    // 2. a root other than the committed one, properly signed
+    popw::Attestation altered = a;
+    altered.root[0] ^= 0xff;
+    send_attestation(altered, popw::sign_attestation(node_key, altered, domain).value());
+    replies.push_back((co_await client->read()).value_or("closed"));
+    // 3. another epoch
+    altered = a;
+    altered.epoch += 5;
+    send_attestation(altered, popw::sign_attestation(node_key, altered, domain).value());
+    replies.push_back((co_await client->read()).value_or("closed"));
+    // 4. the real one, then 5. the same again
+    const auto sig = popw::sign_attestation(node_key, a, domain).value();
+    send_attestation(a, sig);
+    replies.push_back((co_await client->read()).value_or("closed"));
+    send_attestation(a, sig);
+    replies.push_back((co_await client->read()).value_or("closed"));
+    // 6. garbage closes the channel
+    client->send("{\"type\":\"attestation\",\"attestation\":");
+    replies.push_back((co_await client->read()).value_or("closed"));
+    replies.push_back((co_await client->read()) ? "open" : "closed");
+    watchdog.cancel();
+  };
+  asio::co_spawn(io, run(), asio::detached);
+  io.run();
+  ASSERT_EQ(replies.size(), 8U) << agent_->output();
+  EXPECT_EQ(replies[0], "welcome");
+  ASSERT_TRUE(verdict);
+  EXPECT_TRUE(verdict->passed) << verdict->reason;
+  EXPECT_NE(replies[1].find("\"refused\""), std::string::npos) << replies[1];
+  EXPECT_NE(replies[1].find("signature"), std::string::npos) << replies[1];
+  EXPECT_NE(replies[2].find("root"), std::string::npos) << replies[2];
+  EXPECT_NE(replies[3].find("epoch"), std::string::npos) << replies[3];
+  EXPECT_NE(replies[4].find("\"attested\""), std::string::npos) << replies[4];
+  EXPECT_NE(replies[5].find("\"refused\""), std::string::npos) << replies[5];
+  EXPECT_NE(replies[6].find("\"error\""), std::string::npos) << replies[6];
+  EXPECT_EQ(replies[7], "closed");
+  // Only the real one is stored.
+  auto list = call("GET", node_->url() + "/api/v1/attestations?provider=" + provider_id_);
+  ASSERT_EQ(list.body.at("attestations").as_array().size(), 1U) << list.raw;
+  EXPECT_EQ(list.body.at("attestations").at(0).at("attestation").at("checker").as_string(), node_key.address().to_checksum());
+  auto metrics = net::http_request("GET", node_->url() + "/metrics");
+  EXPECT_NE(metrics->body.find("kaisar_attestations_refused_total 4"), std::string::npos);
+}
+
+// Every check gets a second opinion; a checker that signs the opposite of what it saw is
+// outvoted by OneNode's recomputation and banned after two wrong verdicts in a week.
+TEST_F(PopwTest, AWrongCheckerIsOutvotedAndBanned) {
+  start_node("check_allowance_ms = 20000\ncheck_redundancy = 1\ncheck_interval = 2\n");
+  start_provider(false);
+  const std::string honest = start_checker("honest");
+  const std::string liar = start_checker("liar", /*dishonest=*/true);
+  json::array list;
+  ASSERT_TRUE(eventually([&] {
+    auto r = call("GET", node_->url() + "/api/v1/checkers");
+    if (r.status != 200) return false;
+    list = r.body.at("checkers").as_array();
+    for (const auto& c : list) {
+      if (c.at("id").as_string() == liar) return !c.at("banned_until").is_null();
+    }
+    return false;
+  }, std::chrono::seconds{90})) << json::serialize(list) << checkers_[1]->output();
+  for (const auto& c : list) {
+    if (c.at("id").as_string() == liar) {
+      EXPECT_GE(c.at("wrong").as_int64(), 2);
+    } else {
+      EXPECT_EQ(c.at("id").as_string(), honest);
+      EXPECT_EQ(c.at("wrong").as_int64(), 0);
+      EXPECT_TRUE(c.at("banned_until").is_null());
+    }
+  }
+  // The provider's standing follows OneNode's own recomputation, not the liar.
+  EXPECT_TRUE(eventually([&] { return provider_view().at("verified").as_bool(); }));
 }
 
 }  // namespace
