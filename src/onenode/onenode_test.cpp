@@ -7,6 +7,8 @@
 
 #include "crypto/eip191.hpp"
 #include "onenode/auth.hpp"
+#include "onenode/checks.hpp"
+#include "onenode/epochs.hpp"
 #include "onenode/config.hpp"
 #include "onenode/schema.hpp"
 #include "onenode/leases.hpp"
@@ -454,3 +456,63 @@ TEST(LeaseBook, UsageKeepsEachGpuAndTheirMean) {
 
 }  // namespace
 }  // namespace kaisar::onenode
+
+// ---- Proof of Physical Work: the checkers' ban rule and epoch rewards -------------------------
+
+TEST(Checks, BansFollowThePublishedRule) {
+  using kaisar::onenode::checker_ban_until;
+  const std::int64_t now = 100 * 86400;
+  const std::int64_t day = 86400;
+  EXPECT_EQ(checker_ban_until({}, now), 0);
+  EXPECT_EQ(checker_ban_until({now - day}, now), 0);  // one mistake is not a pattern
+  // Two in a week: a month.
+  EXPECT_EQ(checker_ban_until({now - day, now - 3 * day}, now), now + 30 * day);
+  // Two, but eight days apart: nothing.
+  EXPECT_EQ(checker_ban_until({now - day, now - 9 * day}, now), 0);
+  // Five in a month: six months (even when spread so that no week holds two).
+  EXPECT_EQ(checker_ban_until({now, now - 8 * day, now - 16 * day, now - 24 * day, now - 29 * day}, now), now + 180 * day);
+  // More than ten ever: for good.
+  std::vector<std::int64_t> many;
+  for (int i = 0; i < 11; ++i) many.push_back(now - (i + 1) * 60 * day);
+  EXPECT_EQ(checker_ban_until(many, now), -1);
+  many.pop_back();
+  EXPECT_EQ(checker_ban_until(many, now), 0);  // ten old ones: none recent
+}
+
+TEST(Epochs, RewardsFollowWorkHardwareAndChecks) {
+  using namespace kaisar::onenode;
+  ProviderWork gpu;
+  gpu.uptime_s = 3600;
+  gpu.tops = 100;  // the reference GPU
+  ProviderWork cpu = gpu;
+  cpu.tops = 0;
+  cpu.cpu_cores = 16;  // the reference CPU
+  // GPU weighs 3, CPU 1.
+  EXPECT_DOUBLE_EQ(hardware_score(gpu), 3.0);
+  EXPECT_DOUBLE_EQ(hardware_score(cpu), 1.0);
+  // Job time counts three times.
+  ProviderWork busy = cpu;
+  busy.uptime_s = 0;
+  busy.job_s = 1200;
+  EXPECT_DOUBLE_EQ(provider_weight(busy), provider_weight(cpu));
+  ProviderWork failed = gpu;
+  failed.failed_check = true;
+  EXPECT_EQ(provider_weight(failed), 0);
+  EXPECT_DOUBLE_EQ(checker_weight(10, 0.2), 8.0);
+  EXPECT_DOUBLE_EQ(checker_weight(10, 1.5), 0.0);
+  // Shares never add up past the pool, and follow the weights.
+  const kaisar::eth::Uint256 pool = kaisar::eth::Uint256::from_decimal("1000000000000000000").value();
+  auto shares = share(pool, {3, 1, 0});
+  ASSERT_EQ(shares.size(), 3U);
+  EXPECT_EQ(shares[0].to_decimal(), "750000000000000000");
+  EXPECT_EQ(shares[1].to_decimal(), "250000000000000000");
+  EXPECT_TRUE(shares[2].is_zero());
+  auto thirds = share(pool, {1, 1, 1});
+  EXPECT_LE(thirds[0] + thirds[1] + thirds[2], pool);
+  EXPECT_TRUE(share(pool, {0, 0})[0].is_zero());
+  // The leaf bytes the contracts hash.
+  const auto a = kaisar::crypto::Address::parse("0x00000000000000000000000000000000000000aa").value();
+  EXPECT_EQ(reward_leaf(a, 5).size(), 52U);
+  EXPECT_EQ(uptime_leaf(a, 1, 2, 3).size(), 45U);
+  EXPECT_EQ(attestation_leaf(kaisar::Hash32{}, kaisar::Bytes(65)).size(), 98U);
+}

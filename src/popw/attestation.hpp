@@ -12,7 +12,7 @@
 
 namespace kaisar::popw {
 
-// A checker's signed verdict on one check (EIP-712, docs/popw.md "Attestations"):
+// A checker's signed verdict on one check (EIP-712, docs/checkers.md "Attestations"):
 //
 //   Attestation(address provider,address checker,uint64 epoch,bytes32 checkId,bytes32 seed,
 //               bytes32 root,uint64 opsPerSecond,uint64 memoryBytes,bool memoryPassed,bool passed)

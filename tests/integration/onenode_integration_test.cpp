@@ -57,6 +57,7 @@ TEST_F(OneNodeTest, HealthReadinessMetricsOpenApi) {
       if (auto p = concrete.find("{id}"); p != std::string::npos) {
         concrete.replace(p, 4, "0x0000000000000000000000000000000000000001");
       }
+      if (auto p = concrete.find("{n}"); p != std::string::npos) concrete.replace(p, 3, "0");
       if (auto p = concrete.find("{lease_id}"); p != std::string::npos) {
         concrete.replace(p, 10, "0x" + std::string(64, '0'));
       }
