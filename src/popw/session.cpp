@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "crypto/random.hpp"
@@ -24,6 +26,16 @@ json::object error_reply(std::string message) {
 std::string type_of(const json::object& o) {
   const json::value* v = o.if_contains("type");
   return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
+}
+
+// A check may ask for most of a GPU's memory; until GPU kernels exist the agent fills host
+// memory instead, and Linux would rather kill the agent than fail the allocation. More
+// than half of this machine's RAM is refused (the check then fails, as it would anyway).
+std::uint64_t fill_limit() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return std::uint64_t{1} << 30;
+  return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) / 2;
 }
 
 std::int64_t steady_ms() {
@@ -75,6 +87,10 @@ json::object ProverSession::handle(const json::object& message) {
     if (!fill) return error_reply(fill.error().message);
     state_->prover.reset();  // the product is no longer needed; its memory goes first
     state_->memory.reset();
+    if (fill->bytes > fill_limit()) {
+      return error_reply("the memory check asks for " + std::to_string(fill->bytes >> 20) +
+                         " MiB; this machine gives at most half of its RAM");
+    }
     auto memory = MemoryProver::fill(*fill);
     if (!memory) return error_reply(memory.error().message);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(memory->fill_elapsed()).count();

@@ -1467,5 +1467,94 @@ TEST_F(PopwTest, AWrongCheckerIsOutvotedAndBanned) {
   EXPECT_TRUE(eventually([&] { return provider_view().at("verified").as_bool(); }));
 }
 
+// Checkers that are not, or that speak out of turn, get clear errors; nothing reaches the
+// provider, and the CLI's checker and reward commands refuse bad input.
+TEST_F(PopwTest, HostileCheckersAndBadCommandsAreRefused) {
+  namespace asio = boost::asio;
+  start_node();
+  asio::io_context io;
+  const std::string ws = "ws://" + node_->url().substr(7) + std::string(protocol::kCheckerConnectPath);
+  const auto node_key = crypto::PrivateKey::generate();
+  const auto owner = crypto::PrivateKey::generate();
+  const std::string issued = "2026-11-25T10:00:00Z";
+  auto hello = [&](const std::string& nonce, const std::string& binding_text) {
+    return json::serialize(json::object{
+        {"type", "hello"}, {"v", 1}, {"node", node_key.address().to_checksum()},
+        {"signature", crypto::personal_sign(node_key, protocol::auth_message(nonce)).to_hex()},
+        {"binding", json::object{{"owner", owner.address().to_checksum()},
+                                 {"issued_at", issued},
+                                 {"signature", crypto::personal_sign(owner, binding_text).to_hex()}}}});
+  };
+  const std::string provider_binding =
+      protocol::binding_message(node_key.address().to_checksum(), owner.address().to_checksum(), issued);
+  const std::string checker_binding =
+      protocol::checker_binding_message(node_key.address().to_checksum(), owner.address().to_checksum(), issued);
+  const std::string none = "0x" + std::string(64, '1');
+  // Each attempt's messages, built from the challenge's nonce: 0 garbage; 1 a provider's
+  // binding; 2 an attestation before hello; 3 9 MiB; 4 a real checker speaking for a check
+  // it does not have, then an unknown type.
+  std::vector<std::function<std::vector<std::string>(const std::string&)>> attempts{
+      [](const std::string&) { return std::vector<std::string>{"\x01not json"}; },
+      [&](const std::string& n) { return std::vector<std::string>{hello(n, provider_binding)}; },
+      [](const std::string&) { return std::vector<std::string>{R"({"type":"attestation","check_id":"0x01"})"}; },
+      [](const std::string&) { return std::vector<std::string>{std::string(9 << 20, ' ')}; },
+      [&](const std::string& n) {
+        return std::vector<std::string>{
+            hello(n, checker_binding),
+            json::serialize(json::object{{"type", "popw"}, {"check_id", none}, {"message", json::object{{"type", "challenge"}}}}),
+            json::serialize(json::object{{"type", "attestation"}, {"check_id", none}, {"attestation", 1}}),
+            R"({"type":"bogus"})"};
+      }};
+  std::vector<std::string> outcomes;
+  auto run = [&]() -> asio::awaitable<void> {
+    for (const auto& messages : attempts) {
+      auto client = co_await net::WebSocketClient::connect(io.get_executor(), ws);
+      if (!client) co_return;
+      auto challenge = co_await (*client)->read();
+      if (!challenge) co_return;
+      const std::string nonce(json::parse(*challenge).at("nonce").as_string());
+      std::string got;
+      for (const auto& m : messages(nonce)) {
+        (*client)->send(m);
+        auto reply = co_await (*client)->read();
+        got += (reply ? *reply : std::string("closed")) + " | ";
+      }
+      auto after = co_await (*client)->read();
+      outcomes.push_back(got + (after ? "[open]" : "[closed]"));
+      (*client)->close();
+    }
+  };
+  asio::co_spawn(io, run(), asio::detached);
+  io.run();
+  ASSERT_EQ(outcomes.size(), 5U);
+  EXPECT_NE(outcomes[0].find("invalid_argument"), std::string::npos) << outcomes[0];
+  EXPECT_NE(outcomes[0].find("[closed]"), std::string::npos) << outcomes[0];
+  EXPECT_NE(outcomes[1].find("checker binding"), std::string::npos) << outcomes[1];
+  EXPECT_NE(outcomes[1].find("[closed]"), std::string::npos) << outcomes[1];
+  EXPECT_NE(outcomes[2].find("the first message must be hello"), std::string::npos) << outcomes[2];
+  EXPECT_NE(outcomes[3].find("[closed]"), std::string::npos) << outcomes[3];
+  EXPECT_NE(outcomes[4].find("\"welcome\""), std::string::npos) << outcomes[4];
+  EXPECT_NE(outcomes[4].find("no open check"), std::string::npos) << outcomes[4];
+  EXPECT_NE(outcomes[4].find("attestation must be an object"), std::string::npos) << outcomes[4];
+  EXPECT_NE(outcomes[4].find("unknown message type"), std::string::npos) << outcomes[4];
+  EXPECT_NE(outcomes[4].find("[closed]"), std::string::npos) << outcomes[4];
+  EXPECT_EQ(call("GET", node_->url() + "/healthz").status, 200);
+  EXPECT_TRUE(call("GET", node_->url() + "/api/v1/attestations").body.at("attestations").as_array().empty());
+
+  // The CLI.
+  auto missing = run_process({kaisar_binary(), "checker", "run", "--data", dir_ + "/nothing", "--onenode", node_->url()});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("kaisar checker init"), std::string::npos) << missing.err;
+  auto bad_address = run_process({kaisar_binary(), "rewards", "--onenode", node_->url(), "--address", "0x12"});
+  EXPECT_EQ(bad_address.exit_code, 2) << bad_address.err;
+  auto nobody = run_process({kaisar_binary(), "rewards", "--onenode", node_->url(), "--address",
+                             "0x0000000000000000000000000000000000000001", "--json"});
+  EXPECT_EQ(nobody.exit_code, 0) << nobody.err;
+  EXPECT_TRUE(json::parse(nobody.out).at("rewards").as_array().empty());
+  auto no_wallet = run_process({kaisar_binary(), "rewards", "claim", "--onenode", node_->url(), "--wallet",
+                                dir_ + "/none.json", "--password-file", dir_ + "/pw"});
+  EXPECT_NE(no_wallet.exit_code, 0);
+}
+
 }  // namespace
 }  // namespace kaisar::testing

@@ -622,10 +622,12 @@ TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
   ASSERT_TRUE(url) << dev.output();
   // The provider comes online once the dev Podman runs and has the demo image (slow under
   // sanitizers and a loaded machine).
+  const auto started = std::chrono::steady_clock::now();
   EXPECT_TRUE(eventually([&] {
     auto r = net::http_request("GET", *url + "/api/v1/providers?status=online");
     return r && r->status == 200 && json::parse(r->body).at("providers").as_array().size() == 1;
   }, std::chrono::seconds{90})) << dev.output();
+  const auto online = std::chrono::steady_clock::now();
   EXPECT_TRUE(fs::exists(dir + "/wallets/renter.json"));
   EXPECT_TRUE(fs::exists(dir + "/wallets/renter.password"));
   EXPECT_TRUE(fs::exists(dir + "/wallets/provider.json"));
@@ -688,6 +690,21 @@ TEST(DevNetwork, StartsOneNodeAndAProviderAndStopsCleanly) {
     return page.has_value();
   })) << http;
   EXPECT_EQ(with_wallet({"lease", "stop", std::string(lease.at("id").as_string())}).exit_code, 0);
+
+  // The dev checker has checked the new provider within 30 s of it coming online, and the
+  // first epoch (60 s) closes with its root posted on chain.
+  auto left = [](std::chrono::steady_clock::time_point until) {
+    return std::max(std::chrono::milliseconds{100}, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        until - std::chrono::steady_clock::now()));
+  };
+  EXPECT_TRUE(eventually([&] {
+    auto r = call("GET", *url + "/api/v1/attestations");
+    return r.status == 200 && !r.body.at("attestations").as_array().empty();
+  }, left(online + std::chrono::seconds{32}))) << dev.output();
+  EXPECT_TRUE(eventually([&] {
+    auto r = call("GET", *url + "/api/v1/epochs/0");
+    return r.status == 200 && r.body.at("state").as_string() == "closed" && r.body.at("transaction").is_string();
+  }, left(started + std::chrono::seconds{75}))) << dev.output();
   EXPECT_EQ(dev.stop(SIGINT), 0) << dev.output();
 
   // A second start keeps the chain: same contracts, the KAI still there.
