@@ -34,7 +34,7 @@ struct AuditAnswer {
   friend bool operator==(const AuditAnswer&, const AuditAnswer&) = default;
 };
 
-// Leaf bytes of row i: uint32 big-endian i || the n values as int32 little-endian.
+// Leaf bytes of row i: uint32 big-endian i || SHA-256 of the n values as int32 little-endian.
 Bytes row_leaf(std::uint32_t row, std::span<const std::int32_t> values);
 
 // A product matrix (row-major n×n) and the Merkle tree over its rows; the root is what a

@@ -112,7 +112,9 @@ TEST(Matrix, ExtremeValuesStayExact) {
 
 TEST(Audit, RowLeafEncoding) {
   const std::vector<std::int32_t> values = {1, -1};
-  EXPECT_EQ(to_hex(row_leaf(0x01020304, values), false), "0102030401000000ffffffff");
+  // uint32 BE row || SHA-256(01000000 ffffffff) (checked with sha256sum).
+  EXPECT_EQ(to_hex(row_leaf(0x01020304, values), false),
+            "01020304b15348c8f462384c01e83b6d499c6faf3f96808f5aa07c6bab4b65b36b4445d4");
 }
 
 struct Honest {
