@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   json::object out{{"cores", cores},
                    {"samples", samples},
                    {"best_kernel", kernel_name(best)},
-                   {"simd_avx2", simd_uses_avx2()}};
+                   {"simd_avx2", simd_uses_avx2()},
+                   {"blas_available", blas_available()}};
 
   for (std::uint32_t n : sizes) {
     const std::string key = "n" + std::to_string(n) + "_";

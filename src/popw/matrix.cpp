@@ -1,6 +1,6 @@
 #include "popw/matrix.hpp"
 
-#include <cblas.h>
+#include <dlfcn.h>
 #include <immintrin.h>
 
 #include <cstring>
@@ -139,15 +139,45 @@ std::vector<std::int32_t> multiply_simd(std::span<const std::int8_t> a, std::spa
   return c;
 }
 
+// OpenBLAS is loaded when the blas kernel is first used rather than linked: a linked
+// OpenBLAS starts its thread pool before main() runs, and those threads would receive the
+// SIGTERM and SIGINT that Kaisar's processes block in every thread to shut down cleanly.
+struct Blas {
+  // cblas_dgemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+  using Dgemm = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*,
+                         int);
+  using SetThreads = void (*)(int);
+  Dgemm dgemm = nullptr;
+  SetThreads set_threads = nullptr;
+};
+
+const Blas* blas() noexcept {
+  static const Blas loaded = [] {
+    Blas b;
+    for (const char* name : {"libopenblas.so.0", "libopenblas.so"}) {
+      void* handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (handle == nullptr) continue;
+      b.dgemm = reinterpret_cast<Blas::Dgemm>(dlsym(handle, "cblas_dgemm"));
+      b.set_threads = reinterpret_cast<Blas::SetThreads>(dlsym(handle, "openblas_set_num_threads"));
+      if (b.dgemm != nullptr) break;
+      dlclose(handle);
+    }
+    return b;
+  }();
+  return loaded.dgemm != nullptr ? &loaded : nullptr;
+}
+
 std::vector<std::int32_t> multiply_blas(std::span<const std::int8_t> a, std::span<const std::int8_t> b, std::size_t n,
                                         unsigned threads) {
+  const Blas* lib = blas();
+  if (lib == nullptr) return multiply_simd(a, b, n, threads);  // the same bits, without OpenBLAS
   std::vector<double> da(a.begin(), a.end());
   std::vector<double> db(b.begin(), b.end());
   std::vector<double> dc(n * n);
-  openblas_set_num_threads(static_cast<int>(threads));
-  const auto ni = static_cast<blasint>(n);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0, da.data(), ni, db.data(), ni, 0.0, dc.data(),
-              ni);
+  if (lib->set_threads != nullptr) lib->set_threads(static_cast<int>(threads));
+  constexpr int kRowMajor = 101, kNoTrans = 111;  // CBLAS_ORDER, CBLAS_TRANSPOSE values
+  const auto ni = static_cast<int>(n);
+  lib->dgemm(kRowMajor, kNoTrans, kNoTrans, ni, ni, ni, 1.0, da.data(), ni, db.data(), ni, 0.0, dc.data(), ni);
   std::vector<std::int32_t> c(n * n);
   // Every value is an integer below 2^53 in magnitude, so the conversion is exact.
   for (std::size_t i = 0; i < c.size(); ++i) c[i] = static_cast<std::int32_t>(dc[i]);
@@ -197,7 +227,9 @@ Result<Kernel> kernel_from_name(std::string_view name) noexcept {
               "unknown kernel \"" + std::string(name) + "\"; use naive, simd or blas");
 }
 
-Kernel best_kernel() noexcept { return cpu_has_avx2() ? Kernel::kSimd : Kernel::kBlas; }
+Kernel best_kernel() noexcept { return cpu_has_avx2() || blas() == nullptr ? Kernel::kSimd : Kernel::kBlas; }
+
+bool blas_available() noexcept { return blas() != nullptr; }
 
 bool simd_uses_avx2() noexcept { return cpu_has_avx2(); }
 

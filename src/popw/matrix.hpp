@@ -50,6 +50,8 @@ std::string_view kernel_name(Kernel kernel) noexcept;
 Result<Kernel> kernel_from_name(std::string_view name) noexcept;
 // The fastest kernel on this CPU (bench/popw measures both).
 Kernel best_kernel() noexcept;
+// Whether OpenBLAS could be loaded (kBlas computes with kSimd's code otherwise).
+bool blas_available() noexcept;
 // Whether kSimd uses AVX2 here (it falls back to portable code otherwise).
 bool simd_uses_avx2() noexcept;
 
