@@ -176,6 +176,8 @@ void Checker::run() {
         popw::Verdict v = verdict ? *verdict : popw::Verdict{};
         if (!verdict) v.reason = verdict.error().message;
         attest(check_id, *provider, u64_field(*msg, "epoch"), *evidence, v);
+      } else if (type == "expired") {
+        running.erase(check_id);
       } else if (type == "attested") {
         attested_.fetch_add(1);
       } else if (type == "refused") {

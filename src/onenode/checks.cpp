@@ -18,7 +18,7 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::int64_t kDay = 24 * 3600;
-constexpr std::size_t kMaxEvidenceBytes = 8 << 20;
+constexpr std::size_t kMaxEvidenceBytes = 16 << 20;  // the openings of n = 16384, s = 128: 11 MB
 
 std::string error_message(std::string_view code, std::string_view message) {
   return json::serialize(json::object{{"type", "error"}, {"code", code}, {"message", message}});
@@ -113,7 +113,7 @@ void CheckService::on_checker_message(const std::shared_ptr<Session>& state,
     socket->send(error_message(code, message));
     socket->close(message.substr(0, 100));
   };
-  if (text.size() > kMaxEvidenceBytes) return reject("invalid_argument", "message is larger than 8 MiB");
+  if (text.size() > kMaxEvidenceBytes) return reject("invalid_argument", "message is larger than 16 MiB");
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return reject("invalid_argument", "message is not a JSON object");
@@ -144,10 +144,15 @@ void CheckService::on_checker_message(const std::shared_ptr<Session>& state,
     }
     const std::string id = node->to_lower_hex();
     const std::int64_t now_s = now_ms() / 1000;
-    auto banned = db_.query("SELECT banned_until FROM checkers WHERE id = ?", {id});
+    // A ban is the owner's: another node key of the same wallet is banned as well.
+    auto banned = db_.query("SELECT banned_until FROM checkers WHERE id = ? OR owner = ?", {id, owner->to_lower_hex()});
     if (!banned) return reject("unavailable", "database unavailable");
-    if (!banned->empty()) {
-      const std::int64_t until = banned->front().integer(0);
+    std::int64_t until = 0;
+    for (const auto& row : *banned) {
+      if (row.integer(0) == -1 || until == -1) until = -1;
+      else until = std::max(until, row.integer(0));
+    }
+    {
       if (until == -1 || until > now_s) {
         return reject("permission_denied", until == -1 ? "this checker is banned for good"
                                                        : "this checker is banned until " +
@@ -211,6 +216,7 @@ Result<void> CheckService::relay_to_provider(const Session& state, const json::o
   const json::value* message = o.if_contains("message");
   if (message == nullptr || !message->is_object()) return fail(ErrorCode::kInvalidArgument, "popw.message must be an object");
   std::string provider;
+  const std::int64_t at = now_ms();  // before any lock: a busy OneNode must not make providers look slow
   {
     std::lock_guard lock(mutex_);
     auto it = open_.find(check_id);
@@ -218,7 +224,7 @@ Result<void> CheckService::relay_to_provider(const Session& state, const json::o
     if (it == open_.end() || it->second.checker != state.id || it->second.kind != "challenge") {
       return fail(ErrorCode::kNotFound, "no open check " + check_id.substr(0, 80) + " of this checker");
     }
-    if (auto r = it->second.evidence.record(true, message->get_object(), now_ms()); !r) return r;
+    if (auto r = it->second.evidence.record(true, message->get_object(), at); !r) return r;
     provider = it->second.provider;
   }
   const std::string envelope =
@@ -232,14 +238,15 @@ void CheckService::from_provider(const std::string& provider_id, const json::obj
   const json::value* message = o.if_contains("message");
   if (message == nullptr || !message->is_object()) return;
   std::shared_ptr<net::WebSocketSession> socket;
+  const std::int64_t at = now_ms();
   {
     std::lock_guard lock(mutex_);
     auto it = open_.find(check_id);
     if (it == open_.end() || it->second.provider != provider_id) return;  // a stale or foreign answer
-    if (auto r = it->second.evidence.record(false, message->get_object(), now_ms()); !r) {
+    if (auto r = it->second.evidence.record(false, message->get_object(), at); !r) {
       spdlog::warn("checks: check {}: the provider's answer is refused: {}", check_id, r.error().message);
       json::object refusal{{"type", "error"}, {"message", "OneNode refused the answer: " + r.error().message}};
-      (void)it->second.evidence.record(false, refusal, now_ms());
+      (void)it->second.evidence.record(false, refusal, at);
       message = nullptr;
       socket = socket_of(it->second.checker);
       if (socket) {
@@ -290,6 +297,14 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
   if (!check.evidence.complete() && a->passed) {
     return fail(ErrorCode::kInvalidArgument, "attestation.passed for a check the provider did not finish");
   }
+  // The rate cannot be faster than what went through here: OneNode sits between checker
+  // and provider, so the checker's own time is longer than OneNode's.
+  const double n = check.evidence.params().n;
+  const auto seen_s = check.evidence.commit_seconds();
+  const double seen_ops = seen_s && *seen_s > 0 ? 2.0 * n * n * n / *seen_s : 0.0;
+  if (static_cast<double>(a->ops_per_second) > seen_ops * 1.1 + 1.0) {
+    return fail(ErrorCode::kInvalidArgument, "attestation.opsPerSecond is faster than the work OneNode relayed");
+  }
   if (auto v = popw::verify_attestation(*a, *signature, domain); !v) return v;
   auto digest = popw::attestation_digest(*a, domain);
   if (!digest) return std::unexpected(digest.error());
@@ -297,12 +312,17 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
   OpenCheck done = std::move(check);
   open_.erase(it);
   const std::int64_t now = now_ms();
-  const std::uint64_t epoch = current_epoch ? current_epoch() : 0;
   auto stored = db_.transaction([&]() -> Result<void> {
+    // The epoch that is open now, read in this transaction: an epoch closing meanwhile has
+    // taken its leaves already, so the attestation goes into the next one.
+    std::int64_t epoch = current_epoch ? static_cast<std::int64_t>(current_epoch()) : 0;
+    auto open_epoch = db_.query("SELECT number FROM epochs WHERE ended_at IS NULL ORDER BY number DESC LIMIT 1", {});
+    if (!open_epoch) return std::unexpected(open_epoch.error());
+    if (!open_epoch->empty()) epoch = open_epoch->front().integer(0);
     auto ins = db_.execute(
         "INSERT INTO attestations(check_id, epoch, provider, checker, body, signature, digest, passed, created_at) "
         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        {done.id, static_cast<std::int64_t>(epoch), done.provider, done.checker, json::serialize(popw::to_json(*a)),
+        {done.id, epoch, done.provider, done.checker, json::serialize(popw::to_json(*a)),
          signature->to_hex(), to_hex(*digest), std::int64_t{a->passed ? 1 : 0}, now / 1000});
     if (!ins) return std::unexpected(ins.error());
     auto upd = db_.execute("UPDATE checks SET state = 'attested', evidence = ?, passed = ? WHERE id = ?",
@@ -324,7 +344,7 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
                a->passed ? "passed" : "failed", a->provider.to_checksum(), a->ops_per_second,
                a->memory_passed ? "ok" : "not ok");
   if (done.kind == "challenge") {
-    set_verification(done.provider, *a, done.evidence.params());
+    set_verification(done.provider, *a, done.evidence.params(), seen_ops);
     lock.lock();
     schedule_next(done.provider, now);
     lock.unlock();
@@ -332,18 +352,23 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
   } else {
     auto first = db_.query("SELECT passed FROM checks WHERE id = ?", {done.of_check});
     if (first && !first->empty() && (first->front().integer(0) != 0) != a->passed) {
-      settle_dispute(done.of_check, done.id);
+      lock.lock();
+      disputes_.emplace_back(done.of_check, done.id);  // settled on the monitor thread
     }
   }
   return {};
 }
 
 void CheckService::set_verification(const std::string& provider, const popw::Attestation& a,
-                                    const popw::CheckParams& params) {
-  const double tops = static_cast<double>(a.ops_per_second) / 1e12;
+                                    const popw::CheckParams& params, double measured_ops) {
+  // What offers and rewards use: the attested rate, at most what OneNode saw and what the
+  // claimed class can do at its peak.
+  double ops = std::min(static_cast<double>(a.ops_per_second), measured_ops);
+  if (auto cls = popw::hardware_class_of(params.hardware_class)) ops = std::min(ops, cls->int8_peak_ops_per_s);
+  const double tops = ops / 1e12;
   json::object v{{"verified", a.passed},
                  {"class", params.hardware_class},
-                 {"ops_per_second", a.ops_per_second},
+                 {"ops_per_second", static_cast<std::uint64_t>(ops)},
                  {"tops", std::round(tops * 1000) / 1000},
                  {"memory_bytes", a.memory_bytes},
                  {"memory_passed", a.memory_passed},
@@ -355,23 +380,44 @@ void CheckService::set_verification(const std::string& provider, const popw::Att
   if (on_verification) on_verification(provider);
 }
 
-// Another checker judges the same evidence; its verdict is compared with the first.
+void CheckService::set_failed(const std::string& provider, const std::string& check_id, const std::string& why) {
+  json::object v{{"verified", false},
+                 {"check_id", check_id},
+                 {"reason", why},
+                 {"checked_at", format_rfc3339(clock_.now())}};
+  (void)db_.execute("UPDATE checks SET passed = 0 WHERE id = ?", {check_id});
+  auto r = db_.execute("UPDATE providers SET verification = ? WHERE id = ?", {json::serialize(v), provider});
+  if (!r) spdlog::warn("checks: cannot store {}'s verification: {}", provider, r.error().message);
+  spdlog::info("checks: provider {} failed check {}: {}", provider, check_id, why);
+  if (on_verification) on_verification(provider);
+}
+
+// Another checker judges the same evidence; its verdict is compared with the first. It is
+// neither the first checker's wallet nor the provider's.
 void CheckService::second_opinion(const OpenCheck& first, bool, std::int64_t now_ms) {
   if (config_.check_redundancy <= 0) return;
   std::unique_lock lock(mutex_);
   if (std::uniform_real_distribution<double>(0, 1)(rng_) >= config_.check_redundancy) return;
   std::vector<std::string> others;
   for (const auto& [id, s] : sessions_) {
-    if (id != first.checker && !s->socket.expired()) others.push_back(id);
+    const std::string owner = s->owner.to_lower_hex();
+    if (id != first.checker && owner != first.checker_owner && owner != first.provider_owner && !s->socket.expired()) {
+      others.push_back(id);
+    }
   }
   if (others.empty()) return;
   const std::string checker = others[std::uniform_int_distribution<std::size_t>(0, others.size() - 1)(rng_)];
+  auto socket = socket_of(checker);
+  auto provider = crypto::Address::parse(first.provider);
+  if (!socket || !provider) return;
   OpenCheck second;
   second.id = to_hex(crypto::random_hash());
   second.provider = first.provider;
   second.checker = checker;
   second.kind = "second_opinion";
   second.of_check = first.id;
+  second.provider_owner = first.provider_owner;
+  second.checker_owner = sessions_.at(checker)->owner.to_lower_hex();
   second.epoch = first.epoch;
   second.evidence = first.evidence;
   second.deadline_ms = now_ms + std::chrono::milliseconds(config_.check_timeout).count();
@@ -382,9 +428,6 @@ void CheckService::second_opinion(const OpenCheck& first, bool, std::int64_t now
        second.evidence.params().hardware_class, json::serialize(popw::to_json(second.evidence.params())), now_ms / 1000,
        second.deadline_ms / 1000});
   if (!ins) return;
-  auto socket = socket_of(checker);
-  auto provider = crypto::Address::parse(second.provider);
-  if (!socket || !provider) return;
   socket->send(json::serialize(json::object{{"type", "verify"},
                                             {"check_id", second.id},
                                             {"of_check", first.id},
@@ -394,58 +437,70 @@ void CheckService::second_opinion(const OpenCheck& first, bool, std::int64_t now
   open_.emplace(second.id, std::move(second));
 }
 
-// The two checkers disagree: OneNode recomputes the audit exactly from the evidence it
-// relayed (and timed) itself; whoever said otherwise was wrong.
+// The two checkers disagree: OneNode judges the evidence it relayed and timed itself, with
+// its own secret fingerprint vector. A checker is wrong where the answer is clear: it
+// passed work that is not correct, or failed correct work that OneNode saw finish in at
+// most half the time allowed. Disagreements at the edge of the deadline (a checker far away
+// sees the work take longer) cost nobody standing; the provider's result is OneNode's.
 void CheckService::settle_dispute(const std::string& first_id, const std::string& second_id) {
-  auto rows = db_.query("SELECT id, checker, passed, evidence FROM checks WHERE id IN (?, ?)", {first_id, second_id});
+  auto rows = db_.query("SELECT id, checker, passed, evidence, provider FROM checks WHERE id IN (?, ?)", {first_id, second_id});
   if (!rows || rows->size() != 2) return;
+  const store::Row* first = rows->front().text(0) == first_id ? &rows->front() : &rows->back();
   boost::system::error_code ec;
-  json::value evidence_json = json::parse(rows->front().text(3), ec);
+  json::value evidence_json = json::parse(first->text(3), ec);
   if (ec) return;
   auto evidence = popw::Evidence::from_json(evidence_json);
   if (!evidence) return;
-  auto verdict = popw::judge(*evidence, /*exact=*/true);
+  auto verdict = popw::judge(*evidence);
   if (!verdict) return;
+  const bool correct = verdict->audit_ok && verdict->memory_right;
+  const bool clearly_in_time = verdict->passed && verdict->commit_seconds * 2 <= verdict->allowed_seconds;
   const std::int64_t now_s = now_ms() / 1000;
-  std::string provider;
   for (const auto& row : *rows) {
-    const bool wrong = (row.integer(2) != 0) != verdict->passed;
+    const bool said_passed = row.integer(2) != 0;
+    const bool wrong = said_passed != verdict->passed && ((said_passed && !correct) || (!said_passed && clearly_in_time));
     (void)db_.execute("UPDATE checks SET checker_wrong = ?, verdict = ? WHERE id = ?",
                       {std::int64_t{wrong ? 1 : 0}, std::int64_t{verdict->passed ? 1 : 0}, row.text(0)});
     if (wrong) mark_wrong(row.text(1), now_s);
   }
-  spdlog::warn("checks: checkers disagreed on {}; OneNode's recomputation says {} ({})", first_id,
+  spdlog::warn("checks: checkers disagreed on {}; OneNode's own judgement says {} ({})", first_id,
                verdict->passed ? "passed" : "failed", verdict->reason);
-  auto p = db_.query("SELECT provider FROM checks WHERE id = ?", {first_id});
-  if (p && !p->empty()) {
-    provider = p->front().text(0);
-    auto view = db_.query("SELECT verification FROM providers WHERE id = ?", {provider});
-    if (view && !view->empty() && !view->front().is_null(0)) {
-      json::value v = json::parse(view->front().text(0), ec);
-      if (!ec && v.is_object()) {
-        v.as_object()["verified"] = verdict->passed;
-        v.as_object()["settled_by"] = "onenode";
-        (void)db_.execute("UPDATE providers SET verification = ? WHERE id = ?", {json::serialize(v), provider});
-        if (on_verification) on_verification(provider);
-      }
-    }
-  }
+  // The provider's standing follows OneNode, unless a newer check has replaced it since.
+  const std::string provider = first->text(4);
+  auto view = db_.query("SELECT verification FROM providers WHERE id = ?", {provider});
+  if (!view || view->empty() || view->front().is_null(0)) return;
+  json::value v = json::parse(view->front().text(0), ec);
+  if (ec || !v.is_object() || v.at("check_id") != json::value(first_id)) return;
+  v.as_object()["verified"] = verdict->passed;
+  v.as_object()["settled_by"] = "onenode";
+  (void)db_.execute("UPDATE providers SET verification = ? WHERE id = ?", {json::serialize(v), provider});
+  if (on_verification) on_verification(provider);
 }
 
+// Wrong verdicts count against the checker's wallet, across all its node keys.
 void CheckService::mark_wrong(const std::string& checker, std::int64_t now_s) {
-  auto rows = db_.query("SELECT created_at FROM checks WHERE checker = ? AND checker_wrong = 1", {checker});
+  auto rows = db_.query(
+      "SELECT k.created_at FROM checks k JOIN checkers c ON c.id = k.checker "
+      "WHERE c.owner = (SELECT owner FROM checkers WHERE id = ?) AND k.checker_wrong = 1",
+      {checker});
   if (!rows) return;
   std::vector<std::int64_t> times;
   for (const auto& r : *rows) times.push_back(r.integer(0));
   const std::int64_t until = checker_ban_until(times, now_s);
   if (until == 0) return;
-  (void)db_.execute("UPDATE checkers SET banned_until = ?, ban_reason = ? WHERE id = ?",
-                    {until, std::to_string(times.size()) + " wrong verdicts", checker});
-  spdlog::warn("checks: checker {} banned ({} wrong verdicts)", checker, times.size());
+  auto owner = db_.query("SELECT owner FROM checkers WHERE id = ?", {checker});
+  if (!owner || owner->empty()) return;
+  const std::string wallet = owner->front().text(0);
+  (void)db_.execute("UPDATE checkers SET banned_until = ?, ban_reason = ? WHERE owner = ?",
+                    {until, std::to_string(times.size()) + " wrong verdicts", wallet});
+  spdlog::warn("checks: checker wallet {} banned ({} wrong verdicts)", wallet, times.size());
   std::lock_guard lock(mutex_);
-  if (auto s = socket_of(checker)) {
-    s->send(error_message("permission_denied", "this checker is banned"));
-    s->close("banned");
+  for (const auto& [id, s] : sessions_) {
+    if (s->owner.to_lower_hex() != wallet) continue;
+    if (auto socket = s->socket.lock()) {
+      socket->send(error_message("permission_denied", "this checker is banned"));
+      socket->close("banned");
+    }
   }
 }
 
@@ -462,6 +517,8 @@ void CheckService::schedule_next(const std::string& provider, std::int64_t now_m
 void CheckService::tick() {
   const std::int64_t now = now_ms();
   std::vector<std::shared_ptr<net::WebSocketSession>> expired_handshakes;
+  std::vector<std::pair<std::string, std::string>> silent;  // (provider, check id)
+  std::vector<std::pair<std::string, std::string>> disputes;
   {
     std::lock_guard lock(mutex_);
     std::erase_if(pending_, [&](const auto& p) {
@@ -471,18 +528,30 @@ void CheckService::tick() {
       expired_handshakes.push_back(std::move(s));
       return true;
     });
-    // Checks whose checker never attested expire.
+    // Checks whose checker never attested expire; a provider that went silent mid-check
+    // fails it (not answering must not be a way out of a check it was about to fail).
     for (auto it = open_.begin(); it != open_.end();) {
       if (it->second.deadline_ms > now) {
         ++it;
         continue;
       }
+      OpenCheck& c = it->second;
+      const std::string next = c.evidence.next_step();
+      const bool provider_silent =
+          c.kind == "challenge" && (next == "commit" || next == "openings" || next == "memory_ready" || next == "memory_answer");
       (void)db_.execute("UPDATE checks SET state = 'expired', evidence = ? WHERE id = ?",
-                        {json::serialize(it->second.evidence.to_json()), it->second.id});
-      if (it->second.kind == "challenge") schedule_next(it->second.provider, now);
+                        {json::serialize(c.evidence.to_json()), c.id});
+      if (provider_silent) silent.emplace_back(c.provider, c.id);
+      if (auto socket = socket_of(c.checker)) {
+        socket->send(json::serialize(json::object{{"type", "expired"}, {"check_id", c.id}}));
+      }
+      if (c.kind == "challenge") schedule_next(c.provider, now);
       it = open_.erase(it);
     }
+    disputes.swap(disputes_);
   }
+  for (const auto& [provider, id] : silent) set_failed(provider, id, "the provider did not answer " + std::string("in time"));
+  for (const auto& [first, second] : disputes) settle_dispute(first, second);
   for (auto& s : expired_handshakes) {
     std::lock_guard lock(mutex_);
     bool authenticated = false;
@@ -491,6 +560,12 @@ void CheckService::tick() {
       s->send(error_message("unauthenticated", "no hello within the handshake timeout"));
       s->close("handshake timeout");
     }
+  }
+  // Evidence is kept a week (for audits and disputes), then only the verdicts remain.
+  if (now >= next_prune_ms_) {
+    next_prune_ms_ = now + 60000;
+    (void)db_.execute("UPDATE checks SET evidence = NULL WHERE evidence IS NOT NULL AND created_at < ?",
+                      {now / 1000 - 7 * kDay});
   }
   if (config_.checks) assign_due(now);
 }
@@ -503,6 +578,10 @@ void CheckService::assign_due(std::int64_t now) {
     std::set<std::string> online_set(online.begin(), online.end());
     std::erase_if(next_check_ms_, [&](const auto& e) { return !online_set.contains(e.first); });
     const auto within = std::chrono::milliseconds(config_.first_check_within).count();
+    std::set<std::string> busy;
+    for (const auto& [cid, c] : open_) {
+      if (c.kind == "challenge") busy.insert(c.provider);
+    }
     for (const auto& id : online) {
       auto [it, fresh] = next_check_ms_.try_emplace(id, 0);
       if (fresh) {
@@ -510,10 +589,8 @@ void CheckService::assign_due(std::int64_t now) {
         it->second = now + std::uniform_int_distribution<std::int64_t>(std::min<std::int64_t>(2000, within / 2), within)(rng_);
         continue;
       }
-      if (it->second > now) continue;
-      bool busy = false;
-      for (const auto& [cid, c] : open_) busy = busy || (c.provider == id && c.kind == "challenge");
-      if (!busy) due.push_back(id);
+      if (it->second > now || busy.contains(id)) continue;
+      due.push_back(id);
     }
   }
   for (const auto& id : due) {
@@ -555,11 +632,15 @@ Result<void> CheckService::assign(const std::string& provider, std::int64_t now)
   }
   if (candidates.empty()) return fail(ErrorCode::kUnavailable, "no checker connected");
   const std::string checker = candidates[std::uniform_int_distribution<std::size_t>(0, candidates.size() - 1)(rng_)];
+  auto socket = socket_of(checker);
+  if (!socket) return fail(ErrorCode::kUnavailable, "the checker went away");
   OpenCheck check;
   check.id = to_hex(crypto::random_hash());
   check.provider = provider;
   check.checker = checker;
   check.kind = "challenge";
+  check.provider_owner = owner;
+  check.checker_owner = sessions_.at(checker)->owner.to_lower_hex();
   check.epoch = current_epoch ? current_epoch() : 0;
   check.evidence = popw::Evidence(params);
   check.deadline_ms = now + std::chrono::milliseconds(config_.check_timeout).count();
@@ -569,8 +650,6 @@ Result<void> CheckService::assign(const std::string& provider, std::int64_t now)
       {check.id, static_cast<std::int64_t>(check.epoch), provider, checker, params.hardware_class,
        json::serialize(popw::to_json(params)), now / 1000, check.deadline_ms / 1000});
   if (!ins) return std::unexpected(ins.error());
-  auto socket = socket_of(checker);
-  if (!socket) return fail(ErrorCode::kUnavailable, "the checker went away");
   json::object assignment{{"type", "assignment"},
                           {"check_id", check.id},
                           {"provider", view->at("id")},

@@ -72,6 +72,8 @@ class CheckService {
     std::string checker;   // lower-case
     std::string kind;      // "challenge" | "second_opinion"
     std::string of_check;  // the check a second opinion is about
+    std::string provider_owner;  // lower-case; a second opinion comes from neither owner
+    std::string checker_owner;
     std::uint64_t epoch = 0;
     popw::Evidence evidence;
     std::int64_t deadline_ms = 0;
@@ -85,7 +87,10 @@ class CheckService {
   void second_opinion(const OpenCheck& first, bool first_passed, std::int64_t now_ms);
   void settle_dispute(const std::string& first_id, const std::string& second_id);
   void mark_wrong(const std::string& checker, std::int64_t now_s);
-  void set_verification(const std::string& provider, const popw::Attestation& a, const popw::CheckParams& params);
+  void set_verification(const std::string& provider, const popw::Attestation& a, const popw::CheckParams& params,
+                        double measured_ops);
+  // A provider that fell silent in the middle of a check fails it.
+  void set_failed(const std::string& provider, const std::string& check_id, const std::string& why);
   void schedule_next(const std::string& provider, std::int64_t now_ms);
   std::shared_ptr<net::WebSocketSession> socket_of(const std::string& checker);
   std::int64_t now_ms() const;
@@ -105,6 +110,8 @@ class CheckService {
   std::vector<std::pair<std::weak_ptr<net::WebSocketSession>, std::int64_t>> pending_;  // unauthenticated
   std::map<std::string, OpenCheck> open_;                    // by check id
   std::map<std::string, std::int64_t> next_check_ms_;         // by provider
+  std::vector<std::pair<std::string, std::string>> disputes_;  // (first, second): settled in tick()
+  std::int64_t next_prune_ms_ = 0;
   std::mt19937_64 rng_;
 };
 

@@ -66,11 +66,14 @@ Bytes reward_leaf(const crypto::Address& account, const eth::Uint256& amount) {
 double hardware_score(const ProviderWork& w) {
   constexpr double kGiB = 1024.0 * 1024 * 1024;
   // Relative to a reference machine: 100 int8 TOPS, 1 Gbit/s, 16 cores, 64 GiB, 1 TiB.
-  const double gpu = w.tops / 100.0;
-  const double bandwidth = w.bandwidth_mbps / 1000.0;
-  const double cpu = static_cast<double>(w.cpu_cores) / 16.0;
-  const double memory = static_cast<double>(w.ram_bytes) / (64 * kGiB);
-  const double disk = static_cast<double>(w.disk_bytes) / (1024 * kGiB);
+  // Each term is capped at 8 reference machines: CPU, memory and disk are what the agent
+  // reports, and a provider inflating them must not take the pool.
+  auto capped = [](double v) { return std::clamp(v, 0.0, 8.0); };
+  const double gpu = capped(w.tops / 100.0);
+  const double bandwidth = capped(w.bandwidth_mbps / 1000.0);
+  const double cpu = capped(static_cast<double>(w.cpu_cores) / 16.0);
+  const double memory = capped(static_cast<double>(w.ram_bytes) / (64 * kGiB));
+  const double disk = capped(static_cast<double>(w.disk_bytes) / (1024 * kGiB));
   return 3 * gpu + 2 * bandwidth + cpu + memory + disk;
 }
 
@@ -353,6 +356,35 @@ Result<json::object> EpochBook::get(std::uint64_t number) {
       {"rewards_transaction", row.is_null(5) ? json::value(nullptr) : tx("rewards:" + std::to_string(number))}};
 }
 
+// A closed epoch's trees never change: built once from the stored leaves, then kept (a few).
+Result<std::shared_ptr<const crypto::MerkleTree>> EpochBook::tree(char kind, std::uint64_t number) {
+  const auto key = std::make_pair(kind, number);
+  {
+    std::lock_guard lock(cache_mutex_);
+    if (auto it = trees_.find(key); it != trees_.end()) return it->second;
+  }
+  std::vector<Hash32> hashes;
+  if (kind == 'e') {
+    auto rows = db_.query("SELECT leaf FROM epoch_leaves WHERE epoch = ? ORDER BY idx", {static_cast<std::int64_t>(number)});
+    if (!rows) return std::unexpected(rows.error());
+    for (const auto& row : *rows) hashes.push_back(crypto::merkle_leaf_hash(std::get<Bytes>(row.at(0))));
+  } else {
+    auto rows = db_.query("SELECT account, amount FROM rewards WHERE epoch = ? ORDER BY idx", {static_cast<std::int64_t>(number)});
+    if (!rows) return std::unexpected(rows.error());
+    for (const auto& r : *rows) {
+      auto a = crypto::Address::parse(r.text(0));
+      auto amount = eth::Uint256::from_decimal(r.text(1));
+      if (!a || !amount) return fail(ErrorCode::kInternal, "a stored reward is malformed");
+      hashes.push_back(crypto::merkle_leaf_hash(reward_leaf(*a, *amount)));
+    }
+  }
+  auto built = std::make_shared<const crypto::MerkleTree>(std::move(hashes));
+  std::lock_guard lock(cache_mutex_);
+  if (trees_.size() >= 32) trees_.erase(trees_.begin());  // the oldest epoch's
+  trees_[key] = built;
+  return built;
+}
+
 Result<json::object> EpochBook::proof(std::uint64_t number, const std::string& id) {
   auto epoch = get(number);
   if (!epoch) return std::unexpected(epoch.error());
@@ -360,49 +392,37 @@ Result<json::object> EpochBook::proof(std::uint64_t number, const std::string& i
   std::string ref = id;
   if (auto address = crypto::Address::parse(id)) ref = address->to_lower_hex();
   else std::transform(ref.begin(), ref.end(), ref.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  auto rows = db_.query("SELECT idx, kind, ref, leaf FROM epoch_leaves WHERE epoch = ? ORDER BY idx",
-                        {static_cast<std::int64_t>(number)});
+  auto rows = db_.query("SELECT idx, kind, leaf FROM epoch_leaves WHERE epoch = ? AND ref = ?",
+                        {static_cast<std::int64_t>(number), ref});
   if (!rows) return std::unexpected(rows.error());
-  std::vector<Hash32> hashes;
-  std::optional<std::size_t> found;
-  for (const auto& row : *rows) {
-    const auto& leaf = std::get<Bytes>(row.at(3));
-    hashes.push_back(crypto::merkle_leaf_hash(leaf));
-    if (row.text(2) == ref) found = hashes.size() - 1;
-  }
-  if (!found) return fail(ErrorCode::kNotFound, "no leaf " + id.substr(0, 80) + " in epoch " + std::to_string(number));
-  crypto::MerkleTree tree(hashes);
-  auto path = tree.proof(*found);
+  if (rows->empty()) return fail(ErrorCode::kNotFound, "no leaf " + id.substr(0, 80) + " in epoch " + std::to_string(number));
+  const auto& row = rows->front();
+  auto t = tree('e', number);
+  if (!t) return std::unexpected(t.error());
+  const auto index = static_cast<std::size_t>(row.integer(0));
+  auto path = (*t)->proof(index);
   if (!path) return std::unexpected(path.error());
-  const auto& row = (*rows)[*found];
+  const Bytes& leaf = std::get<Bytes>(row.at(2));
   return json::object{{"epoch", number},
                       {"id", id},
                       {"kind", row.text(1)},
-                      {"index", *found},
-                      {"leaf", to_hex(std::get<Bytes>(row.at(3)))},
-                      {"leaf_hash", to_hex(hashes[*found])},
+                      {"index", index},
+                      {"leaf", to_hex(leaf)},
+                      {"leaf_hash", to_hex(crypto::merkle_leaf_hash(leaf))},
                       {"proof", hex_list(*path)},
-                      {"root", to_hex(tree.root())},
+                      {"root", to_hex((*t)->root())},
                       {"transaction", epoch->at("transaction")}};
 }
 
 Result<json::array> EpochBook::rewards(const crypto::Address& account) {
-  auto mine = db_.query("SELECT epoch, amount, idx, detail FROM rewards WHERE account = ? ORDER BY epoch DESC LIMIT 1000",
+  auto mine = db_.query("SELECT epoch, amount, idx, detail FROM rewards WHERE account = ? ORDER BY epoch DESC LIMIT 100",
                         {account.to_lower_hex()});
   if (!mine) return std::unexpected(mine.error());
   json::array out;
   for (const auto& row : *mine) {
-    auto all = db_.query("SELECT account, amount FROM rewards WHERE epoch = ? ORDER BY idx", {row.integer(0)});
-    if (!all) return std::unexpected(all.error());
-    std::vector<Hash32> hashes;
-    for (const auto& r : *all) {
-      auto a = crypto::Address::parse(r.text(0));
-      auto amount = eth::Uint256::from_decimal(r.text(1));
-      if (!a || !amount) return fail(ErrorCode::kInternal, "a stored reward is malformed");
-      hashes.push_back(crypto::merkle_leaf_hash(reward_leaf(*a, *amount)));
-    }
-    crypto::MerkleTree tree(hashes);
-    auto path = tree.proof(static_cast<std::size_t>(row.integer(2)));
+    auto t = tree('r', static_cast<std::uint64_t>(row.integer(0)));
+    if (!t) return std::unexpected(t.error());
+    auto path = (*t)->proof(static_cast<std::size_t>(row.integer(2)));
     if (!path) return std::unexpected(path.error());
     boost::system::error_code ec;
     json::value detail = json::parse(row.text(3), ec);
@@ -416,7 +436,7 @@ Result<json::array> EpochBook::rewards(const crypto::Address& account) {
                                {"amount", row.text(1)},
                                {"for", ec ? json::value(nullptr) : std::move(detail)},
                                {"proof", hex_list(*path)},
-                               {"root", to_hex(tree.root())},
+                               {"root", to_hex((*t)->root())},
                                {"transaction", std::move(tx)}});
   }
   return out;

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "crypto/address.hpp"
+#include "crypto/merkle.hpp"
 #include "eth/uint256.hpp"
 #include "onenode/config.hpp"
 #include "onenode/events.hpp"
@@ -79,6 +82,8 @@ class EpochBook {
 
  private:
   Result<void> close(std::int64_t start_s, std::int64_t end_s);
+  // 'e': an epoch's leaves; 'r': its rewards.
+  Result<std::shared_ptr<const crypto::MerkleTree>> tree(char kind, std::uint64_t number);
   std::int64_t now_s() const;
 
   store::Database& db_;
@@ -87,6 +92,8 @@ class EpochBook {
   OneNodeConfig config_;
   std::atomic<std::uint64_t> current_{0};
   std::mutex mutex_;  // one close at a time
+  std::mutex cache_mutex_;
+  std::map<std::pair<char, std::uint64_t>, std::shared_ptr<const crypto::MerkleTree>> trees_;
 };
 
 }  // namespace kaisar::onenode

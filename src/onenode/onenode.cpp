@@ -797,6 +797,8 @@ Result<std::string> OneNode::start() {
   options.host = listen->first;
   options.port = listen->second;
   options.body_limit = s.config.body_limit;
+  // A check's openings (s rows of n int32, base64) reach 11 MB at n = 16384, s = 128.
+  options.websocket_message_limit = 16 << 20;
   options.threads = std::max<std::size_t>(1, s.config.threads);
   // The SIWE domain must be known before serving; with port 0 it is fixed after binding,
   // so AuthService is created once the port is known and routes reach it through `s`.

@@ -141,12 +141,29 @@ bool Evidence::complete() const { return !refused_ && next_step().empty(); }
 
 std::string Evidence::seed_hex() const {
   const Step* s = find("challenge");
-  return s != nullptr ? text(s->message, "seed") : std::string{};
+  if (s == nullptr) return {};
+  auto c = challenge_from_json(s->message);
+  return c ? to_hex(c->seed) : std::string{};
 }
 
 std::string Evidence::root_hex() const {
   const Step* s = find("commit");
-  return s != nullptr ? text(s->message, "root") : std::string{};
+  if (s == nullptr) return {};
+  auto c = commit_from_json(s->message);
+  return c ? to_hex(c->root) : std::string{};
+}
+
+std::optional<double> Evidence::commit_seconds() const {
+  const Step* challenge = find("challenge");
+  const Step* commit = find("commit");
+  if (challenge == nullptr || commit == nullptr) return std::nullopt;
+  return static_cast<double>(commit->at_ms - challenge->at_ms) / 1000.0;
+}
+
+std::uint64_t memory_cache_bytes(std::uint64_t memory_bytes) {
+  if (memory_bytes < kMinCacheBytes) return memory_bytes;  // no valid memory phase anyway
+  return std::clamp<std::uint64_t>(memory_bytes / 64 / kItemBytes * kItemBytes, kMinCacheBytes,
+                                   std::min<std::uint64_t>(kMaxCacheBytes, memory_bytes));
 }
 
 Result<void> Evidence::record(bool from_checker, const json::object& message, std::int64_t at_ms) {
@@ -198,6 +215,9 @@ Result<void> Evidence::record(bool from_checker, const json::object& message, st
     if (!f) return std::unexpected(f.error());
     if (auto ok = check_fill(*f); !ok) return ok;
     if (f->bytes != params_.memory_bytes) return fail(ErrorCode::kInvalidArgument, "memory_fill.bytes is not the check's memory size");
+    if (f->cache_bytes != memory_cache_bytes(f->bytes)) {
+      return fail(ErrorCode::kInvalidArgument, "memory_fill.cache_bytes must be " + std::to_string(memory_cache_bytes(f->bytes)));
+    }
   } else if (type == "memory_query") {
     auto q = memory_query_from_json(value);
     if (!q) return std::unexpected(q.error());
@@ -281,11 +301,12 @@ Result<Verdict> judge(const Evidence& evidence, bool exact) {
   const double ops = 2.0 * std::pow(static_cast<double>(p.n), 3.0);
   const double expected_s = ops / cls->int8_ops_per_s();
   v.ops_per_second = v.commit_seconds > 0 ? static_cast<std::uint64_t>(ops / v.commit_seconds) : 0;
-  v.deadline_ok = v.commit_seconds > 0 && v.commit_seconds <= expected_s / (1.0 - kTolerance) + allowance;
+  v.allowed_seconds = expected_s / (1.0 - kTolerance) + allowance;
+  v.deadline_ok = v.commit_seconds > 0 && v.commit_seconds <= v.allowed_seconds;
 
   // The memory phase: sampled walks recomputed from the cache, and in time.
   if (p.memory_bytes == 0) {
-    v.memory_ok = true;
+    v.memory_ok = v.memory_right = true;
   } else {
     auto fill = memory_fill_from_json(evidence.find("memory_fill")->message);
     auto query = memory_query_from_json(evidence.find("memory_query")->message);
@@ -306,6 +327,7 @@ Result<Verdict> judge(const Evidence& evidence, bool exact) {
     const double answer_s =
         static_cast<double>(evidence.find("memory_answer")->at_ms - evidence.find("memory_query")->at_ms) / 1000.0;
     const auto timing = memory_verdict(*cls, walks, query->steps, std::chrono::duration<double>(std::max(1e-6, answer_s - allowance)));
+    v.memory_right = right;
     v.memory_ok = right && timing.pass;
     if (!right) v.reason = "a memory walk is wrong";
     else if (!timing.pass) v.reason = "the memory walks took " + std::to_string(answer_s) + " s";

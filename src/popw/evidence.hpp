@@ -4,6 +4,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,18 +41,24 @@ struct PlanOptions {
   std::uint32_t memory_steps = 64;
   std::uint32_t allowance_ms = 250;
 };
+// The memory phase's cache size for a dataset of `memory_bytes`: 1/64 of it, at least
+// 64 KiB, at most 1 GiB (larger than any GPU's L2, so items cannot be cached on chip).
+// Fixed by the params, so that a checker cannot make judging its evidence expensive.
+std::uint64_t memory_cache_bytes(std::uint64_t memory_bytes);
 // The class a CheckParams names: "cpu:CORES" or a GPU class of the table.
 Result<HardwareClass> hardware_class_of(std::string_view name);
 // The check for a provider's claimed hardware: the class of its first GPU (or "cpu").
 CheckParams plan_check(const Hardware& hardware, const PlanOptions& options);
 
 struct Verdict {
-  bool audit_ok = false;     // every sampled row is in the committed tree and correct
-  bool deadline_ok = false;  // the matrix work fit the claimed class
-  bool memory_ok = false;    // the memory walks were right and in time
+  bool audit_ok = false;      // every sampled row is in the committed tree and correct
+  bool deadline_ok = false;   // the matrix work fit the claimed class
+  bool memory_right = false;  // the sampled memory walks were right (regardless of time)
+  bool memory_ok = false;     // ... and in time
   bool passed = false;
   std::uint64_t ops_per_second = 0;
   double commit_seconds = 0;
+  double allowed_seconds = 0;  // the deadline the commit had to meet
   std::string reason;  // why it failed, or "passed"
 };
 
@@ -80,9 +87,12 @@ class Evidence {
   bool complete() const;
   bool provider_refused() const { return refused_; }
   const CheckParams& params() const { return params_; }
-  // The challenge's seed and the committed root (0x-hex; empty before they are known).
+  // The challenge's seed and the committed root (0x and lower-case hex, however the
+  // messages spelled them; empty before they are known).
   std::string seed_hex() const;
   std::string root_hex() const;
+  // Seconds from the challenge to the commit, as recorded; nullopt before the commit.
+  std::optional<double> commit_seconds() const;
 
   boost::json::object to_json() const;
   static Result<Evidence> from_json(const boost::json::value& v);

@@ -143,8 +143,7 @@ Result<std::optional<json::object>> CheckerSession::on_answer(const json::object
     MemoryFill fill;
     fill.seed = crypto::random_hash();
     fill.bytes = p.memory_bytes;
-    fill.cache_bytes = std::clamp<std::uint64_t>(p.memory_bytes / 64 / kItemBytes * kItemBytes, kMinCacheBytes,
-                                                 std::min<std::uint64_t>(kMaxCacheBytes, p.memory_bytes));
+    fill.cache_bytes = memory_cache_bytes(p.memory_bytes);
     message = to_json(fill);
   } else if (next == "memory_query") {
     MemoryQuery query;
