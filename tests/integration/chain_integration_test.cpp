@@ -1117,12 +1117,12 @@ class PopwTest : public ChainOneNodeTest {
  protected:
   // OneNode checks a new provider within 2 s, with small work (n = 256, 4 MiB of memory),
   // and closes an epoch every 3 s, sharing 1 KAI that it mints.
-  void start_node(const std::string& extra_config = {}) {
+  void start_node(const std::string& extra_config = {},
+                  const std::string& sizes = "check_matrix_n = 256\ncheck_samples = 16\n") {
     write_text(dir_ + "/onenode.toml",
-               "faucet = true\nfirst_check_within = 2\ncheck_matrix_n = 256\n"
-               "check_samples = 16\ncheck_memory_bytes = 4194304\ncheck_timeout = 60\nepoch_length = 3\n"
-               "epoch_reward = \"1000000000000000000\"\nfund_rewards = true\n" +
-                   extra_config);
+               "faucet = true\nfirst_check_within = 2\ncheck_memory_bytes = 4194304\ncheck_timeout = 60\n"
+               "epoch_length = 3\nepoch_reward = \"1000000000000000000\"\nfund_rewards = true\n" +
+                   sizes + extra_config);
     std::vector<std::string> flags = chain_flags(anvil_.url);
     flags.insert(flags.end(), {"--config", dir_ + "/onenode.toml"});
     node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags);
@@ -1554,6 +1554,21 @@ TEST_F(PopwTest, HostileCheckersAndBadCommandsAreRefused) {
   auto no_wallet = run_process({kaisar_binary(), "rewards", "claim", "--onenode", node_->url(), "--wallet",
                                 dir_ + "/none.json", "--password-file", dir_ + "/pw"});
   EXPECT_NE(no_wallet.exit_code, 0);
+}
+
+// A check of production shape: 128 audited rows of n = 2048 make openings of 1.4 MB, more
+// than a WebSocket message could carry before (1 MiB); they go through both channels.
+TEST_F(PopwTest, ALargeCheckGoesThroughTheChannels) {
+  start_node("check_allowance_ms = 30000\n", "check_matrix_n = 2048\ncheck_samples = 128\n");
+  start_provider(false);
+  start_checker("checker");
+  ASSERT_TRUE(eventually([&] { return checked(); }, std::chrono::seconds{90})) << agent_->output() << checkers_[0]->output();
+  json::object p = provider_view();
+  EXPECT_TRUE(p.at("verified").as_bool()) << json::serialize(p) << checkers_[0]->output();
+  EXPECT_GT(p.at("verification").at("tops").to_number<double>(), 0);
+  // The agent stayed connected throughout.
+  EXPECT_EQ(p.at("status").as_string(), "online");
+  EXPECT_EQ(agent_->output().find("control channel down"), std::string::npos) << agent_->output();
 }
 
 }  // namespace
