@@ -1260,8 +1260,10 @@ TEST_F(PopwTest, AnHonestProviderIsVerifiedAndEachEpochIsProvenOnChain) {
   // Claimed once only.
   auto again = rewards({"rewards", "claim", "--json"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  for (const auto& c : json::parse(again.out).at("claimed").as_array()) {
-    for (const auto& first : json::parse(claimed).at("claimed").as_array()) EXPECT_NE(c.at("epoch"), first.at("epoch"));
+  const json::value second_claims = json::parse(again.out);
+  const json::value first_claims = json::parse(claimed);
+  for (const auto& c : second_claims.at("claimed").as_array()) {
+    for (const auto& first : first_claims.at("claimed").as_array()) EXPECT_NE(c.at("epoch"), first.at("epoch"));
   }
 
   // Bad requests are clear errors.
