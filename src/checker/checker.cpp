@@ -35,21 +35,6 @@ Checker::~Checker() { stop(); }
 
 namespace {
 
-Result<json::object> parse_object(const std::string& text) {
-  boost::system::error_code ec;
-  auto v = json::parse(text, ec);
-  if (ec || !v.is_object()) return fail(ErrorCode::kInvalidArgument, "OneNode sent a message that is not a JSON object");
-  return std::move(v.as_object());
-}
-
-std::uint64_t u64_field(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  if (v == nullptr) return 0;
-  if (v->is_uint64()) return v->get_uint64();
-  if (v->is_int64() && v->get_int64() > 0) return static_cast<std::uint64_t>(v->get_int64());
-  return 0;
-}
-
 // One assigned check in flight.
 struct Running {
   popw::CheckerSession session;
@@ -77,7 +62,7 @@ void Checker::run() {
     }
     auto challenge_text = co_await client->read();
     if (!challenge_text) co_return std::unexpected(challenge_text.error());
-    auto challenge = parse_object(*challenge_text);
+    auto challenge = parse_json_message(*challenge_text, "OneNode");
     if (!challenge) co_return std::unexpected(challenge.error());
     const std::string nonce = string_field(*challenge, "nonce");
     if (string_field(*challenge, "type") != "challenge" || nonce.empty()) {
@@ -94,14 +79,14 @@ void Checker::run() {
                                  {"signature", s.identity.binding_signature.to_hex()}}}}));
     auto welcome_text = co_await client->read();
     if (!welcome_text) co_return std::unexpected(welcome_text.error());
-    auto welcome = parse_object(*welcome_text);
+    auto welcome = parse_json_message(*welcome_text, "OneNode");
     if (!welcome) co_return std::unexpected(welcome.error());
     if (string_field(*welcome, "type") != "welcome") {
       co_return fail(ErrorCode::kUnauthenticated, "OneNode refused the checker: " + string_field(*welcome, "message"));
     }
     auto contract = crypto::Address::parse(string_field(*welcome, "verifying_contract"));
     if (!contract) co_return fail(ErrorCode::kUnavailable, "OneNode has no chain: attestations cannot be signed");
-    const popw::AttestationDomain domain{u64_field(*welcome, "chain_id"), *contract};
+    const popw::AttestationDomain domain{uint_field(*welcome, "chain_id"), *contract};
     online_.store(true);
     say("online as checker " + me.to_checksum() + " (wallet " + s.identity.owner.to_checksum() + ")");
 
@@ -135,7 +120,7 @@ void Checker::run() {
         online_.store(false);
         co_return std::unexpected(text.error());
       }
-      auto msg = parse_object(*text);
+      auto msg = parse_json_message(*text, "OneNode");
       if (!msg) continue;
       const std::string type = string_field(*msg, "type");
       const std::string check_id = string_field(*msg, "check_id");
@@ -147,7 +132,7 @@ void Checker::run() {
         auto params = popw::check_params_from_json(msg->contains("params") ? msg->at("params") : json::value());
         auto provider = crypto::Address::parse(string_field(*msg, "provider"));
         if (!params || !provider || check_id.size() != 66) continue;
-        Running r{popw::CheckerSession(*params), *provider, u64_field(*msg, "epoch")};
+        Running r{popw::CheckerSession(*params), *provider, uint_field(*msg, "epoch")};
         json::object first = r.session.start();
         running.emplace(check_id, std::move(r));
         client->send(json::serialize(json::object{{"type", "popw"}, {"check_id", check_id}, {"message", std::move(first)}}));
@@ -175,7 +160,7 @@ void Checker::run() {
         auto verdict = popw::judge(*evidence);
         popw::Verdict v = verdict ? *verdict : popw::Verdict{};
         if (!verdict) v.reason = verdict.error().message;
-        attest(check_id, *provider, u64_field(*msg, "epoch"), *evidence, v);
+        attest(check_id, *provider, uint_field(*msg, "epoch"), *evidence, v);
       } else if (type == "expired") {
         running.erase(check_id);
       } else if (type == "attested") {

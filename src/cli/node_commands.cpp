@@ -361,6 +361,50 @@ std::string checker_data_dir(const ProviderArgs& a) {
   return a.data.empty() ? (fs::path(xdg_data_dir()) / "checker").string() : a.data;
 }
 
+// `kaisar provider init` and `kaisar checker init`: the owner wallet (new, imported, or the
+// one already in DIR), the node key, and the owner's binding for `role`.
+int init_node_identity(const ClientOptions& o, const ProviderArgs& pa, const std::string& dir, provider::Role role) {
+  std::optional<crypto::PrivateKey> owner;
+  bool created = false;
+  if (pa.import_wallet) {
+    auto key = unlock_wallet(o);
+    if (!key) return report(key.error(), o.json);
+    owner = *key;
+  } else if (fs::exists(fs::path(dir) / "owner.json")) {
+    ClientOptions existing = o;
+    existing.wallet = (fs::path(dir) / "owner.json").string();
+    auto key = unlock_wallet(existing);
+    if (!key) return report(key.error(), o.json);
+    owner = *key;
+  } else {
+    owner = crypto::PrivateKey::generate();
+    created = true;
+  }
+  std::string password;
+  if (created || pa.import_wallet) {
+    auto pw = read_password(o.password_file, created);
+    if (!pw) return report(pw.error(), o.json);
+    password = *pw;
+  }
+  auto r = provider::init_identity(dir, *owner, password, created,
+                                   pa.light_kdf ? crypto::kLightScrypt : crypto::ScryptParams{}, role);
+  if (!r) return report(r.error(), o.json);
+  const std::string command = role == provider::Role::kChecker ? "checker" : "provider";
+  if (o.json) {
+    print_json(json::object{{"owner", r->owner.to_checksum()},
+                            {"node", r->node.to_checksum()},
+                            {"data", dir},
+                            {"created_wallet", r->created_wallet}});
+  } else {
+    std::cout << (r->created_wallet ? "created" : "using") << " owner wallet " << r->owner.to_checksum() << "\n"
+              << (role == provider::Role::kChecker ? "checker " : "") << "node key " << r->node.to_checksum()
+              << " bound to it\n"
+              << "data: " << dir << "\n"
+              << "next: kaisar " << command << " run --data " << dir << " --onenode URL\n";
+  }
+  return kExitOk;
+}
+
 void run_checker(checker::Checker& c) {
   c.log = [](const std::string& line) { spdlog::info("checker: {}", line); };
   c.run();
@@ -517,46 +561,7 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   init->add_flag("--import-wallet", pa.import_wallet, "use the existing keystore given by --wallet as owner");
   init->add_flag("--light-kdf", pa.light_kdf, "faster, weaker scrypt for a new wallet (dev only)");
   init->callback([&] {
-    action = [&] {
-      const std::string dir = provider_data_dir(pa);
-      std::optional<crypto::PrivateKey> owner;
-      bool created = false;
-      if (pa.import_wallet) {
-        auto key = unlock_wallet(o);
-        if (!key) return report(key.error(), o.json);
-        owner = *key;
-      } else if (fs::exists(fs::path(dir) / "owner.json")) {
-        ClientOptions existing = o;
-        existing.wallet = (fs::path(dir) / "owner.json").string();
-        auto key = unlock_wallet(existing);
-        if (!key) return report(key.error(), o.json);
-        owner = *key;
-      } else {
-        owner = crypto::PrivateKey::generate();
-        created = true;
-      }
-      std::string password;
-      if (created || pa.import_wallet) {
-        auto pw = read_password(o.password_file, created);
-        if (!pw) return report(pw.error(), o.json);
-        password = *pw;
-      }
-      auto r = provider::init_identity(dir, *owner, password, created,
-                                       pa.light_kdf ? crypto::kLightScrypt : crypto::ScryptParams{});
-      if (!r) return report(r.error(), o.json);
-      if (o.json) {
-        print_json(json::object{{"owner", r->owner.to_checksum()},
-                                {"node", r->node.to_checksum()},
-                                {"data", dir},
-                                {"created_wallet", r->created_wallet}});
-      } else {
-        std::cout << (r->created_wallet ? "created" : "using") << " owner wallet " << r->owner.to_checksum() << "\n"
-                  << "node key " << r->node.to_checksum() << " bound to it\n"
-                  << "data: " << dir << "\n"
-                  << "next: kaisar provider run --data " << dir << " --onenode URL\n";
-      }
-      return kExitOk;
-    };
+    action = [&] { return init_node_identity(o, pa, provider_data_dir(pa), provider::Role::kProvider); };
   });
 
   auto* run_cmd = provider_cmd->add_subcommand("run", "Detect hardware, register and stay online");
@@ -655,42 +660,7 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   checker_init->add_flag("--import-wallet", pa.import_wallet, "use the existing keystore given by --wallet as owner");
   checker_init->add_flag("--light-kdf", pa.light_kdf, "faster, weaker scrypt for a new wallet (dev only)");
   checker_init->callback([&] {
-    action = [&] {
-      const std::string dir = checker_data_dir(pa);
-      std::optional<crypto::PrivateKey> owner;
-      bool created = false;
-      if (pa.import_wallet) {
-        auto key = unlock_wallet(o);
-        if (!key) return report(key.error(), o.json);
-        owner = *key;
-      } else if (fs::exists(fs::path(dir) / "owner.json")) {
-        ClientOptions existing = o;
-        existing.wallet = (fs::path(dir) / "owner.json").string();
-        auto key = unlock_wallet(existing);
-        if (!key) return report(key.error(), o.json);
-        owner = *key;
-      } else {
-        owner = crypto::PrivateKey::generate();
-        created = true;
-      }
-      std::string password;
-      if (created || pa.import_wallet) {
-        auto pw = read_password(o.password_file, created);
-        if (!pw) return report(pw.error(), o.json);
-        password = *pw;
-      }
-      auto r = provider::init_identity(dir, *owner, password, created,
-                                       pa.light_kdf ? crypto::kLightScrypt : crypto::ScryptParams{}, provider::Role::kChecker);
-      if (!r) return report(r.error(), o.json);
-      if (o.json) {
-        print_json(json::object{{"owner", r->owner.to_checksum()}, {"node", r->node.to_checksum()}, {"data", dir}});
-      } else {
-        std::cout << (r->created_wallet ? "created" : "using") << " owner wallet " << r->owner.to_checksum() << "\n"
-                  << "checker node key " << r->node.to_checksum() << " bound to it\n"
-                  << "next: kaisar checker run --data " << dir << " --onenode URL\n";
-      }
-      return kExitOk;
-    };
+    action = [&] { return init_node_identity(o, pa, checker_data_dir(pa), provider::Role::kChecker); };
   });
   auto* checker_run = checker_cmd->add_subcommand("run", "Connect to OneNode, take assignments, challenge, verify and attest");
   add_client_flags(*checker_run, o);

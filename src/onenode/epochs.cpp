@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/json_fields.hpp"
 #include "crypto/merkle.hpp"
 
 namespace kaisar::onenode {
@@ -22,14 +23,6 @@ void put_u64(Bytes& out, std::uint64_t v) {
 std::uint64_t overlap(std::int64_t a0, std::int64_t a1, std::int64_t b0, std::int64_t b1) {
   const std::int64_t from = std::max(a0, b0), to = std::min(a1, b1);
   return to > from ? static_cast<std::uint64_t>(to - from) : 0;
-}
-
-std::uint64_t u64_of(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  if (v == nullptr) return 0;
-  if (v->is_uint64()) return v->get_uint64();
-  if (v->is_int64() && v->get_int64() > 0) return static_cast<std::uint64_t>(v->get_int64());
-  return 0;
 }
 
 json::array hex_list(const std::vector<Hash32>& hashes) {
@@ -95,11 +88,11 @@ std::vector<eth::Uint256> share(const eth::Uint256& pool, const std::vector<doub
   constexpr std::uint64_t kParts = 1000000000;
   for (std::size_t i = 0; i < weights.size(); ++i) {
     const auto parts = static_cast<std::uint64_t>(std::floor(std::max(0.0, weights[i]) / sum * static_cast<double>(kParts)));
-    eth::Uint256 amount = pool;
+    // pool × parts / kParts, rounded down; divided first only if the product would not fit.
+    auto product = eth::Uint256::checked_mul(pool, parts);
+    eth::Uint256 amount = product ? *product : pool;
     amount.divmod_small(kParts);
-    // pool / kParts * parts loses less than kParts base units per share; exact enough and
-    // never more than the pool.
-    out[i] = amount * parts;
+    out[i] = product ? amount : amount * parts;
   }
   return out;
 }
@@ -162,8 +155,12 @@ Result<void> EpochBook::close(std::int64_t start, std::int64_t end) {
 
     // What each provider did in the window: time online, time running leases.
     std::map<std::string, ProviderWork> work;
+    // An open interval (the provider is online now) reaches the epoch's end: its stored end
+    // is only the last flushed heartbeat, up to 5 s behind.
     auto intervals = db_.query(
-        "SELECT provider_id, started_at, ended_at FROM uptime_intervals WHERE ended_at > ? AND started_at < ?", {start, end});
+        "SELECT provider_id, started_at, CASE WHEN open = 1 THEN ? ELSE ended_at END FROM uptime_intervals "
+        "WHERE (open = 1 OR ended_at > ?) AND started_at < ?",
+        {end, start, end});
     if (!intervals) return std::unexpected(intervals.error());
     for (const auto& row : *intervals) work[row.text(0)].uptime_s += overlap(row.integer(1), row.integer(2), start, end);
     auto jobs = db_.query(
@@ -187,9 +184,9 @@ Result<void> EpochBook::close(std::int64_t start, std::int64_t end) {
       boost::system::error_code ec;
       json::value hw = json::parse(row.text(2), ec);
       if (!ec && hw.is_object()) {
-        it->second.cpu_cores = u64_of(hw.get_object(), "cpu_cores");
-        it->second.ram_bytes = u64_of(hw.get_object(), "ram_bytes");
-        it->second.disk_bytes = u64_of(hw.get_object(), "disk_bytes");
+        it->second.cpu_cores = uint_field(hw.get_object(), "cpu_cores");
+        it->second.ram_bytes = uint_field(hw.get_object(), "ram_bytes");
+        it->second.disk_bytes = uint_field(hw.get_object(), "disk_bytes");
       }
       if (!row.is_null(3)) {
         json::value v = json::parse(row.text(3), ec);

@@ -516,3 +516,37 @@ TEST(Epochs, RewardsFollowWorkHardwareAndChecks) {
   EXPECT_EQ(uptime_leaf(a, 1, 2, 3).size(), 45U);
   EXPECT_EQ(attestation_leaf(kaisar::Hash32{}, kaisar::Bytes(65)).size(), 98U);
 }
+
+// An epoch closes into uptime leaves (an open interval reaches the epoch's end, not just its
+// last flushed heartbeat), rewards for the owner and a root queued for the chain.
+TEST(Epochs, CloseIntoUptimeLeavesRewardsAndARoot) {
+  using namespace kaisar::onenode;
+  LeaseBookHarness h;
+  OneNodeConfig config;
+  config.epoch_length = std::chrono::seconds{60};
+  config.epoch_reward = "1000";
+  EpochBook book(*h.db, h.clock, h.events, config);
+  ASSERT_TRUE(book.recover());
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> posted;
+  book.post_root = [&](std::uint64_t epoch, const kaisar::Hash32&, std::uint64_t leaves) -> kaisar::Result<void> {
+    posted.emplace_back(epoch, leaves);
+    return {};
+  };
+  ASSERT_TRUE(book.tick());
+  EXPECT_TRUE(posted.empty());  // not due yet
+  h.clock.advance(std::chrono::seconds{61});
+  ASSERT_TRUE(book.tick());
+  ASSERT_EQ(posted.size(), 1U);
+  EXPECT_EQ(posted[0], std::make_pair(std::uint64_t{0}, std::uint64_t{1}));
+  EXPECT_EQ(book.current(), 1U);
+  auto proof = book.proof(0, h.reg.node.to_checksum());
+  ASSERT_TRUE(proof) << proof.error().message;
+  const kaisar::Bytes leaf = kaisar::from_hex(proof->at("leaf").as_string()).value();
+  EXPECT_EQ(leaf, uptime_leaf(h.reg.node, 0, 61, 0));
+  EXPECT_EQ(proof->at("root").as_string(), book.get(0).value().at("root").as_string());
+  auto rewards = book.rewards(h.reg.owner).value();
+  ASSERT_EQ(rewards.size(), 1U);
+  EXPECT_EQ(rewards[0].at("amount").as_string(), "1000");  // all of it: no checker worked
+  EXPECT_EQ(book.proof(1, h.reg.node.to_checksum()).error().code, kaisar::ErrorCode::kConflict);  // still open
+  EXPECT_EQ(book.proof(0, "0x" + std::string(64, '1')).error().code, kaisar::ErrorCode::kNotFound);
+}

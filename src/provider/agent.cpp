@@ -61,16 +61,6 @@ Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
 
 Agent::~Agent() { stop(); }
 
-namespace {
-
-Result<json::object> parse_object(const std::string& text) {
-  boost::system::error_code ec;
-  auto v = json::parse(text, ec);
-  if (ec || !v.is_object()) return fail(ErrorCode::kInvalidArgument, "OneNode sent a message that is not a JSON object");
-  return std::move(v.as_object());
-}
-
-}  // namespace
 
 void Agent::run() {
   Impl& s = *impl_;
@@ -106,7 +96,7 @@ void Agent::run() {
     }
     auto challenge_text = co_await s.client->read();
     if (!challenge_text) co_return std::unexpected(challenge_text.error());
-    auto challenge = parse_object(*challenge_text);
+    auto challenge = parse_json_message(*challenge_text, "OneNode");
     if (!challenge) co_return std::unexpected(challenge.error());
     const std::string nonce = string_field(*challenge, "nonce");
     if (string_field(*challenge, "type") != "challenge" || nonce.empty()) {
@@ -141,7 +131,7 @@ void Agent::run() {
     s.client->send(json::serialize(hello));
     auto welcome_text = co_await s.client->read();
     if (!welcome_text) co_return std::unexpected(welcome_text.error());
-    auto welcome = parse_object(*welcome_text);
+    auto welcome = parse_json_message(*welcome_text, "OneNode");
     if (!welcome) co_return std::unexpected(welcome.error());
     if (string_field(*welcome, "type") == "error") {
       co_return fail(ErrorCode::kUnauthenticated, "OneNode refused the agent: " + string_field(*welcome, "message"));
@@ -205,7 +195,7 @@ void Agent::run() {
       for (;;) {
         auto text = co_await client->read();
         if (!text) co_return std::unexpected(text.error());
-        auto msg = parse_object(*text);
+        auto msg = parse_json_message(*text, "OneNode");
         if (!msg) continue;
         const std::string type = string_field(*msg, "type");
         if (type == "ack") {
