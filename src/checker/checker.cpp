@@ -8,8 +8,8 @@
 #include "core/json_fields.hpp"
 #include "core/protocol.hpp"
 #include "crypto/eip191.hpp"
-#include "crypto/random.hpp"
 #include "net/client.hpp"
+#include "net/redial.hpp"
 #include "popw/attestation.hpp"
 #include "popw/session.hpp"
 
@@ -88,6 +88,7 @@ void Checker::run() {
     if (!contract) co_return fail(ErrorCode::kUnavailable, "OneNode has no chain: attestations cannot be signed");
     const popw::AttestationDomain domain{uint_field(*welcome, "chain_id"), *contract};
     online_.store(true);
+    sessions_.fetch_add(1);
     say("online as checker " + me.to_checksum() + " (wallet " + s.identity.owner.to_checksum() + ")");
 
     std::map<std::string, Running> running;
@@ -173,24 +174,19 @@ void Checker::run() {
     }
   };
 
-  auto loop = [this, &s, session, say]() -> asio::awaitable<void> {
-    std::chrono::milliseconds backoff = s.options.initial_backoff;
-    while (!s.stopping) {
-      const bool was_online = online_.load();
-      auto r = co_await session();
+  auto redial = [this, &s, session, say]() -> asio::awaitable<void> {
+    // Named first: GCC 12 mishandles temporaries in co_await expressions.
+    const net::RedialOptions options{s.options.initial_backoff, s.options.max_backoff};
+    auto stopping = [&s] { return s.stopping; };
+    auto ups = [this] { return sessions_.load(); };
+    auto down = [this, say](const Result<void>& r, std::chrono::milliseconds delay) {
       online_.store(false);
-      if (s.stopping) break;
-      if (was_online || attested_.load() > 0) backoff = std::max(s.options.initial_backoff, backoff / 2);
-      const auto delay = crypto::jittered(backoff);
       say("checker channel down (" + (r ? std::string("closed") : r.error().message) + "); reconnecting in " +
           std::to_string(delay.count()) + " ms");
-      s.wake.expires_after(delay);
-      boost::system::error_code ec;
-      co_await s.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      backoff = std::min(backoff * 2, s.options.max_backoff);
-    }
+    };
+    co_await net::redial(s.wake, options, stopping, ups, session, down);
   };
-  asio::co_spawn(s.io, loop(), asio::detached);
+  asio::co_spawn(s.io, redial(), asio::detached);
   s.io.run();
 }
 

@@ -45,6 +45,7 @@ class Checker {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<bool> online_{false};
+  std::atomic<std::uint64_t> sessions_{0};  // times the channel came up
   std::atomic<std::uint64_t> attested_{0};
   std::atomic<std::uint64_t> refused_{0};
 };

@@ -4,9 +4,9 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "core/json_fields.hpp"
-#include "crypto/random.hpp"
 #include "gateway/frame.hpp"
 #include "net/client.hpp"
+#include "net/redial.hpp"
 
 namespace kaisar::gateway {
 
@@ -208,24 +208,19 @@ void LinkedGateway::run() {
       s.handle(v.get_object());
     }
   };
-  auto loop = [this, &s, session]() -> asio::awaitable<void> {
-    std::chrono::milliseconds backoff = s.options.initial_backoff;
-    while (!s.stopping) {
-      const auto before = links_.load();
-      auto r = co_await session();
-      if (links_.load() != before) backoff = s.options.initial_backoff;  // it was up: start over
-      if (s.stopping) break;
+  auto redial = [this, &s, session]() -> asio::awaitable<void> {
+    // Named first: GCC 12 mishandles temporaries in co_await expressions.
+    const net::RedialOptions options{s.options.initial_backoff, s.options.max_backoff};
+    auto stopping = [&s] { return s.stopping; };
+    auto ups = [this] { return links_.load(); };
+    auto down = [&s](const Result<void>& r, std::chrono::milliseconds delay) {
       if (s.client && s.client->is_open()) s.client->close();
-      const auto delay = crypto::jittered(backoff);
       s.say("link to OneNode down (" + (r ? std::string("closed") : r.error().message) + "); retrying in " +
             std::to_string(delay.count()) + " ms");
-      s.wake.expires_after(delay);
-      boost::system::error_code ec;
-      co_await s.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      backoff = std::min(backoff * 2, s.options.max_backoff);
-    }
+    };
+    co_await net::redial(s.wake, options, stopping, ups, session, down);
   };
-  asio::co_spawn(s.io, loop(), asio::detached);
+  asio::co_spawn(s.io, redial(), asio::detached);
   s.io.run();
 }
 

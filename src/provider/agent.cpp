@@ -12,6 +12,7 @@
 #include "gateway/client.hpp"
 #include "net/client.hpp"
 #include "provider/deployer.hpp"
+#include "net/redial.hpp"
 #include "provider/popw_worker.hpp"
 
 namespace kaisar::provider {
@@ -277,28 +278,21 @@ void Agent::run() {
     }
   };
 
-  auto loop = [this, &s, session, say]() -> asio::awaitable<void> {
-    std::chrono::milliseconds backoff = s.options.initial_backoff;
-    while (!s.stopping) {
-      const std::uint64_t before = sessions_.load();
-      auto r = co_await session();
-      if (s.stopping) break;
-      if (sessions_.load() != before) backoff = s.options.initial_backoff;  // it was up: start over
-      std::string why = r ? "channel closed" : r.error().message;
-      // Full jitter in [backoff/2, backoff]: agents that lost OneNode together do not
-      // all come back in the same instant.
-      const auto delay = crypto::jittered(backoff);
+  auto redial = [this, &s, session, say]() -> asio::awaitable<void> {
+    // Named first: GCC 12 mishandles temporaries in co_await expressions.
+    const net::RedialOptions options{s.options.initial_backoff, s.options.max_backoff};
+    auto stopping = [&s] { return s.stopping; };
+    auto ups = [this] { return sessions_.load(); };
+    auto down = [this, say](const Result<void>& r, std::chrono::milliseconds delay) {
       state_.store(AgentState::kBackingOff);
-      say("control channel down (" + why + "); reconnecting in " + std::to_string(delay.count()) + " ms");
-      s.wake.expires_after(delay);
-      boost::system::error_code ec;
-      co_await s.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      backoff = std::min(backoff * 2, s.options.max_backoff);
-    }
+      say("control channel down (" + (r ? std::string("channel closed") : r.error().message) + "); reconnecting in " +
+          std::to_string(delay.count()) + " ms");
+    };
+    co_await net::redial(s.wake, options, stopping, ups, session, down);
     state_.store(AgentState::kStopped);
   };
 
-  asio::co_spawn(s.io, loop(), asio::detached);
+  asio::co_spawn(s.io, redial(), asio::detached);
   s.io.run();
   state_.store(AgentState::kStopped);
 }
