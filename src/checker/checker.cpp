@@ -7,7 +7,6 @@
 
 #include "core/json_fields.hpp"
 #include "core/protocol.hpp"
-#include "crypto/eip191.hpp"
 #include "net/client.hpp"
 #include "net/redial.hpp"
 #include "popw/attestation.hpp"
@@ -69,14 +68,7 @@ void Checker::run() {
       co_return fail(ErrorCode::kInvalidArgument, "OneNode did not send a challenge");
     }
     const crypto::Address me = s.identity.node_key.address();
-    client->send(json::serialize(json::object{
-        {"type", "hello"},
-        {"v", protocol::kVersion},
-        {"node", me.to_checksum()},
-        {"signature", crypto::personal_sign(s.identity.node_key, protocol::auth_message(nonce)).to_hex()},
-        {"binding", json::object{{"owner", s.identity.owner.to_checksum()},
-                                 {"issued_at", s.identity.binding_issued_at},
-                                 {"signature", s.identity.binding_signature.to_hex()}}}}));
+    client->send(json::serialize(provider::signed_hello(s.identity, nonce)));
     auto welcome_text = co_await client->read();
     if (!welcome_text) co_return std::unexpected(welcome_text.error());
     auto welcome = parse_json_message(*welcome_text, "OneNode");

@@ -8,7 +8,6 @@
 
 #include "core/json_fields.hpp"
 #include "core/protocol.hpp"
-#include "crypto/eip191.hpp"
 #include "crypto/random.hpp"
 
 namespace kaisar::onenode {
@@ -123,29 +122,15 @@ void CheckService::on_checker_message(const std::shared_ptr<Session>& state,
   if (state->id.empty()) {
     if (type != "hello") return reject("unauthenticated", "the first message must be hello");
     if (state->nonce.empty()) return reject("unauthenticated", "the challenge was used");
-    auto node = crypto::Address::parse(string_field(o, "node"));
-    auto sig = crypto::Signature::parse(string_field(o, "signature"));
-    if (!node || !sig) return reject("invalid_argument", "hello needs node (an address) and signature (65 bytes of hex)");
-    auto signer = crypto::recover_personal_signer(protocol::auth_message(state->nonce), *sig);
+    auto hello = verify_node_hello(o, state->nonce, protocol::checker_binding_message, "checker binding");
     state->nonce.clear();  // single use
-    if (!signer || *signer != *node) return reject("unauthenticated", "hello.signature is not the node key's");
-    const json::value* b = o.if_contains("binding");
-    if (b == nullptr || !b->is_object()) return reject("invalid_argument", "hello.binding must be an object");
-    auto owner = crypto::Address::parse(string_field(b->get_object(), "owner"));
-    const std::string issued_at = string_field(b->get_object(), "issued_at");
-    auto bsig = crypto::Signature::parse(string_field(b->get_object(), "signature"));
-    if (!owner || !bsig || !parse_rfc3339(issued_at)) {
-      return reject("invalid_argument", "hello.binding needs owner, issued_at (RFC 3339) and signature");
-    }
-    auto bsigner = crypto::recover_personal_signer(
-        protocol::checker_binding_message(node->to_checksum(), owner->to_checksum(), issued_at), *bsig);
-    if (!bsigner || *bsigner != *owner) {
-      return reject("unauthenticated", "hello.binding.signature is not the owner wallet's checker binding");
-    }
-    const std::string id = node->to_lower_hex();
+    if (!hello) return reject(error_code_name(hello.error().code), hello.error().message);
+    const crypto::Address& node = hello->node;
+    const crypto::Address& owner = hello->owner;
+    const std::string id = node.to_lower_hex();
     const std::int64_t now_s = now_ms() / 1000;
     // A ban is the owner's: another node key of the same wallet is banned as well.
-    auto banned = db_.query("SELECT banned_until FROM checkers WHERE id = ? OR owner = ?", {id, owner->to_lower_hex()});
+    auto banned = db_.query("SELECT banned_until FROM checkers WHERE id = ? OR owner = ?", {id, owner.to_lower_hex()});
     if (!banned) return reject("unavailable", "database unavailable");
     std::int64_t until = 0;
     for (const auto& row : *banned) {
@@ -162,12 +147,12 @@ void CheckService::on_checker_message(const std::shared_ptr<Session>& state,
     auto up = db_.execute(
         "INSERT INTO checkers(id, owner, registered_at, last_seen) VALUES(?, ?, ?, ?) "
         "ON CONFLICT(id) DO UPDATE SET owner = excluded.owner, last_seen = excluded.last_seen",
-        {id, owner->to_lower_hex(), now_s, now_s});
+        {id, owner.to_lower_hex(), now_s, now_s});
     if (!up) return reject("unavailable", "database unavailable");
     state->id = id;
-    state->node = *node;
-    state->owner = *owner;
-    json::object welcome{{"type", "welcome"}, {"v", protocol::kVersion}, {"checker_id", node->to_checksum()}};
+    state->node = node;
+    state->owner = owner;
+    json::object welcome{{"type", "welcome"}, {"v", protocol::kVersion}, {"checker_id", node.to_checksum()}};
     {
       std::lock_guard lock(mutex_);
       if (domain_) {
@@ -180,7 +165,7 @@ void CheckService::on_checker_message(const std::shared_ptr<Session>& state,
       sessions_[id] = state;
     }
     socket->send(json::serialize(welcome));
-    spdlog::info("checks: checker {} (wallet {}) connected", node->to_checksum(), owner->to_checksum());
+    spdlog::info("checks: checker {} (wallet {}) connected", node.to_checksum(), owner.to_checksum());
     return;
   }
 

@@ -40,7 +40,10 @@ std::uint64_t get_uint(const json::object& o, std::string_view key) {
   return 0;
 }
 
-Result<Registration> parse_hello(const json::object& o, const std::string& nonce, const std::string& remote_ip) {
+}  // namespace
+
+Result<NodeHello> verify_node_hello(const json::object& o, std::string_view nonce, BindingText binding_text,
+                                    std::string_view binding_name) {
   auto bad = [](std::string m) { return fail(ErrorCode::kInvalidArgument, std::move(m)); };
   auto v = o.find("v");
   if (v == o.end() || !v->value().is_int64() || v->value().get_int64() != protocol::kVersion) {
@@ -70,11 +73,20 @@ Result<Registration> parse_hello(const json::object& o, const std::string& nonce
   if (!parse_rfc3339(*issued_s)) return bad("hello.binding.issued_at must be RFC 3339");
   auto bsig = crypto::Signature::parse(*bsig_s);
   if (!bsig) return bad("hello.binding.signature: " + bsig.error().message);
-  auto bsigner = crypto::recover_personal_signer(
-      protocol::binding_message(node->to_checksum(), owner->to_checksum(), *issued_s), *bsig);
+  auto bsigner = crypto::recover_personal_signer(binding_text(node->to_checksum(), owner->to_checksum(), *issued_s), *bsig);
   if (!bsigner || *bsigner != *owner) {
-    return fail(ErrorCode::kUnauthenticated, "hello.binding.signature is not the owner wallet's");
+    return fail(ErrorCode::kUnauthenticated,
+                "hello.binding.signature is not the owner wallet's " + std::string(binding_name));
   }
+  return NodeHello{*node, *owner, std::string(*issued_s), std::string(*bsig_s)};
+}
+
+namespace {
+
+Result<Registration> parse_hello(const json::object& o, const std::string& nonce, const std::string& remote_ip) {
+  auto bad = [](std::string m) { return fail(ErrorCode::kInvalidArgument, std::move(m)); };
+  auto bound = verify_node_hello(o, nonce, protocol::binding_message, "binding");
+  if (!bound) return std::unexpected(bound.error());
 
   auto hw = o.find("hardware");
   if (hw == o.end()) return bad("hello.hardware is required");
@@ -82,10 +94,10 @@ Result<Registration> parse_hello(const json::object& o, const std::string& nonce
   if (!hardware) return std::unexpected(hardware.error());
 
   Registration reg;
-  reg.node = *node;
-  reg.owner = *owner;
-  reg.binding_signature = std::string(*bsig_s);
-  reg.binding_issued_at = std::string(*issued_s);
+  reg.node = bound->node;
+  reg.owner = bound->owner;
+  reg.binding_signature = std::move(bound->binding_signature);
+  reg.binding_issued_at = std::move(bound->issued_at);
   reg.hardware = std::move(*hardware);
   if (const auto* region = get_string(o, "region"); region != nullptr && !region->empty()) {
     if (region->size() > 64) return bad("hello.region is too long");

@@ -6,16 +6,34 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
 
+#include "crypto/address.hpp"
 #include "net/server.hpp"
 #include "onenode/metrics.hpp"
 #include "onenode/registry.hpp"
 
 namespace kaisar::onenode {
+
+// A node's hello on an agent's or a checker's channel: the node key's EIP-191 signature of
+// the channel's one-time nonce, and the owner wallet's binding of that node key.
+struct NodeHello {
+  crypto::Address node;
+  crypto::Address owner;
+  std::string issued_at;          // of the binding
+  std::string binding_signature;  // 0x-hex, as sent
+};
+// The binding text the owner signs (protocol::binding_message for providers,
+// protocol::checker_binding_message for checkers).
+using BindingText = std::string (*)(std::string_view node, std::string_view owner, std::string_view issued_at);
+// kInvalidArgument for a malformed hello, kUnauthenticated for a signature that is not the
+// node key's or the owner's `binding_name` ("binding", "checker binding").
+Result<NodeHello> verify_node_hello(const boost::json::object& hello, std::string_view nonce, BindingText binding_text,
+                                    std::string_view binding_name);
 
 // The agents' control channel (protocol in core/protocol.hpp): authenticates each
 // WebSocket session with the node key, then takes heartbeats on it.

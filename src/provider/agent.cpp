@@ -7,7 +7,6 @@
 
 #include "core/json_fields.hpp"
 #include "core/protocol.hpp"
-#include "crypto/eip191.hpp"
 #include "crypto/random.hpp"
 #include "gateway/client.hpp"
 #include "net/client.hpp"
@@ -103,16 +102,9 @@ void Agent::run() {
     if (string_field(*challenge, "type") != "challenge" || nonce.empty()) {
       co_return fail(ErrorCode::kInvalidArgument, "OneNode did not send a challenge");
     }
-    json::object hello{
-        {"type", "hello"},
-        {"v", protocol::kVersion},
-        {"node", s.identity.node_key.address().to_checksum()},
-        {"signature", crypto::personal_sign(s.identity.node_key, protocol::auth_message(nonce)).to_hex()},
-        {"binding", json::object{{"owner", s.identity.owner.to_checksum()},
-                                 {"issued_at", s.identity.binding_issued_at},
-                                 {"signature", s.identity.binding_signature.to_hex()}}},
-        {"hardware", s.hardware.to_json()},
-        {"agent_version", s.options.agent_version}};
+    json::object hello = provider::signed_hello(s.identity, nonce);
+    hello["hardware"] = s.hardware.to_json();
+    hello["agent_version"] = s.options.agent_version;
     if (s.options.region) hello["region"] = *s.options.region;
     if (s.deployer) {
       // What can run without a registry (OneNode refuses leases of other localhost/ images).

@@ -90,4 +90,14 @@ Result<ProviderIdentity> load_identity(const std::string& data_dir, Role role) {
   return ProviderIdentity{*node_key, *owner, str("issued_at"), *sig};
 }
 
+json::object signed_hello(const ProviderIdentity& identity, std::string_view nonce) {
+  return json::object{{"type", "hello"},
+                      {"v", protocol::kVersion},
+                      {"node", identity.node_key.address().to_checksum()},
+                      {"signature", crypto::personal_sign(identity.node_key, protocol::auth_message(nonce)).to_hex()},
+                      {"binding", json::object{{"owner", identity.owner.to_checksum()},
+                                               {"issued_at", identity.binding_issued_at},
+                                               {"signature", identity.binding_signature.to_hex()}}}};
+}
+
 }  // namespace kaisar::provider

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <boost/json/object.hpp>
+
 #include <optional>
 #include <string>
 
@@ -37,5 +39,9 @@ Result<InitResult> init_identity(const std::string& data_dir, const crypto::Priv
                                  std::string_view password, bool created_wallet,
                                  crypto::ScryptParams scrypt = {}, Role role = Role::kProvider);
 Result<ProviderIdentity> load_identity(const std::string& data_dir, Role role = Role::kProvider);
+
+// The hello that answers a channel's challenge (core/protocol.hpp): the node key's signature
+// of the one-time nonce and the owner's binding. Agents add what they describe of themselves.
+boost::json::object signed_hello(const ProviderIdentity& identity, std::string_view nonce);
 
 }  // namespace kaisar::provider
