@@ -82,12 +82,14 @@ struct Shared {
       : ioc(static_cast<int>(std::max<std::size_t>(o.threads, 1))),
         options(std::move(o)),
         router(std::move(r)),
-        acceptor(asio::make_strand(ioc)) {}
+        acceptor(asio::make_strand(ioc)),
+        admission(std::make_shared<Admission>(options.admission)) {}
 
   asio::io_context ioc;  // first member: destroyed last
   ServerOptions options;
   Router router;
   tcp::acceptor acceptor;
+  std::shared_ptr<Admission> admission;
   std::atomic<bool> stopping{false};
   std::atomic<bool> stopped{false};
 
@@ -132,6 +134,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Server stop, grace over: everything closes now. Thread-safe.
   virtual void force_close() = 0;
 
+  // Keeps `slots` taken until this connection finishes. On the connection's strand.
+  void hold(std::vector<std::shared_ptr<Admission::Slot>> slots) {
+    for (auto& slot : slots) slots_.push_back(std::move(slot));
+  }
+
  protected:
   template <class F>
   void on_strand(F&& f) {
@@ -140,6 +147,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   std::shared_ptr<Shared> shared_;  // first: the io_context must outlive the sockets below
   asio::any_io_executor executor_;  // this connection's strand
+  // Its places under the admission caps, given back when it finishes (an application may
+  // keep a finished session object for a while).
+  std::vector<std::shared_ptr<Admission::Slot>> slots_;
 };
 
 std::string make_sse_event(std::string_view event, std::string_view data) {
@@ -309,6 +319,7 @@ class SseSession final : public Connection, public SseStream {
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
+    slots_.clear();
     shared_->remove(this);
     auto cb = std::move(on_close_);
     on_close_ = nullptr;  // breaks cycles through callbacks that hold this stream
@@ -371,6 +382,13 @@ class WsSession final : public Connection, public WebSocketSession {
   }
 
   const std::string& remote_ip() const override { return remote_ip_; }
+
+  void lift_message_limit() override {
+    on_strand([self = self()] {
+      self->lifted_ = true;
+      self->ws_.read_message_max(self->shared_->options.websocket_message_limit);
+    });
+  }
 
   void begin_shutdown() override {
     on_strand([self = self()] { self->request_close(websocket::close_code::going_away, "server shutting down"); });
@@ -443,7 +461,13 @@ class WsSession final : public Connection, public WebSocketSession {
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(http::field::server, "kaisar"); }));
-    ws_.read_message_max(shared_->options.websocket_message_limit);
+    // Until the route lifts it, a message is at most the hello limit, so that a peer that
+    // never authenticates cannot make us buffer megabytes.
+    const ServerOptions& options = shared_->options;
+    const std::size_t hello_limit = options.websocket_hello_limit == 0
+                                        ? options.websocket_message_limit
+                                        : std::min(options.websocket_hello_limit, options.websocket_message_limit);
+    ws_.read_message_max(lifted_ ? options.websocket_message_limit : hello_limit);
     {
       auto [ec] = co_await ws_.async_accept(*upgrade, kTuple);
       upgrade.reset();  // the headers are not needed for the rest of the session
@@ -497,6 +521,7 @@ class WsSession final : public Connection, public WebSocketSession {
     queue_.shrink_to_fit();
     error_code ignored;
     beast::get_lowest_layer(ws_).close(ignored);
+    slots_.clear();
     shared_->remove(this);
     queued_bytes_ = 0;
     on_message_ = nullptr;  // breaks cycles through callbacks that hold this session
@@ -517,6 +542,7 @@ class WsSession final : public Connection, public WebSocketSession {
   websocket::close_code close_code_ = websocket::close_code::normal;
   std::atomic<bool> closed_{false};
   bool accepted_ = false;
+  bool lifted_ = false;  // lift_message_limit() was called
   bool writing_ = false;
   bool close_requested_ = false;
   bool close_sent_ = false;
@@ -528,11 +554,18 @@ class WsSession final : public Connection, public WebSocketSession {
 
 class HttpConnection final : public Connection {
  public:
-  HttpConnection(std::shared_ptr<Shared> shared, tcp::socket socket)
-      : Connection(std::move(shared), socket.get_executor()), socket_(std::move(socket)), deadline_(executor_) {
-    error_code ec;
-    auto endpoint = socket_.remote_endpoint(ec);
-    if (!ec) remote_ip_ = endpoint.address().to_string();
+  // `admitted`: the connection's slot, or why it was refused (answered, then closed).
+  // `probation`: it holds a reserved slot, so each request must be privileged; the error
+  // answers one that is not.
+  HttpConnection(std::shared_ptr<Shared> shared, tcp::socket socket, std::string remote_ip,
+                 std::expected<std::shared_ptr<Admission::Slot>, Response> admitted, std::optional<Response> probation)
+      : Connection(std::move(shared), socket.get_executor()),
+        socket_(std::move(socket)),
+        deadline_(executor_),
+        remote_ip_(std::move(remote_ip)),
+        probation_(std::move(probation)) {
+    if (admitted) slots_.push_back(std::move(*admitted));
+    else refusal_ = probation_ ? *probation_ : std::move(admitted.error());  // as an anonymous peer sees it
   }
 
   void start() { asio::co_spawn(executor_, run(self()), ignore_exception); }
@@ -590,11 +623,17 @@ class HttpConnection final : public Connection {
       close_socket();
       phase_ = Phase::kDone;
     }
+    slots_.clear();
     shared_->remove(self.get());
   }
 
   asio::awaitable<void> serve() {
     const ServerOptions& options = shared_->options;
+    if (refusal_) {
+      error_code ec = co_await write(*refusal_, false, false);
+      if (!ec) co_await linger();
+      co_return;
+    }
     bool first = true;
     while (!shared_->stopping.load()) {
       http::request_parser<http::string_body> parser;
@@ -644,6 +683,12 @@ class HttpConnection final : public Connection {
       bool keep_alive = message.keep_alive();
       const bool upgrade = websocket::is_upgrade(message);
       Request request = to_request(message, remote_ip_);
+      if (probation_ && !privileged(request)) {
+        // Past the anonymous share of the connection caps: only the reserve's requests pass.
+        error_code ec = co_await write(*probation_, false, request.method == "HEAD");
+        if (!ec) co_await linger();
+        co_return;
+      }
       Router::Match match = shared_->router.match(request);
       std::optional<Response> response;
       if (match.route != nullptr && match.route->kind == Router::Route::Kind::kWebSocket && upgrade) {
@@ -663,7 +708,36 @@ class HttpConnection final : public Connection {
     }
   }
 
+  bool privileged(const Request& request) const {
+    const auto& check = shared_->options.privileged;
+    if (!check) return false;
+    try {
+      return check(request);
+    } catch (...) {
+      return false;
+    }
+  }
+
+  // A slot for one more stream of `kind`: the anonymous share, else the reserve for a
+  // privileged request.
+  std::expected<std::shared_ptr<Admission::Slot>, Response> admit_stream(SlotKind kind, const Request& request) {
+    auto slot = shared_->admission->admit(kind, remote_ip_, false);
+    if (!slot && privileged(request)) {
+      if (auto reserved = shared_->admission->admit(kind, remote_ip_, true)) return reserved;
+    }
+    return slot;
+  }
+
+  // The session takes over this connection's slot and holds its stream slot.
+  void hand_off(Connection& session, std::shared_ptr<Admission::Slot> stream_slot) {
+    slots_.push_back(std::move(stream_slot));
+    session.hold(std::move(slots_));
+    slots_.clear();
+  }
+
   std::optional<Response> open_websocket(const Router::Route& route, Request& request, BeastRequest& message) {
+    auto slot = admit_stream(SlotKind::kWebSocket, request);
+    if (!slot) return std::move(slot.error());
     auto session = std::make_shared<WsSession>(shared_, executor_, remote_ip_);
     std::optional<Response> refusal = call_handler([&] { return route.websocket(request, session); });
     if (refusal) {
@@ -672,12 +746,15 @@ class HttpConnection final : public Connection {
     }
     phase_ = Phase::kHandedOff;
     disarm();
+    hand_off(*session, std::move(*slot));
     shared_->add(session);
     session->start(std::move(socket_), std::make_unique<BeastRequest>(std::move(message)));
     return std::nullopt;
   }
 
   std::optional<Response> open_sse(const Router::Route& route, Request& request) {
+    auto slot = admit_stream(SlotKind::kSseStream, request);
+    if (!slot) return std::move(slot.error());
     auto session = std::make_shared<SseSession>(shared_, executor_);
     std::optional<Response> refusal = call_handler([&] { return route.sse(request, session); });
     if (refusal) {
@@ -686,6 +763,7 @@ class HttpConnection final : public Connection {
     }
     phase_ = Phase::kHandedOff;
     disarm();
+    hand_off(*session, std::move(*slot));
     shared_->add(session);
     session->start(std::move(socket_));
     return std::nullopt;
@@ -745,6 +823,8 @@ class HttpConnection final : public Connection {
   std::uint64_t generation_ = 0;
   beast::flat_buffer buffer_;
   std::string remote_ip_;
+  std::optional<Response> probation_;
+  std::optional<Response> refusal_;
   Phase phase_ = Phase::kIdle;
   bool timed_out_ = false;
 };
@@ -762,7 +842,17 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared) {
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     try {
-      auto connection = std::make_shared<HttpConnection>(shared, std::move(socket));
+      std::string remote_ip;
+      if (auto endpoint = socket.remote_endpoint(ignored); !ignored) remote_ip = endpoint.address().to_string();
+      // The anonymous share first; past it, the reserve on probation; past that, refused.
+      auto admitted = shared->admission->admit(SlotKind::kConnection, remote_ip, false);
+      std::optional<Response> probation;
+      if (!admitted) {
+        probation = admitted.error();
+        admitted = shared->admission->admit(SlotKind::kConnection, remote_ip, true);
+      }
+      auto connection = std::make_shared<HttpConnection>(shared, std::move(socket), std::move(remote_ip),
+                                                         std::move(admitted), std::move(probation));
       shared->add(connection);
       connection->start();
     } catch (const std::exception&) {

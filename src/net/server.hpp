@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "net/admission.hpp"
 #include "net/http.hpp"
 #include "net/router.hpp"
 
@@ -22,6 +23,15 @@ struct ServerOptions {
   std::chrono::seconds keep_alive_timeout{60};  // idle keep-alive connections are closed
   std::size_t threads = 1;                      // io_context threads
   std::size_t websocket_message_limit = 1 << 20;
+  // Until the route lifts it (WebSocketSession::lift_message_limit, once the peer proved
+  // who it is), a message may be at most this large; 0: websocket_message_limit.
+  std::size_t websocket_hello_limit = 0;
+  // Caps on open connections, SSE streams and WebSockets (default: none). A connection
+  // past the anonymous share must carry a privileged request, or it is answered 429/503.
+  AdmissionLimits admission;
+  // Whether a request may use the caps' reserve (e.g. /healthz or a valid session); called
+  // only when the anonymous share is full. Unset: nothing is privileged.
+  std::function<bool(const Request&)> privileged;
   std::chrono::seconds sse_keepalive{15};       // comment line sent on idle SSE streams
 };
 
@@ -54,6 +64,9 @@ class WebSocketSession {
   virtual std::size_t queued_bytes() const = 0;
   virtual void close(std::string_view reason = {}) = 0;
   virtual const std::string& remote_ip() const = 0;
+  // The peer proved who it is: messages up to ServerOptions::websocket_message_limit are
+  // read from now on, instead of websocket_hello_limit.
+  virtual void lift_message_limit() = 0;
 };
 
 // HTTP/1.1 server on Boost.Beast with C++20 coroutines: keep-alive, timeouts, body limit,
