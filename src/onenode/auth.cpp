@@ -18,39 +18,34 @@ Bytes token_hash(std::string_view token) {
 }
 }  // namespace
 
-AuthService::AuthService(store::Database& db, const Clock& clock, AuthSettings settings)
-    : db_(db), clock_(clock), settings_(std::move(settings)) {}
+AuthService::AuthService(store::Database& db, const Clock& clock, AuthSettings settings, NonceKey key)
+    : db_(db), clock_(clock), settings_(std::move(settings)), key_(key) {}
+
+namespace {
+// The message issue_nonce makes for these; login accepts exactly this text.
+SiweMessage message_for(const AuthSettings& settings, const crypto::Address& address, std::string issued_at,
+                        std::string expires_at, std::string nonce) {
+  SiweMessage m;
+  m.domain = settings.domain;
+  m.address = address;
+  m.statement = "Sign in to Kaisar.";
+  m.uri = settings.uri;
+  m.chain_id = settings.chain_id;
+  m.nonce = std::move(nonce);
+  m.issued_at = std::move(issued_at);
+  m.expiration_time = std::move(expires_at);
+  return m;
+}
+}  // namespace
 
 Result<IssuedNonce> AuthService::issue_nonce(const crypto::Address& address) {
   const SystemTime now = clock_.now();
-  const std::int64_t now_s = to_unix_seconds(now);
-  auto mine = db_.query("SELECT COUNT(*) FROM auth_nonces WHERE address = ? AND expires_at > ? AND used_at IS NULL",
-                        {address.to_lower_hex(), now_s});
-  if (!mine) return std::unexpected(mine.error());
-  if (static_cast<std::size_t>(mine->front().integer(0)) >= settings_.max_pending_per_address) {
-    return fail(ErrorCode::kConflict, "too many pending sign-ins for this address: sign one of the messages issued, "
-                                      "or wait until they expire");
-  }
-  auto all = db_.query("SELECT COUNT(*) FROM auth_nonces WHERE expires_at > ? AND used_at IS NULL", {now_s});
-  if (!all) return std::unexpected(all.error());
-  if (static_cast<std::size_t>(all->front().integer(0)) >= settings_.max_pending_total) {
-    return fail(ErrorCode::kUnavailable, "sign-in is busy: retry in a minute");
-  }
-  SiweMessage m;
-  m.domain = settings_.domain;
-  m.address = address;
-  m.statement = "Sign in to Kaisar.";
-  m.uri = settings_.uri;
-  m.chain_id = settings_.chain_id;
-  m.nonce = crypto::random_token(16);
-  m.issued_at = format_rfc3339(now);
   const SystemTime expires = now + settings_.nonce_ttl;
-  m.expiration_time = format_rfc3339(expires);
-  std::string text = m.to_string();
-  auto r = db_.execute("INSERT INTO auth_nonces(nonce, address, message, expires_at) VALUES(?, ?, ?, ?)",
-                       {m.nonce, address.to_lower_hex(), text, to_unix_seconds(expires)});
-  if (!r) return std::unexpected(r.error());
-  return IssuedNonce{m.nonce, std::move(text), expires};
+  std::string issued_at = format_rfc3339(now);
+  std::string expires_at = format_rfc3339(expires);
+  std::string nonce = key_.nonce_for(settings_.domain, address, issued_at, expires_at);
+  SiweMessage m = message_for(settings_, address, std::move(issued_at), std::move(expires_at), nonce);
+  return IssuedNonce{std::move(nonce), m.to_string(), expires};
 }
 
 Result<Session> AuthService::login(std::string_view message, std::string_view signature_hex) {
@@ -69,24 +64,29 @@ Result<Session> AuthService::login(std::string_view message, std::string_view si
   auto signer = crypto::recover_personal_signer(message, *sig);
   if (!signer || *signer != m.address) return unauthenticated("signature does not match the message's address");
 
+  if (!m.expiration_time) return unauthenticated("message has no expiration time: ask for a new one at /api/v1/auth/nonce");
+  if (message_for(settings_, m.address, m.issued_at, *m.expiration_time, m.nonce).to_string() != message) {
+    return unauthenticated("message differs from the one issued with this nonce");
+  }
+  if (!key_.verify(m.nonce, settings_.domain, m.address, m.issued_at, *m.expiration_time)) {
+    return unauthenticated("unknown nonce (not issued by this OneNode for this address): ask for a new one at "
+                           "/api/v1/auth/nonce");
+  }
   const SystemTime now = clock_.now();
   const std::int64_t now_s = to_unix_seconds(now);
-  if (m.expiration_time && *parse_rfc3339(*m.expiration_time) <= now) return unauthenticated("message has expired");
-  if (m.not_before && *parse_rfc3339(*m.not_before) > now) return unauthenticated("message is not valid yet");
+  auto expires = parse_rfc3339(*m.expiration_time);
+  if (!expires) return unauthenticated("message has a bad expiration time");
+  if (*expires <= now) return unauthenticated("nonce has expired: ask for a new one");
 
   Session session;
   auto done = db_.transaction([&]() -> Result<void> {
-    auto rows = db_.query("SELECT address, message, expires_at, used_at FROM auth_nonces WHERE nonce = ?", {m.nonce});
-    if (!rows) return std::unexpected(rows.error());
-    if (rows->empty()) return unauthenticated("unknown nonce: ask for a new one at /api/v1/auth/nonce");
-    const auto& row = rows->front();
-    if (!row.is_null(3)) return unauthenticated("nonce was already used: ask for a new one");
-    if (row.integer(2) <= now_s) return unauthenticated("nonce has expired: ask for a new one");
-    if (row.text(0) != m.address.to_lower_hex()) return unauthenticated("nonce was issued to another address");
-    if (row.text(1) != message) return unauthenticated("message differs from the one issued with this nonce");
-    auto used = db_.execute("UPDATE auth_nonces SET used_at = ? WHERE nonce = ? AND used_at IS NULL", {now_s, m.nonce});
-    if (!used) return std::unexpected(used.error());
-    if (*used != 1) return unauthenticated("nonce was already used: ask for a new one");
+    // Spent nonces are kept until they expire, so a signed message logs in once.
+    auto spent = db_.execute(
+        "INSERT INTO auth_nonces(nonce, address, message, expires_at, used_at) VALUES(?, ?, ?, ?, ?) "
+        "ON CONFLICT(nonce) DO NOTHING",
+        {m.nonce, m.address.to_lower_hex(), std::string(message), to_unix_seconds(*expires), now_s});
+    if (!spent) return std::unexpected(spent.error());
+    if (*spent != 1) return unauthenticated("nonce was already used: ask for a new one");
     session.token = crypto::random_token(32);
     session.address = m.address;
     session.expires_at = now + settings_.session_ttl;

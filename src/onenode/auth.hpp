@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "crypto/address.hpp"
+#include "onenode/signin_nonce.hpp"
 #include "store/database.hpp"
 
 namespace kaisar::onenode {
@@ -17,10 +18,6 @@ struct AuthSettings {
   std::uint64_t chain_id = 31337;
   std::chrono::seconds nonce_ttl{600};
   std::chrono::seconds session_ttl{std::chrono::hours{24}};
-  // Bounds on outstanding (unused, unexpired) nonces, so that nobody can grow the table
-  // without limit between purges.
-  std::size_t max_pending_per_address = 16;
-  std::size_t max_pending_total = 100000;
 };
 
 struct IssuedNonce {
@@ -35,19 +32,22 @@ struct Session {
   SystemTime expires_at;
 };
 
-// Sign-In with Ethereum: single-use expiring nonces, tokens stored hashed.
+// Sign-In with Ethereum: single-use expiring nonces, tokens stored hashed. Issuing a nonce
+// stores nothing (NonceKey); a nonce is recorded as used only when a valid signature
+// spends it, until it expires.
 class AuthService {
  public:
-  AuthService(store::Database& db, const Clock& clock, AuthSettings settings);
+  AuthService(store::Database& db, const Clock& clock, AuthSettings settings, NonceKey key);
 
   Result<IssuedNonce> issue_nonce(const crypto::Address& address);
-  // Verifies the message (ours: domain, URI, chain id, nonce issued to that address, unused,
-  // unexpired) and the signature; consumes the nonce; returns a new session.
+  // Verifies the message (exactly the one issued: domain, URI, chain id, statement, a nonce
+  // this OneNode made for that address and times, unused, unexpired) and the signature;
+  // consumes the nonce; returns a new session.
   Result<Session> login(std::string_view message, std::string_view signature_hex);
   // The session a bearer token names, if valid.
   Result<Session> authenticate(std::string_view token);
   Result<void> logout(std::string_view token);
-  // Deletes expired nonces and sessions.
+  // Deletes expired used nonces and sessions.
   void purge_expired();
 
   const AuthSettings& settings() const { return settings_; }
@@ -56,6 +56,7 @@ class AuthService {
   store::Database& db_;
   const Clock& clock_;
   AuthSettings settings_;
+  NonceKey key_;
 };
 
 }  // namespace kaisar::onenode

@@ -102,7 +102,7 @@ class AuthTest : public ::testing::Test {
     auto db = store::open_sqlite((dir_ / "db").string(), migrations());
     ASSERT_TRUE(db) << db.error().message;
     db_ = std::move(*db);
-    auth_ = std::make_unique<AuthService>(*db_, clock_, settings_);
+    auth_ = std::make_unique<AuthService>(*db_, clock_, settings_, key_of_node_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -110,6 +110,7 @@ class AuthTest : public ::testing::Test {
   ManualClock clock_{from_unix_seconds(1795600000)};
   AuthSettings settings_{"127.0.0.1:8080", "http://127.0.0.1:8080", 31337, std::chrono::seconds{600},
                          std::chrono::seconds{3600}};
+  NonceKey key_of_node_{std::array<std::uint8_t, 32>{1, 2, 3}};
   std::unique_ptr<store::Database> db_;
   std::unique_ptr<AuthService> auth_;
   crypto::PrivateKey key_ = crypto::PrivateKey::generate();
@@ -200,27 +201,35 @@ TEST_F(AuthTest, MalformedSignature) {
   }
 }
 
-TEST_F(AuthTest, PendingNoncesAreBounded) {
-  settings_.max_pending_per_address = 3;
-  settings_.max_pending_total = 5;
-  auth_ = std::make_unique<AuthService>(*db_, clock_, settings_);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(auth_->issue_nonce(key_.address()));
-  auto fourth = auth_->issue_nonce(key_.address());
-  ASSERT_FALSE(fourth);
-  EXPECT_EQ(fourth.error().code, ErrorCode::kConflict);
-  // Others can still sign in, up to the global bound.
-  ASSERT_TRUE(auth_->issue_nonce(crypto::PrivateKey::generate().address()));
-  ASSERT_TRUE(auth_->issue_nonce(crypto::PrivateKey::generate().address()));
-  auto busy = auth_->issue_nonce(crypto::PrivateKey::generate().address());
-  ASSERT_FALSE(busy);
-  EXPECT_EQ(busy.error().code, ErrorCode::kUnavailable);
-  // Expiry frees the slots.
-  clock_.advance(std::chrono::seconds{601});
-  EXPECT_TRUE(auth_->issue_nonce(key_.address()));
+TEST_F(AuthTest, IssuingNoncesStoresNothingAndSpentOnesExpire) {
+  // Strangers asking for nonces cannot fill anything: nothing is written until a login.
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(auth_->issue_nonce(crypto::PrivateKey::generate().address()));
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM auth_nonces", {})->front().integer(0), 0);
+  auto nonce = auth_->issue_nonce(key_.address());
+  ASSERT_TRUE(auth_->login(nonce->message, crypto::personal_sign(key_, nonce->message).to_hex()));
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM auth_nonces", {})->front().integer(0), 1);
+}
+
+TEST_F(AuthTest, NonceFromAnotherKeyOrWithOtherTimesIsRefused) {
+  auto nonce = auth_->issue_nonce(key_.address());
+  // Another OneNode's key (or a guessed nonce) does not verify here.
+  AuthService other(*db_, clock_, settings_, NonceKey(std::array<std::uint8_t, 32>{9}));
+  auto theirs = other.issue_nonce(key_.address());
+  auto r = auth_->login(theirs->message, crypto::personal_sign(key_, theirs->message).to_hex());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("unknown nonce"), std::string::npos) << r.error().message;
+  // Moving the expiry later breaks the MAC.
+  std::string text = nonce->message;
+  auto at = text.find("Expiration Time: ") + 17;
+  text.replace(at, 4, "2099");
+  auto later = auth_->login(text, crypto::personal_sign(key_, text).to_hex());
+  ASSERT_FALSE(later);
+  EXPECT_EQ(later.error().code, ErrorCode::kUnauthenticated);
 }
 
 TEST_F(AuthTest, PurgeRemovesExpired) {
-  ASSERT_TRUE(auth_->issue_nonce(key_.address()));
+  auto nonce = auth_->issue_nonce(key_.address());
+  ASSERT_TRUE(auth_->login(nonce->message, crypto::personal_sign(key_, nonce->message).to_hex()));
   clock_.advance(std::chrono::seconds{700});
   auth_->purge_expired();
   EXPECT_EQ(db_->query("SELECT COUNT(*) FROM auth_nonces", {})->front().integer(0), 0);
