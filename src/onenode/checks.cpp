@@ -152,6 +152,7 @@ void CheckService::on_checker_message(const std::shared_ptr<Session>& state,
     state->id = id;
     state->node = node;
     state->owner = owner;
+    socket->lift_message_limit();  // evidence is megabytes; before the hello, nothing is
     json::object welcome{{"type", "welcome"}, {"v", protocol::kVersion}, {"checker_id", node.to_checksum()}};
     {
       std::lock_guard lock(mutex_);

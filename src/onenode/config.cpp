@@ -95,6 +95,21 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
     else if (k == "offline_after") r = want_seconds(c.offline_after);
     else if (k == "nonce_ttl") r = want_seconds(c.nonce_ttl);
     else if (k == "session_ttl") r = want_seconds(c.session_ttl);
+    else if (k == "max_connections") r = want_int(c.max_connections);
+    else if (k == "max_connections_per_address") r = want_int(c.max_connections_per_address);
+    else if (k == "max_event_streams") r = want_int(c.max_event_streams);
+    else if (k == "max_event_streams_per_address") r = want_int(c.max_event_streams_per_address);
+    else if (k == "max_websockets") r = want_int(c.max_websockets);
+    else if (k == "max_websockets_per_address") r = want_int(c.max_websockets_per_address);
+    else if (k == "admission_reserve") r = want_int(c.admission_reserve);
+    else if (k == "websocket_hello_limit") {
+      r = want_int(c.websocket_hello_limit);
+      if (r && (c.websocket_hello_limit < 1024 || c.websocket_hello_limit > (1 << 20))) {
+        r = fail(ErrorCode::kInvalidArgument, "config " + path + ": websocket_hello_limit must be 1024 to 1048576 bytes");
+      }
+    }
+    else if (k == "log_streams_per_renter") r = want_int(c.log_streams_per_renter);
+    else if (k == "log_streams_per_lease") r = want_int(c.log_streams_per_lease);
     else r = fail(ErrorCode::kInvalidArgument, "config " + path + ": unknown key \"" + k + "\"");
     if (!r) return std::unexpected(r.error());
   }

@@ -23,6 +23,21 @@ struct OneNodeConfig {
   std::chrono::seconds offline_after{15};
   std::chrono::seconds nonce_ttl{600};
   std::chrono::seconds session_ttl{std::chrono::hours{24}};
+  // What clients may hold open before signing in (docs/operators.md): caps in all and per
+  // client address (0: none); `admission_reserve` of each cap is kept for /healthz and
+  // signed-in requests, so that anonymous peers cannot take every slot.
+  std::size_t max_connections = 16384;
+  std::size_t max_connections_per_address = 256;
+  std::size_t max_event_streams = 4096;
+  std::size_t max_event_streams_per_address = 32;
+  std::size_t max_websockets = 16384;
+  std::size_t max_websockets_per_address = 256;
+  std::size_t admission_reserve = 32;
+  // Largest WebSocket message before the peer's hello is verified (then 16 MiB).
+  std::size_t websocket_hello_limit = 16 << 10;
+  // Concurrent log streams per renter and per lease.
+  std::size_t log_streams_per_renter = 8;
+  std::size_t log_streams_per_lease = 4;
   std::string geoip_database = "/usr/share/GeoIP/GeoIP.dat";
 
   // Settlement on an EVM chain. Empty rpc_url: no chain (sign-in and the registry only).

@@ -209,6 +209,7 @@ std::optional<net::Response> ControlChannel::accept(net::Request& request,
     state->nonce.clear();  // single use
     state->provider_id = reg->node.to_lower_hex();
     state->authenticated.store(true);
+    s->lift_message_limit();  // PoPW answers are megabytes; before the hello, nothing is
     json::array leases;
     if (live_leases) {
       for (auto& id : live_leases(state->provider_id)) leases.push_back(json::value(id));
@@ -279,13 +280,30 @@ bool ControlChannel::send_to(const std::string& provider_id, const std::string& 
   return true;
 }
 
-bool ControlChannel::stream_logs(const std::string& provider_id, const std::string& lease_id, bool follow,
-                                 std::shared_ptr<net::SseStream> stream) {
+std::optional<net::Response> ControlChannel::stream_logs(const std::string& provider_id, const std::string& renter,
+                                         const std::string& lease_id, bool follow, std::shared_ptr<net::SseStream> stream) {
   const std::string request_id = crypto::random_token(12);
   {
     std::lock_guard lock(logs_mutex_);
-    if (log_requests_.size() >= 1000) return false;
-    log_requests_[request_id] = LogRequest{provider_id, stream};
+    if (log_requests_.size() >= log_limits.total) {
+      return net::Response::error(ErrorCode::kUnavailable, "OneNode relays its maximum of " +
+                                                               std::to_string(log_limits.total) + " log streams: retry later");
+    }
+    std::size_t of_renter = 0;
+    std::size_t of_lease = 0;
+    for (const auto& [id, r] : log_requests_) {
+      if (r.renter == renter) ++of_renter;
+      if (r.lease_id == lease_id) ++of_lease;
+    }
+    if (of_lease >= log_limits.per_lease) {
+      return net::too_many_requests("lease " + lease_id + " has " + std::to_string(of_lease) +
+                                    " log streams open (at most " + std::to_string(log_limits.per_lease) + "): close one first");
+    }
+    if (of_renter >= log_limits.per_renter) {
+      return net::too_many_requests("you have " + std::to_string(of_renter) + " log streams open (at most " +
+                                    std::to_string(log_limits.per_renter) + "): close one first");
+    }
+    log_requests_[request_id] = LogRequest{provider_id, stream, renter, lease_id};
   }
   stream->on_close([this, provider_id, request_id] {
     bool was_open = false;
@@ -303,8 +321,9 @@ bool ControlChannel::stream_logs(const std::string& provider_id, const std::stri
   if (!sent) {
     std::lock_guard lock(logs_mutex_);
     log_requests_.erase(request_id);
+    return net::Response::error(ErrorCode::kUnavailable, "the provider's agent is not connected");
   }
-  return sent;
+  return std::nullopt;
 }
 
 void ControlChannel::relay_log(const std::string& provider_id, const json::object& message, bool end) {

@@ -67,10 +67,20 @@ class ControlChannel {
   // A Proof of Physical Work answer ("popw" envelope) from the provider's agent.
   std::function<void(const std::string&, const boost::json::object&)> on_popw;
 
+  // Concurrent log streams: per renter and per lease (so that one renter cannot take every
+  // slot), and in all.
+  struct LogStreamLimits {
+    std::size_t per_renter = 8;
+    std::size_t per_lease = 4;
+    std::size_t total = 1000;
+  };
+  LogStreamLimits log_limits;  // set before serving
+
   // Asks the provider's agent for a lease's output and relays it to `stream` ("log" events
-  // with the text, then "end"). false when the provider is not connected.
-  bool stream_logs(const std::string& provider_id, const std::string& lease_id, bool follow,
-                   std::shared_ptr<net::SseStream> stream);
+  // with the text, then "end"). Else the refusal: 429 past the renter's or the lease's cap,
+  // 503 past the total or when the provider is not connected.
+  std::optional<net::Response> stream_logs(const std::string& provider_id, const std::string& renter, const std::string& lease_id,
+                           bool follow, std::shared_ptr<net::SseStream> stream);
 
  private:
   struct Pending {
@@ -88,6 +98,8 @@ class ControlChannel {
   struct LogRequest {
     std::string provider_id;
     std::weak_ptr<net::SseStream> stream;
+    std::string renter;
+    std::string lease_id;
   };
   void relay_log(const std::string& provider_id, const boost::json::object& message, bool end);
   std::mutex logs_mutex_;

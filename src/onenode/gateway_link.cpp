@@ -17,6 +17,7 @@ std::optional<net::Response> RemoteGateway::accept(net::Request& request, std::s
       CRYPTO_memcmp(given->data(), token_.data(), token_.size()) != 0) {
     return net::Response::error(ErrorCode::kUnauthenticated, "the gateway link needs Authorization: Bearer <link token>");
   }
+  session->lift_message_limit();  // the link token is its credential
   std::weak_ptr<net::WebSocketSession> weak = session;
   session->on_message([this, weak](std::string_view text) {
     if (auto s = weak.lock()) handle(s, text);

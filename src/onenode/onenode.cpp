@@ -414,9 +414,10 @@ struct OneNode::Impl {
                 }
                 auto provider = crypto::Address::parse(lease->at("provider").as_string());
                 const bool follow = req.query("follow").value_or("0") == "1";
-                if (!provider || !control->stream_logs(provider->to_lower_hex(), id, follow, stream)) {
-                  return Response::error(ErrorCode::kUnavailable, "the provider's agent is not connected");
-                }
+                if (!provider) return Response::error(ErrorCode::kInternal, "lease " + id + " has a bad provider");
+                auto refused = control->stream_logs(provider->to_lower_hex(), session->address.to_lower_hex(), id,
+                                                    follow, stream);
+                if (refused) return refused;
                 metrics.count_request("GET", "/api/v1/leases/{id}/logs", 200);
                 return std::nullopt;
               });
@@ -793,12 +794,30 @@ Result<std::string> OneNode::start() {
     if (auto g = s.start_gateway(listen->first); !g) return std::unexpected(g.error());
   }
 
+  // The sign-in nonces' key: kept in the data dir, so nonces issued before a restart verify.
+  auto nonce_key = NonceKey::load_or_create((std::filesystem::path(s.config.data_dir) / "signin.key").string());
+  if (!nonce_key) return std::unexpected(nonce_key.error());
+
   net::ServerOptions options;
   options.host = listen->first;
   options.port = listen->second;
   options.body_limit = s.config.body_limit;
-  // A check's openings (s rows of n int32, base64) reach 11 MB at n = 16384, s = 128.
+  // A check's openings (s rows of n int32, base64) reach 11 MB at n = 16384, s = 128; the
+  // channels allow that only once the peer's hello is verified.
   options.websocket_message_limit = 16 << 20;
+  options.websocket_hello_limit = s.config.websocket_hello_limit;
+  const OneNodeConfig& c = s.config;
+  options.admission = {{c.max_connections, c.max_connections_per_address},
+                       {c.max_event_streams, c.max_event_streams_per_address},
+                       {c.max_websockets, c.max_websockets_per_address},
+                       c.admission_reserve};
+  // The caps' reserve: health probes and signed-in users pass while strangers hold the rest.
+  options.privileged = [&s](const Request& req) {
+    if (req.path == "/healthz" || req.path == "/readyz") return true;
+    auto token = req.bearer_token();
+    return token && s.ready.load() && s.auth && s.auth->authenticate(*token).has_value();
+  };
+  s.control->log_limits = {s.config.log_streams_per_renter, s.config.log_streams_per_lease, 1000};
   options.threads = std::max<std::size_t>(1, s.config.threads);
   // The SIWE domain must be known before serving; with port 0 it is fixed after binding,
   // so AuthService is created once the port is known and routes reach it through `s`.
@@ -814,7 +833,8 @@ Result<std::string> OneNode::start() {
   std::string domain = scheme_end == std::string::npos ? public_url : public_url.substr(scheme_end + 3);
   domain = domain.substr(0, domain.find('/'));
   s.auth = std::make_unique<AuthService>(
-      *s.db, s.clock, AuthSettings{domain, public_url, s.config.chain_id, s.config.nonce_ttl, s.config.session_ttl});
+      *s.db, s.clock, AuthSettings{domain, public_url, s.config.chain_id, s.config.nonce_ttl, s.config.session_ttl},
+      *nonce_key);
   s.metrics.gauge("kaisar_providers_online", "Providers whose agent is online.",
                   [&s] { return static_cast<double>(s.registry->online_count()); });
   s.metrics.gauge("kaisar_agents_connected", "Open agent control channels.",
