@@ -50,6 +50,9 @@ void Checker::run() {
   };
 
   auto session = [this, &s, say]() -> asio::awaitable<Result<void>> {
+    if (auto secure = net::require_secure_channel(s.options.onenode_url, s.options.insecure_dev); !secure) {
+      co_return std::unexpected(secure.error());
+    }
     auto connected = co_await net::WebSocketClient::connect(
         s.io.get_executor(), net::websocket_url(s.options.onenode_url, protocol::kCheckerConnectPath));
     if (!connected) co_return std::unexpected(connected.error());

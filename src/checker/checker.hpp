@@ -12,7 +12,8 @@
 namespace kaisar::checker {
 
 struct CheckerOptions {
-  std::string onenode_url;  // http://host:port of OneNode
+  std::string onenode_url;  // https://host[:port] of OneNode (http:// on loopback)
+  bool insecure_dev = false;  // plain http:// off this machine (private dev networks only)
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
   // Fault injection for tests: sign the opposite of every verdict.

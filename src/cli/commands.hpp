@@ -61,6 +61,7 @@ struct ProviderArgs {
   std::string gateway_url;     // override of the gateway tunnel's URL
   std::string gateway_sha256;  // and its certificate pin
   std::string demo_image;      // demo image tarball
+  bool insecure_dev = false;   // plain http:// OneNode off this machine
   bool import_wallet = false;
   bool light_kdf = false;
 };

@@ -29,6 +29,7 @@
 #include "gateway/gateway.hpp"
 #include "gateway/link.hpp"
 #include "gateway/ports.hpp"
+#include "net/client.hpp"
 #include "onenode/onenode.hpp"
 #include "checker/checker.hpp"
 #include "provider/agent.hpp"
@@ -447,6 +448,10 @@ Result<crypto::PrivateKey> dev_wallet(const fs::path& dir, const std::string& na
 
 }  // namespace
 
+constexpr const char* kInsecureDevHelp =
+    "allow a plain http:// OneNode off this machine (private dev networks only: OneNode can make this machine run "
+    "and remove containers)";
+
 void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   ClientOptions& o = all.client;
   OneNodeArgs& on = all.onenode;
@@ -577,9 +582,11 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   run_cmd->add_option("--gateway", pa.gateway_url, "the gateway's tunnel URL (wss://HOST:PORT/); default: as OneNode says");
   run_cmd->add_option("--gateway-sha256", pa.gateway_sha256,
                       "SHA-256 of the gateway's certificate to pin (without it: the system's CAs must trust it)");
+  run_cmd->add_flag("--insecure-dev", pa.insecure_dev, kInsecureDevHelp);
   run_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
+      if (auto secure = net::require_secure_channel(o.onenode, pa.insecure_dev); !secure) return report(secure.error(), false);
       const std::string dir = provider_data_dir(pa);
       auto identity = provider::load_identity(dir);
       if (!identity) return report(identity.error(), false);
@@ -591,6 +598,7 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       }
       provider::AgentOptions options;
       options.onenode_url = o.onenode;
+      options.insecure_dev = pa.insecure_dev;
       if (!pa.region.empty()) options.region = pa.region;
       options.engine_socket = pa.engine_socket;
       options.gateway_url = pa.gateway_url;
@@ -665,13 +673,16 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   auto* checker_run = checker_cmd->add_subcommand("run", "Connect to OneNode, take assignments, challenge, verify and attest");
   add_client_flags(*checker_run, o);
   checker_run->add_option("--data", pa.data, "checker data directory (default: $XDG_DATA_HOME/kaisar/checker)");
+  checker_run->add_flag("--insecure-dev", pa.insecure_dev, kInsecureDevHelp);
   checker_run->callback([&] {
     action = [&] {
       ShutdownSignals signals;
+      if (auto secure = net::require_secure_channel(o.onenode, pa.insecure_dev); !secure) return report(secure.error(), false);
       auto identity = provider::load_identity(checker_data_dir(pa), provider::Role::kChecker);
       if (!identity) return report(identity.error(), false);
       checker::CheckerOptions options;
       options.onenode_url = o.onenode;
+      options.insecure_dev = pa.insecure_dev;
       options.dishonest = std::getenv("KAISAR_CHECKER_DISHONEST") != nullptr;  // fault injection (tests)
       checker::Checker c(options, *identity);
       std::thread waiter([&] {
@@ -756,6 +767,7 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       }
       provider::AgentOptions agent_options;
       agent_options.onenode_url = *url;
+      agent_options.insecure_dev = true;  // the dev network is this machine
       agent_options.region = "dev";
       // Dev prices: 0.5 KAI per GPU-hour, 0.01 per core-hour, 0.002 per GB-hour.
       agent_options.prices = provider::Prices{"500000000000000000", "10000000000000000", "2000000000000000"};
@@ -776,6 +788,7 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       std::thread agent_thread([&] { run_agent(agent); });
       checker::CheckerOptions checker_options;
       checker_options.onenode_url = *url;
+      checker_options.insecure_dev = true;
       checker::Checker checker_agent(checker_options, *checker_identity);
       std::thread checker_thread([&] { run_checker(checker_agent); });
 

@@ -27,12 +27,14 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/url/parse.hpp>
 #include <cctype>
 #include <charconv>
 #include <deque>
 #include <exception>
+#include <type_traits>
 #include <vector>
 
 #include "net/request_parse.hpp"
@@ -114,6 +116,20 @@ std::string websocket_url(std::string_view http_base, std::string_view path) {
   return url + std::string(path);
 }
 
+Result<void> require_secure_channel(std::string_view text, bool insecure_allowed) {
+  std::string url = websocket_url(text, "");
+  auto parsed = Url::parse(url);
+  if (!parsed) return std::unexpected(parsed.error());
+  if (parsed->scheme == "wss" || parsed->scheme == "https" || insecure_allowed) return {};
+  error_code ec;
+  auto address = asio::ip::make_address(parsed->host, ec);
+  if (parsed->host == "localhost" || (!ec && address.is_loopback())) return {};
+  return fail(ErrorCode::kInvalidArgument,
+              "OneNode at '" + std::string(text) + "' is not TLS: it can make this machine run and remove containers, "
+              "so use its https:// URL (the certificate is checked against the system's CAs or $SSL_CERT_FILE); "
+              "plain http:// only to this machine's loopback, or with --insecure-dev on a private dev network");
+}
+
 Result<Url> Url::parse(std::string_view text) noexcept {
   try {
     auto parsed = boost::urls::parse_uri(text);
@@ -121,11 +137,8 @@ Result<Url> Url::parse(std::string_view text) noexcept {
     boost::urls::url_view u = *parsed;
     Url url;
     url.scheme = lower(u.scheme());
-    if (url.scheme == "wss") {
-      return fail(ErrorCode::kInvalidArgument, "wss URLs are not supported yet: '" + std::string(text) + "'");
-    }
-    if (url.scheme != "http" && url.scheme != "https" && url.scheme != "ws") {
-      return fail(ErrorCode::kInvalidArgument, "URL scheme must be http, https or ws: '" + std::string(text) + "'");
+    if (url.scheme != "http" && url.scheme != "https" && url.scheme != "ws" && url.scheme != "wss") {
+      return fail(ErrorCode::kInvalidArgument, "URL scheme must be http, https, ws or wss: '" + std::string(text) + "'");
     }
     if (!u.has_authority() || u.encoded_host().empty()) {
       return fail(ErrorCode::kInvalidArgument, "URL has no host: '" + std::string(text) + "'");
@@ -135,7 +148,7 @@ Result<Url> Url::parse(std::string_view text) noexcept {
     }
     url.host = u.host_type() == boost::urls::host_type::ipv6 ? std::string(u.encoded_host_address())
                                                              : std::string(u.host());
-    url.port = url.scheme == "https" ? 443 : 80;
+    url.port = url.scheme == "https" || url.scheme == "wss" ? 443 : 80;
     if (u.has_port()) {
       std::string_view port = u.port();
       unsigned value = 0;
@@ -206,6 +219,37 @@ asio::awaitable<Result<ClientResponse>> exchange(Stream& stream, const std::stri
   co_return response;
 }
 
+// The system's trusted CAs (or $SSL_CERT_FILE / $SSL_CERT_DIR), TLS 1.2 or later.
+Result<void> trust_system_cas(asio::ssl::context& tls) {
+  tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  error_code ec;
+  tls.set_default_verify_paths(ec);
+  if (ec) return fail(ErrorCode::kUnavailable, "no trusted CA certificates: " + ec.message());
+  return {};
+}
+
+// The certificate must name `host`, and SNI names it.
+template <class TlsStream>
+Result<void> expect_host(TlsStream& secure, std::string& host) {
+  secure.set_verify_mode(asio::ssl::verify_peer);
+  secure.set_verify_callback(asio::ssl::host_name_verification(host));
+  // SSL_set_tlsext_host_name without the macro's C cast.
+  if (SSL_ctrl(secure.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               static_cast<void*>(host.data())) != 1) {
+    return fail(ErrorCode::kInvalidArgument, "cannot use '" + host + "' as a TLS server name");
+  }
+  return {};
+}
+
+template <class TlsStream>
+asio::awaitable<Result<void>> tls_handshake(TlsStream& secure, const Url& url) {
+  auto [ec] = co_await secure.async_handshake(asio::ssl::stream_base::client, kTuple);
+  if (!ec) co_return Result<void>{};
+  if (ec == beast::error::timeout) co_return fail(ErrorCode::kTimeout, "TLS handshake with " + host_header(url) + " timed out");
+  co_return fail(ErrorCode::kUnavailable, "TLS handshake with " + host_header(url) + " failed: " + ec.message());
+}
+
 asio::awaitable<Result<ClientResponse>> do_http_request(std::string method, Url url, std::string body,
                                                         Headers headers, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
@@ -225,29 +269,11 @@ asio::awaitable<Result<ClientResponse>> do_http_request(std::string method, Url 
     co_return result;
   }
 
-  // TLS: the system's trusted CAs (or $SSL_CERT_FILE / $SSL_CERT_DIR), the certificate must
-  // name the host, SNI is sent.
   asio::ssl::context tls(asio::ssl::context::tls_client);
-  tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-  error_code tls_ec;
-  tls.set_default_verify_paths(tls_ec);
-  if (tls_ec) co_return fail(ErrorCode::kUnavailable, "no trusted CA certificates: " + tls_ec.message());
-  tls.set_verify_mode(asio::ssl::verify_peer);
+  if (auto trusted = trust_system_cas(tls); !trusted) co_return std::unexpected(trusted.error());
   beast::ssl_stream<beast::tcp_stream> secure(std::move(stream), tls);
-  secure.set_verify_callback(asio::ssl::host_name_verification(url.host));
-  // SSL_set_tlsext_host_name without the macro's C cast.
-  if (SSL_ctrl(secure.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-               static_cast<void*>(url.host.data())) != 1) {
-    co_return fail(ErrorCode::kInvalidArgument, "cannot use '" + url.host + "' as a TLS server name");
-  }
-  {
-    auto [ec] = co_await secure.async_handshake(asio::ssl::stream_base::client, kTuple);
-    if (ec) {
-      if (ec == beast::error::timeout) co_return fail(ErrorCode::kTimeout, "TLS handshake with " + host_header(url) + " timed out");
-      co_return fail(ErrorCode::kUnavailable, "TLS handshake with " + host_header(url) + " failed: " + ec.message());
-    }
-  }
+  if (auto named = expect_host(secure, url.host); !named) co_return std::unexpected(named.error());
+  if (auto shaken = co_await tls_handshake(secure, url); !shaken) co_return std::unexpected(shaken.error());
   auto result = co_await exchange(secure, method, url, std::move(body), headers, timeout);
   beast::get_lowest_layer(secure).expires_after(std::chrono::seconds{1});
   (void)co_await secure.async_shutdown(kTuple);
@@ -488,18 +514,51 @@ Result<SseEvent> SseReader::next(std::chrono::milliseconds timeout) {
 // ---------------------------------------------------------------------------------------
 // WebSocket client
 
-struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Impl> {
-  explicit Impl(asio::any_io_executor strand) : ws(std::move(strand)) {}
+// What WebSocketClient needs of a connection, plain (ws://) or TLS (wss://). Everything
+// but the atomics lives on the connection's strand.
+struct WebSocketClient::Impl {
+  virtual ~Impl() = default;
+  virtual asio::any_io_executor executor() = 0;
+  // The next message; with `text_only`, binary ones are skipped. On the strand.
+  virtual asio::awaitable<Result<Message>> read_next(bool text_only) = 0;
+  virtual void enqueue(Outgoing message) = 0;  // on the strand
+  virtual void request_close() = 0;            // on the strand
 
-  websocket::stream<tcp::socket> ws;  // bound to a strand; all state below lives on it
-  beast::flat_buffer read_buffer;
-  std::vector<Outgoing> queue;
   std::atomic<std::size_t> queued_bytes{0};
   std::atomic<bool> open{false};  // what is_open() reports
+};
+
+namespace {
+
+void close_socket(tcp::socket& socket) {
+  error_code ignored;
+  socket.close(ignored);
+}
+void close_socket(beast::tcp_stream& stream) { close_socket(stream.socket()); }
+
+template <class NextLayer>
+struct ClientConnection final : WebSocketClient::Impl, std::enable_shared_from_this<ClientConnection<NextLayer>> {
+  static constexpr bool kTls = !std::is_same_v<NextLayer, tcp::socket>;
+  using Message = WebSocketClient::Message;
+
+  explicit ClientConnection(asio::any_io_executor strand)
+    requires(!kTls)
+      : ws(std::move(strand)) {}
+  // The context is this connection's, so that $SSL_CERT_FILE is read when it connects.
+  ClientConnection(asio::any_io_executor strand, std::unique_ptr<asio::ssl::context> context)
+    requires kTls
+      : tls(std::move(context)), ws(std::move(strand), *tls) {}
+
+  std::unique_ptr<asio::ssl::context> tls;  // wss:// only; outlives the stream below
+  websocket::stream<NextLayer> ws;  // bound to a strand; all state below lives on it
+  beast::flat_buffer read_buffer;
+  std::vector<Outgoing> queue;
   bool connected = false;
   bool writing = false;
   bool close_requested = false;
   bool finished = false;
+
+  asio::any_io_executor executor() override { return ws.get_executor(); }
 
   asio::awaitable<Result<void>> handshake(Url url, Headers headers, std::chrono::milliseconds timeout) {
     auto [rec, endpoints] = co_await resolve(url);
@@ -512,7 +571,21 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
       stream.expires_never();
       error_code ignored;
       stream.socket().set_option(tcp::no_delay(true), ignored);
-      ws.next_layer() = stream.release_socket();
+      if constexpr (kTls) {
+        beast::get_lowest_layer(ws).socket() = stream.release_socket();
+      } else {
+        ws.next_layer() = stream.release_socket();
+      }
+    }
+    if constexpr (kTls) {
+      if (auto named = expect_host(ws.next_layer(), url.host); !named) co_return std::unexpected(named.error());
+      beast::get_lowest_layer(ws).expires_after(timeout);
+      auto shaken = co_await tls_handshake(ws.next_layer(), url);
+      beast::get_lowest_layer(ws).expires_never();  // the WebSocket's own timeouts from here
+      if (!shaken) {
+        close_socket(beast::get_lowest_layer(ws));
+        co_return std::unexpected(shaken.error());
+      }
     }
     auto options = websocket::stream_base::timeout::suggested(beast::role_type::client);
     options.handshake_timeout = timeout;
@@ -532,8 +605,7 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
     // Drop the decorator and with it the copied headers.
     ws.set_option(websocket::stream_base::decorator([](websocket::request_type&) {}));
     if (ec) {
-      error_code ignored;
-      ws.next_layer().close(ignored);
+      close_socket(beast::get_lowest_layer(ws));
       if (ec == beast::error::timeout) co_return fail(ErrorCode::kTimeout, "WebSocket handshake timed out");
       const int status = static_cast<int>(response.result_int());
       if (status != 0 && status != 101) {
@@ -547,10 +619,10 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
     co_return Result<void>{};
   }
 
-  // The next message; with `text_only`, binary ones are skipped.
-  asio::awaitable<Result<Message>> read_next(std::shared_ptr<Impl> self, bool text_only) {
+  asio::awaitable<Result<Message>> read_next(bool text_only) override {
+    auto self = this->shared_from_this();
     while (true) {
-      if (self->finished) co_return fail(ErrorCode::kUnavailable, "WebSocket connection closed");
+      if (finished) co_return fail(ErrorCode::kUnavailable, "WebSocket connection closed");
       auto [ec, n] = co_await ws.async_read(read_buffer, kTuple);
       if (ec) {
         finish();
@@ -565,14 +637,29 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
     }
   }
 
+  void enqueue(Outgoing message) override {
+    if (finished || close_requested) {
+      queued_bytes.fetch_sub(message.data.size(), std::memory_order_relaxed);
+      return;
+    }
+    queue.push_back(std::move(message));
+    maybe_start_writer();
+  }
+
+  void request_close() override {
+    if (finished || close_requested) return;
+    close_requested = true;
+    maybe_start_writer();
+  }
+
   void maybe_start_writer() {
     if (writing || finished || !connected) return;
     if (queue.empty() && !close_requested) return;
     writing = true;
-    asio::co_spawn(ws.get_executor(), write_loop(shared_from_this()), [](const std::exception_ptr&) {});
+    asio::co_spawn(ws.get_executor(), write_loop(this->shared_from_this()), [](const std::exception_ptr&) {});
   }
 
-  asio::awaitable<void> write_loop(std::shared_ptr<Impl> self) {
+  asio::awaitable<void> write_loop(std::shared_ptr<ClientConnection> self) {
     const bool drained = co_await write_queued(ws, queue, finished, queued_bytes);
     if (!drained) {
       writing = false;
@@ -591,10 +678,14 @@ struct WebSocketClient::Impl : std::enable_shared_from_this<WebSocketClient::Imp
     open = false;
     queue.clear();
     queued_bytes = 0;
-    error_code ignored;
-    ws.next_layer().close(ignored);
+    close_socket(beast::get_lowest_layer(ws));
   }
 };
+
+using PlainConnection = ClientConnection<tcp::socket>;
+using TlsConnection = ClientConnection<beast::ssl_stream<beast::tcp_stream>>;
+
+}  // namespace
 
 WebSocketClient::WebSocketClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -604,44 +695,46 @@ asio::awaitable<Result<std::shared_ptr<WebSocketClient>>> WebSocketClient::conne
     asio::any_io_executor executor, std::string url_text, Headers headers, std::chrono::milliseconds timeout) {
   auto url = Url::parse(url_text);
   if (!url) co_return std::unexpected(url.error());
-  if (url->scheme != "ws") co_return fail(ErrorCode::kInvalidArgument, "not a ws URL: '" + url_text + "'");
-  auto impl = std::make_shared<Impl>(asio::make_strand(executor));
   // Nothing else touches the stream yet, so the handshake may run from the caller's executor.
+  if (url->scheme == "wss") {
+    auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    if (auto trusted = trust_system_cas(*tls); !trusted) co_return std::unexpected(trusted.error());
+    auto impl = std::make_shared<TlsConnection>(asio::make_strand(executor), std::move(tls));
+    auto result = co_await impl->handshake(std::move(*url), std::move(headers), timeout);
+    if (!result) co_return std::unexpected(result.error());
+    co_return std::make_shared<WebSocketClient>(std::move(impl));
+  }
+  if (url->scheme != "ws") co_return fail(ErrorCode::kInvalidArgument, "not a ws:// or wss:// URL: '" + url_text + "'");
+  auto impl = std::make_shared<PlainConnection>(asio::make_strand(executor));
   auto result = co_await impl->handshake(std::move(*url), std::move(headers), timeout);
   if (!result) co_return std::unexpected(result.error());
   co_return std::make_shared<WebSocketClient>(std::move(impl));
 }
 
 asio::awaitable<Result<std::string>> WebSocketClient::read() {
-  auto impl = impl_;
-  // Reads run on the connection's strand, next to the writer.
-  auto message = co_await asio::co_spawn(impl->ws.get_executor(), impl->read_next(impl, true), asio::use_awaitable);
+  auto message = co_await read_message_of(true);
   if (!message) co_return std::unexpected(message.error());
   co_return std::move(message->data);
 }
 
 asio::awaitable<Result<WebSocketClient::Message>> WebSocketClient::read_message() {
+  co_return co_await read_message_of(false);
+}
+
+asio::awaitable<Result<WebSocketClient::Message>> WebSocketClient::read_message_of(bool text_only) {
   auto impl = impl_;
-  co_return co_await asio::co_spawn(impl->ws.get_executor(), impl->read_next(impl, false), asio::use_awaitable);
+  // Reads run on the connection's strand, next to the writer.
+  co_return co_await asio::co_spawn(impl->executor(), impl->read_next(text_only), asio::use_awaitable);
 }
 
 std::size_t WebSocketClient::queued_bytes() const { return impl_->queued_bytes.load(std::memory_order_relaxed); }
-
-
 
 namespace {
 
 void enqueue_message(const std::shared_ptr<WebSocketClient::Impl>& impl, Outgoing message) {
   if (!impl->open.load()) return;
   impl->queued_bytes.fetch_add(message.data.size(), std::memory_order_relaxed);
-  asio::dispatch(impl->ws.get_executor(), [impl, message = std::move(message)]() mutable {
-    if (impl->finished || impl->close_requested) {
-      impl->queued_bytes.fetch_sub(message.data.size(), std::memory_order_relaxed);
-      return;
-    }
-    impl->queue.push_back(std::move(message));
-    impl->maybe_start_writer();
-  });
+  asio::dispatch(impl->executor(), [impl, message = std::move(message)]() mutable { impl->enqueue(std::move(message)); });
 }
 
 }  // namespace
@@ -652,11 +745,7 @@ void WebSocketClient::send_binary(std::string bytes) { enqueue_message(impl_, Ou
 
 void WebSocketClient::close() {
   if (!impl_ || !impl_->open.exchange(false)) return;
-  asio::dispatch(impl_->ws.get_executor(), [impl = impl_] {
-    if (impl->finished || impl->close_requested) return;
-    impl->close_requested = true;
-    impl->maybe_start_writer();
-  });
+  asio::dispatch(impl_->executor(), [impl = impl_] { impl->request_close(); });
 }
 
 bool WebSocketClient::is_open() const { return impl_->open.load(); }

@@ -35,6 +35,12 @@ struct ClientResponse {
 // wss://), e.g. websocket_url("http://h:8080/", "/api/v1/agents/connect").
 std::string websocket_url(std::string_view http_base, std::string_view path);
 
+// For a channel that can make this machine run or remove containers (the agent's and the
+// checker's link to OneNode): TLS (https://, wss://), or plain http:// / ws:// only to this
+// machine's loopback (nothing crosses a wire) or when `insecure_allowed` (a private dev
+// network, on the operator's word). The error says what to use instead.
+Result<void> require_secure_channel(std::string_view url, bool insecure_allowed);
+
 // Blocking HTTP/1.1 request on a fresh connection, over TLS for https:// (certificates are
 // checked against the system's CAs, or $SSL_CERT_FILE, and must name the host). Errors:
 // kUnavailable when the server cannot be reached or its certificate is not trusted,
@@ -69,7 +75,8 @@ class SseReader {
 // Asynchronous WebSocket client (text messages) for agents and benchmarks.
 class WebSocketClient {
  public:
-  // Connects to ws://host:port/path with extra handshake headers.
+  // Connects to ws://host:port/path, or wss:// (the certificate is checked against the
+  // system's CAs or $SSL_CERT_FILE and must name the host), with extra handshake headers.
   static boost::asio::awaitable<Result<std::shared_ptr<WebSocketClient>>> connect(
       boost::asio::any_io_executor executor, std::string url, Headers headers = {},
       std::chrono::milliseconds timeout = std::chrono::milliseconds{10000});
@@ -96,6 +103,7 @@ class WebSocketClient {
   explicit WebSocketClient(std::shared_ptr<Impl> impl);
 
  private:
+  boost::asio::awaitable<Result<Message>> read_message_of(bool text_only);
   std::shared_ptr<Impl> impl_;
 };
 

@@ -11,6 +11,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/websocket/stream.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
@@ -218,12 +222,28 @@ TEST(Url, Parses) {
 }
 
 TEST(Url, RejectsBadUrls) {
-  for (const char* text : {"", "not a url", "wss://x/", "ftp://x/", "http:///path",
+  for (const char* text : {"", "not a url", "ftp://x/", "http:///path",
                            "http://x:0/", "http://x:65536/", "http://x:abc/", "http://user:pw@x/", "/relative"}) {
     auto u = Url::parse(text);
     ASSERT_FALSE(u.has_value()) << text;
     EXPECT_EQ(u.error().code, ErrorCode::kInvalidArgument) << text;
   }
+}
+
+TEST(Url, OnlyTlsOrLoopbackMayCarryAControlChannel) {
+  for (const char* url : {"https://onenode.example", "wss://onenode.example:8443/x", "http://127.0.0.1:8080",
+                          "http://localhost:1", "ws://[::1]:9/", "http://127.3.2.1:80"}) {
+    EXPECT_TRUE(require_secure_channel(url, false)) << url;
+  }
+  for (const char* url : {"http://192.0.2.7:8080", "http://onenode.example", "ws://10.0.0.1/"}) {
+    auto refused = require_secure_channel(url, false);
+    ASSERT_FALSE(refused) << url;
+    EXPECT_NE(refused.error().message.find("--insecure-dev"), std::string::npos) << refused.error().message;
+    EXPECT_TRUE(require_secure_channel(url, true)) << url;  // a dev network, on the operator's word
+  }
+  auto wss = Url::parse("wss://onenode.example/api");
+  ASSERT_TRUE(wss) << wss.error().message;
+  EXPECT_EQ(wss->port, 443);
 }
 
 TEST(Url, HttpsDefaultsToPort443) {
@@ -912,6 +932,155 @@ TEST(WebSocket, ClientCloseAndOversizedMessageAndThrowingHandler) {
   EXPECT_EQ(run_coro(ioc, send_and_read(ioc, url, "hi")), "read: r:hi");
   EXPECT_TRUE(wait_closed(hub, 4));
   EXPECT_EQ(ts.server().open_connections(), 0u);
+}
+
+// "login" lifts the message limit, as the agents' channel does after a verified hello;
+// anything else is answered with its size.
+Router lifting_router() {
+  Router router;
+  router.add_websocket("/ws", [](Request&, std::shared_ptr<WebSocketSession> s) -> std::optional<Response> {
+    std::weak_ptr<WebSocketSession> weak = s;
+    s->on_message([weak](std::string_view text) {
+      auto self = weak.lock();
+      if (!self) return;
+      if (text == "login") {
+        self->lift_message_limit();
+        self->send("lifted");
+        return;
+      }
+      self->send("size:" + std::to_string(text.size()));
+    });
+    s->send("welcome");
+    return std::nullopt;
+  });
+  return router;
+}
+
+TEST(WebSocket, MessagesStaySmallUntilTheRouteLiftsTheLimit) {
+  ServerOptions options;
+  options.websocket_hello_limit = 1024;
+  options.websocket_message_limit = 1 << 20;
+  TestServer ts(lifting_router(), options);
+  asio::io_context ioc;
+  const std::string url = ts.ws_url("/ws");
+  // Before the lift, 4 KiB ends the session.
+  EXPECT_EQ(run_coro(ioc, send_and_read(ioc, url, std::string(4096, 'x'))), "closed");
+  EXPECT_EQ(run_coro(ioc, send_and_read(ioc, url, std::string(1000, 'x'))), "read: size:1000");
+  // After it, a 512 KiB message is read.
+  auto after = run_coro(ioc, [&]() -> asio::awaitable<std::string> {
+    auto client = co_await WebSocketClient::connect(ioc.get_executor(), url);
+    if (!client) co_return "connect failed: " + client.error().message;
+    (void)co_await (*client)->read();
+    (*client)->send("login");
+    auto lifted = co_await (*client)->read();
+    if (!lifted || *lifted != "lifted") co_return std::string("not lifted");
+    (*client)->send(std::string(512 << 10, 'y'));
+    auto size = co_await (*client)->read();
+    co_return size ? *size : std::string("closed");
+  }());
+  EXPECT_EQ(after, "size:524288");
+}
+
+template <class Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 100 && !pred(); ++i) std::this_thread::sleep_for(50ms);
+  return pred();
+}
+
+TEST(Admission, AnonymousPeersCannotTakeTheReserve) {
+  Router router;
+  router.add("GET", "/healthz", [](Request&) { return Response::text(200, "ok"); });
+  router.add("GET", "/x", [](Request&) { return Response::text(200, "x"); });
+  ServerOptions options;
+  options.admission.connections = {0, 3};
+  options.admission.reserve = 2;
+  options.privileged = [](const Request& r) { return r.path == "/healthz" || r.header("x-token") == "ok"; };
+  TestServer ts(std::move(router), options);
+  auto get = [](RawClient& c, std::string_view target, std::string_view extra = {}) {
+    c.send("GET " + std::string(target) + " HTTP/1.1\r\nHost: t\r\n" + std::string(extra) + "\r\n");
+    return c.read_response().status;
+  };
+  std::vector<std::unique_ptr<RawClient>> idle;  // anonymous peers holding their share
+  for (int i = 0; i < 3; ++i) idle.push_back(std::make_unique<RawClient>(ts.port()));
+  ASSERT_TRUE(eventually([&] { return ts.server().open_connections() == 3; }));
+  {
+    RawClient stranger(ts.port());
+    RawClient::Reply refused;
+    stranger.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+    refused = stranger.read_response();
+    EXPECT_EQ(refused.status, 429);
+    EXPECT_NE(refused.body.find("too many connections from 127.0.0.1"), std::string::npos) << refused.body;
+  }
+  ASSERT_TRUE(eventually([&] { return ts.server().open_connections() == 3; }));
+  RawClient probe(ts.port());
+  EXPECT_EQ(get(probe, "/healthz"), 200);
+  RawClient user(ts.port());
+  EXPECT_EQ(get(user, "/x", "X-Token: ok\r\n"), 200);
+  EXPECT_EQ(get(user, "/x"), 429) << "each request in the reserve must be privileged";
+  // Share and reserve full: refused at once, whatever it asks.
+  RawClient late(ts.port());
+  EXPECT_EQ(get(late, "/healthz"), 429);
+}
+
+TEST(Admission, EventStreamsHaveTheirOwnCap) {
+  Router router;
+  router.add_sse("/events", [](Request&, std::shared_ptr<SseStream> s) -> std::optional<Response> {
+    s->send("hello", "{}");
+    return std::nullopt;
+  });
+  ServerOptions options;
+  options.admission.sse_streams = {2, 0};
+  options.admission.reserve = 1;
+  options.privileged = [](const Request& r) { return r.header("x-token") == "ok"; };
+  TestServer ts(std::move(router), options);
+  auto first = SseReader::open(ts.url("/events"));
+  ASSERT_TRUE(first) << first.error().message;
+  auto second = SseReader::open(ts.url("/events"));  // over total − reserve
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("maximum of 1 event streams"), std::string::npos) << second.error().message;
+  auto privileged = SseReader::open(ts.url("/events"), {{"x-token", "ok"}});
+  ASSERT_TRUE(privileged) << privileged.error().message;
+  EXPECT_FALSE(SseReader::open(ts.url("/events"), {{"x-token", "ok"}})) << "the reserve is full too";
+  first->reset();  // its slot comes back
+  EXPECT_TRUE(eventually([&] { return SseReader::open(ts.url("/events")).has_value(); }));
+}
+
+TEST_F(HttpsTest, WssChecksTheCertificate) {
+  // A TLS WebSocket server (certificate for 127.0.0.1) that greets each client.
+  namespace beast = boost::beast;
+  namespace websocket = beast::websocket;
+  asio::io_context server_ioc;
+  asio::ssl::context server_tls(asio::ssl::context::tls_server);
+  server_tls.use_certificate_chain_file(dir_ + "/good.pem");
+  server_tls.use_private_key_file(dir_ + "/good.key", asio::ssl::context::pem);
+  tcp::acceptor acceptor(server_ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const std::string url = "wss://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/";
+  std::thread server([&] {
+    for (int i = 0; i < 2; ++i) {
+      tcp::socket socket(server_ioc);
+      acceptor.accept(socket);
+      websocket::stream<beast::ssl_stream<tcp::socket>> ws(std::move(socket), server_tls);
+      boost::system::error_code ec;
+      ws.next_layer().handshake(asio::ssl::stream_base::server, ec);
+      if (!ec) ws.accept(ec);
+      if (!ec) ws.write(asio::buffer(std::string("hello over tls")), ec);
+      if (!ec) ws.close(websocket::close_code::normal, ec);
+    }
+  });
+  auto greet = [&] {
+    asio::io_context ioc;
+    return run_coro(ioc, [&]() -> asio::awaitable<std::string> {
+      auto client = co_await WebSocketClient::connect(ioc.get_executor(), url);
+      if (!client) co_return client.error().message;
+      auto m = co_await (*client)->read();
+      co_return m ? *m : m.error().message;
+    }());
+  };
+  setenv("SSL_CERT_FILE", (dir_ + "/good.pem").c_str(), 1);
+  EXPECT_EQ(greet(), "hello over tls");
+  setenv("SSL_CERT_FILE", (dir_ + "/other.pem").c_str(), 1);  // trusts only another CA
+  EXPECT_NE(greet().find("TLS handshake"), std::string::npos);
+  server.join();
 }
 
 TEST(WebSocket, ManyClientsAndServerStopSendsClose) {

@@ -20,6 +20,9 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace boost::asio::experimental::awaitable_operators;
 
+// The hello's image list stays well under OneNode's 16 KiB pre-authentication limit.
+constexpr std::size_t kHelloImageBytes = 8 << 10;
+
 struct Agent::Impl {
   Impl(AgentOptions o, ProviderIdentity i, Hardware h)
       : options(std::move(o)), identity(std::move(i)), hardware(std::move(h)) {}
@@ -87,6 +90,9 @@ void Agent::run() {
   };
   auto session = [this, &s, say, &use_gateway]() -> asio::awaitable<Result<void>> {
     state_.store(AgentState::kConnecting);
+    if (auto secure = net::require_secure_channel(s.options.onenode_url, s.options.insecure_dev); !secure) {
+      co_return std::unexpected(secure.error());
+    }
     auto connected = co_await net::WebSocketClient::connect(s.io.get_executor(), net::websocket_url(s.options.onenode_url, protocol::kConnectPath));
     if (!connected) co_return std::unexpected(connected.error());
     s.client = *connected;
@@ -109,9 +115,14 @@ void Agent::run() {
     if (s.deployer) {
       // What can run without a registry (OneNode refuses leases of other localhost/ images).
       if (auto images = s.deployer->local_images()) {
+        // Only localhost/ images matter (others come from registries), and the hello must fit
+        // OneNode's limit on messages before authentication.
         json::array list;
+        std::size_t bytes = 0;
         for (auto& image : *images) {
-          if (list.size() < 1024 && image.size() <= 255) list.push_back(json::value(std::move(image)));
+          if (!image.starts_with("localhost/") || image.size() > 255 || bytes + image.size() > kHelloImageBytes) continue;
+          bytes += image.size() + 3;
+          list.push_back(json::value(std::move(image)));
         }
         hello["images"] = std::move(list);
       }

@@ -19,7 +19,10 @@ struct Prices {
 };
 
 struct AgentOptions {
-  std::string onenode_url;                 // http://host:port of OneNode
+  std::string onenode_url;                 // https://host[:port] of OneNode (http:// on loopback)
+  // Plain http:// to a OneNode off this machine (private dev networks only): OneNode can
+  // make this agent run and remove containers, so its channel is TLS otherwise.
+  bool insecure_dev = false;
   std::optional<std::string> region;       // declared region, e.g. "eu-west"
   // Prices in token base units (decimal): per GPU-hour, per CPU-core-hour, per GB-of-RAM-hour.
   // Without prices the provider registers but offers nothing for rent.
