@@ -912,6 +912,44 @@ TEST_F(LeaseTest, HundredRentersRaceForTheLastGpusAndOneWins) {
   EXPECT_EQ(free_gpus(), 0);
 }
 
+class LogStreamCapTest : public DeployTest {
+ protected:
+  std::string extra_onenode_config() override { return "log_streams_per_renter = 2\nlog_streams_per_lease = 2\n"; }
+};
+
+TEST_F(LogStreamCapTest, ARenterOverTheLogStreamCapGets429WhileAnotherRentersStreamWorks) {
+  // Two renters, each with a running lease.
+  auto rent = [&] {
+    funded_renter();
+    auto r = kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--cpus", "1",
+                     "--memory-gb", "1", "--hours", "1", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out << agent_->output();
+    return std::pair{r.exit_code == 0 ? std::string(json::parse(r.out).at("id").as_string()) : std::string{},
+                     saved_token_of(dir_ + "/config", node_->url())};
+  };
+  const auto [lease_a, token_a] = rent();
+  const auto [lease_b, token_b] = rent();
+  ASSERT_FALSE(HasFailure());
+  auto follow = [&](const std::string& lease, const std::string& token) {
+    return net::SseReader::open(node_->url() + "/api/v1/leases/" + lease + "/logs?follow=1",
+                                {{"authorization", "Bearer " + token}});
+  };
+  auto first = follow(lease_a, token_a);
+  auto second = follow(lease_a, token_a);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_TRUE(second) << second.error().message;
+  auto third = follow(lease_a, token_a);
+  ASSERT_FALSE(third);
+  EXPECT_NE(third.error().message.find("429"), std::string::npos) << third.error().message;
+  EXPECT_NE(third.error().message.find("log streams open"), std::string::npos) << third.error().message;
+  // The other renter is not held back by the first one's streams.
+  auto other = follow(lease_b, token_b);
+  ASSERT_TRUE(other) << other.error().message;
+  // A stream that ends gives its slot back.
+  first->reset();
+  EXPECT_TRUE(eventually([&] { return follow(lease_a, token_a).has_value(); }));
+}
+
 TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   const auto renter = funded_renter();
   ASSERT_FALSE(HasFailure());
