@@ -69,8 +69,16 @@ int main(int argc, char** argv) {
 
   auto data = std::filesystem::temp_directory_path() / ("kaisar-bench-hb-" + std::to_string(::getpid()));
   std::filesystem::remove_all(data);
-  kaisar::testing::ChildProcess onenode({kaisar, "onenode", "--listen", "127.0.0.1:0", "--data", data.string(),
-                                         "--heartbeat-interval", "5", "--threads", "2"});
+  std::filesystem::create_directories(data);
+  // Every simulated agent comes from 127.0.0.1: the per-address caps are raised to let them
+  // in (the caps are still counted, at the global defaults).
+  const std::string config = (data / "onenode.toml").string();
+  {
+    std::ofstream f(config);
+    f << "max_connections_per_address = 16384\nmax_websockets_per_address = 16384\n";
+  }
+  kaisar::testing::ChildProcess onenode({kaisar, "onenode", "--config", config, "--listen", "127.0.0.1:0", "--data",
+                                         data.string(), "--heartbeat-interval", "5", "--threads", "2"});
   auto url = onenode.wait_for_line("listening on ");
   if (!url) {
     std::cerr << "onenode did not start\n" << onenode.output();
