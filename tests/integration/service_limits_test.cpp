@@ -74,7 +74,9 @@ class ServiceLimitsTest : public ::testing::Test {
   }
   void TearDown() override {
     agent_.reset();
-    if (node_) EXPECT_EQ(node_->stop(), 0) << "OneNode did not shut down cleanly";
+    if (node_) {
+      EXPECT_EQ(node_->stop(), 0) << "OneNode did not shut down cleanly";
+    }
     fs::remove_all(dir_);
   }
   void start_onenode(const std::string& config, const std::string& listen = "127.0.0.1:0") {
