@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <vector>
 
 #include "cli/common.hpp"
 
@@ -61,6 +62,8 @@ struct ProviderArgs {
   std::string gateway_url;     // override of the gateway tunnel's URL
   std::string gateway_sha256;  // and its certificate pin
   std::string demo_image;      // demo image tarball
+  std::vector<std::string> local_images;  // --allow-local-image
+  bool no_firewall = false;
   bool import_wallet = false;
   bool light_kdf = false;
 };
