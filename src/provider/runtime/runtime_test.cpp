@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "podman.hpp"
 #include "provider/runtime/docker.hpp"
 #include "provider/runtime/docker_stream.hpp"
+#include "provider/runtime/unix_http.hpp"
 
 namespace kaisar::provider::runtime {
 namespace {
@@ -438,10 +440,12 @@ TEST_F(PodmanTest, ContainersRunWithFewCapabilitiesAndAPidLimit) {
   spec.labels = {{"kaisar.lease", "caps"}};
   spec.memory_bytes = 128 << 20;
   spec.pids_limit = 32;
-  // Builtins only after the bomb: with every PID taken, nothing else can start.
+  // The bomb runs in a child shell (a shell that cannot fork gives up); builtins only after
+  // it: with every PID taken, nothing else can start.
   spec.command = {"/bin/sh", "-c",
-                  "grep -E 'CapEff|NoNewPrivs' /proc/self/status; i=0; while [ $i -lt 100 ]; do sleep 300 & "
-                  "i=$((i+1)); done; read max < /sys/fs/cgroup/pids.max; echo pids.max=$max; echo bomb-done"};
+                  "grep -E 'CapEff|NoNewPrivs' /proc/self/status; sh -c 'i=0; while [ $i -lt 100 ]; do sleep 300 & "
+                  "i=$((i+1)); done'; read max < /sys/fs/cgroup/pids.max || read max < /sys/fs/cgroup/pids/pids.max; "
+                  "echo pids.max=$max; echo bomb-done"};
   auto id = client_->create(spec);
   ASSERT_TRUE(id) << id.error().message;
   ASSERT_TRUE(client_->start(*id));
@@ -485,6 +489,35 @@ TEST_F(PodmanTest, LeaseNetworksComeAndGo) {
   ASSERT_TRUE(client_->remove_network(spec.name));
   ASSERT_TRUE(client_->remove_network(spec.name));  // gone is fine
   EXPECT_TRUE(client_->networks("kaisar.lease", "net-1").value().empty());
+}
+
+// Podman's own create body (used for GPU containers) is hardened the same way and joins the
+// lease network: sent as is to Podman, then inspected through the compatible API.
+TEST_F(PodmanTest, PodmansOwnCreateBodyIsHardenedToo) {
+  const NetworkSpec network{"kaisar-test1libpod", "kz-test1libpod", {{"kaisar.lease", "libpod-1"}}};
+  ASSERT_TRUE(client_->create_network(network));
+  ContainerSpec spec = httpd("libpod-1");
+  spec.network = network.name;
+  spec.pids_limit = 48;
+  auto created = unix_request(service_->socket(), "POST", "/v4.0.0/libpod/containers/create", libpod_create_body(spec));
+  ASSERT_TRUE(created) << created.error().message;
+  ASSERT_EQ(created->status, 201) << created->body;
+  const std::string id(json::parse(created->body).at("Id").as_string());
+  ASSERT_TRUE(client_->start(id));
+  auto info = client_->inspect(id);
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_TRUE(info->running);
+  EXPECT_EQ(info->addresses.size(), 1U);
+  EXPECT_EQ(info->ports.count(8080), 1U);
+  auto raw = unix_request(service_->socket(), "GET", "/containers/" + id + "/json");
+  ASSERT_TRUE(raw && raw->status == 200);
+  const auto host = json::parse(raw->body).at("HostConfig");
+  EXPECT_EQ(host.at("PidsLimit").as_int64(), 48);
+  const std::string dropped = json::serialize(host.at("CapDrop"));
+  EXPECT_NE(dropped.find("NET_RAW"), std::string::npos) << dropped;
+  EXPECT_TRUE(json::parse(raw->body).at("NetworkSettings").at("Networks").as_object().contains(network.name));
+  ASSERT_TRUE(client_->remove(id));
+  ASSERT_TRUE(client_->remove_network(network.name));
 }
 
 TEST_F(PodmanTest, EngineErrorsAreClear) {
