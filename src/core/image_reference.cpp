@@ -105,6 +105,7 @@ Result<ImageReference> parse_image_reference(std::string_view text) noexcept {
     if (ref.repository.find('/') == std::string::npos) ref.repository = "library/" + ref.repository;
   }
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
+  if (ref.to_string().size() > 255) return fail(ErrorCode::kInvalidArgument, "an image reference has at most 255 characters");
   if (const std::size_t colon_at = ref.registry.find(':'); colon_at != std::string::npos) {
     const std::string_view port = std::string_view(ref.registry).substr(colon_at + 1);
     const bool digits = !port.empty() && port.size() <= 5 &&

@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -305,6 +306,9 @@ TEST_F(IsolationTest, LeasesReachNeitherEachOtherNorTheHostNorPrivateNetworks) {
   const std::string out = logs_until("iso-b", "probes-done");
   ASSERT_NE(out.find("probes-done"), std::string::npos) << out;
   EXPECT_NE(out.find("OPEN own"), std::string::npos) << out;
+  const std::size_t gateway = out.find("gateway=");
+  ASSERT_NE(gateway, std::string::npos) << out;
+  ASSERT_TRUE(std::isdigit(static_cast<unsigned char>(out[gateway + 8]))) << "no gateway address:\n" << out;
   for (const char* target : {"lease-http", "lease-ssh", "host-gateway", "host-lan", "metadata"}) {
     EXPECT_NE(out.find(std::string("CLOSED ") + target), std::string::npos) << target << " was reachable:\n" << out;
   }
