@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/image_reference.hpp"
 #include "net/client.hpp"
 #include "podman.hpp"
 #include "process.hpp"
@@ -271,18 +272,22 @@ class IsolationTest : public ::testing::Test {
 };
 
 TEST_F(IsolationTest, LeasesReachNeitherEachOtherNorTheHostNorPrivateNetworks) {
+  // Ids of this run only: bridges are host-wide, and a crashed run may have left one.
+  const std::string suffix = "-" + std::to_string(::getpid());
+  const std::string lease_a = "iso-a" + suffix;
+  const std::string lease_b = "iso-b" + suffix;
   HostService host;
   ASSERT_NE(host.port(), 0);
   const std::string lan = lan_address();
   ASSERT_FALSE(lan.empty());
 
   // Lease A: the demo image's HTTP and SSH servers.
-  deployer().deploy(json::object{{"id", "iso-a"}, {"image", std::string(kDemo)}, {"cpus", 1}, {"memory_gb", 1},
+  deployer().deploy(json::object{{"id", lease_a}, {"image", std::string(kDemo)}, {"cpus", 1}, {"memory_gb", 1},
                                  {"ports", json::array{8080, 22}}});
-  auto a = reports_.outcome("iso-a");
+  auto a = reports_.outcome(lease_a);
   ASSERT_TRUE(a);
   ASSERT_EQ(a->at("state").as_string(), "running") << json::serialize(*a) << reports_.logged();
-  auto a_info = engine_->list("kaisar.lease", "iso-a");
+  auto a_info = engine_->list("kaisar.lease", lease_a);
   ASSERT_TRUE(a_info && a_info->size() == 1);
   ASSERT_EQ(a_info->front().addresses.size(), 1U);
   const std::string a_ip = a_info->front().addresses.front();
@@ -298,12 +303,12 @@ TEST_F(IsolationTest, LeasesReachNeitherEachOtherNorTheHostNorPrivateNetworks) {
       "probe 127.0.0.1 9000 own; probe " + a_ip + " 8080 lease-http; probe " + a_ip + " 22 lease-ssh; "
       "probe $gw " + port + " host-gateway; probe " + lan + " " + port + " host-lan; "
       "probe 169.254.169.254 80 metadata; echo probes-done; exec sleep 3600";
-  deployer().deploy(json::object{{"id", "iso-b"}, {"image", std::string(kDemo)}, {"cpus", 1}, {"memory_gb", 1},
+  deployer().deploy(json::object{{"id", lease_b}, {"image", std::string(kDemo)}, {"cpus", 1}, {"memory_gb", 1},
                                  {"command", json::array{"/bin/sh", "-c", probe}}});
-  auto b = reports_.outcome("iso-b");
+  auto b = reports_.outcome(lease_b);
   ASSERT_TRUE(b);
   ASSERT_EQ(b->at("state").as_string(), "running") << json::serialize(*b) << reports_.logged();
-  const std::string out = logs_until("iso-b", "probes-done");
+  const std::string out = logs_until(lease_b, "probes-done");
   ASSERT_NE(out.find("probes-done"), std::string::npos) << out;
   EXPECT_NE(out.find("OPEN own"), std::string::npos) << out;
   const std::size_t gateway = out.find("gateway=");
@@ -317,7 +322,7 @@ TEST_F(IsolationTest, LeasesReachNeitherEachOtherNorTheHostNorPrivateNetworks) {
   // Lease A still answers on its published loopback port (the gateway's way in).
   std::uint16_t http_port = 0;
   for (const auto& e : a->at("endpoints").as_array()) {
-    if (e.at("port").as_int64() == 8080) http_port = static_cast<std::uint16_t>(e.at("host_port").as_int64());
+    if (e.at("port").to_number<int>() == 8080) http_port = e.at("host_port").to_number<std::uint16_t>();
   }
   ASSERT_NE(http_port, 0);
   std::optional<net::ClientResponse> reply;
@@ -327,15 +332,15 @@ TEST_F(IsolationTest, LeasesReachNeitherEachOtherNorTheHostNorPrivateNetworks) {
     else std::this_thread::sleep_for(milliseconds{100});
   }
   ASSERT_TRUE(reply) << "lease A is not reachable on its published port";
-  EXPECT_NE(reply->body.find("lease iso-a"), std::string::npos) << reply->body;
+  EXPECT_NE(reply->body.find("lease " + lease_a), std::string::npos) << reply->body;
 
   // Each lease has its own network, and it goes with the lease.
-  ASSERT_EQ(engine_->networks("kaisar.lease", "iso-a").value().size(), 1U);
-  ASSERT_EQ(engine_->networks("kaisar.lease", "iso-b").value().size(), 1U);
-  deployer().stop("iso-a");
-  ASSERT_TRUE(reports_.outcome("iso-a", "stopped"));
-  EXPECT_TRUE(engine_->networks("kaisar.lease", "iso-a").value().empty());
-  EXPECT_TRUE(engine_->list("kaisar.lease", "iso-a").value().empty());
+  ASSERT_EQ(engine_->networks("kaisar.lease", lease_a).value().size(), 1U);
+  ASSERT_EQ(engine_->networks("kaisar.lease", lease_b).value().size(), 1U);
+  deployer().stop(lease_a);
+  ASSERT_TRUE(reports_.outcome(lease_a, "stopped"));
+  EXPECT_TRUE(engine_->networks("kaisar.lease", lease_a).value().empty());
+  EXPECT_TRUE(engine_->list("kaisar.lease", lease_a).value().empty());
 
   // An orphan (a lease that ended while the agent was away) loses its network too.
   deployer().reconcile({});

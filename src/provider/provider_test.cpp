@@ -213,14 +213,14 @@ TEST(Deployer, GivesEachLeaseItsOwnGpusAndReportsTheirUse) {
   EXPECT_NE(h100->at("reason").as_string().find("of model 'H100'"), std::string::npos) << h100->at("reason").as_string();
 
   // One GPU: the free one, asked of Podman as a CDI device by its uuid (Podman then says it
-  // cannot resolve it, there being no NVIDIA CDI specification here). The renter hears that
-  // the engine refused; the engine's words are logged for the operator.
+  // cannot resolve it when starting, there being no NVIDIA CDI specification here). The
+  // renter hears that the engine refused; the engine's words are logged for the operator.
   deployer.deploy(boost::json::object{{"id", "lease-one"}, {"image", "localhost/kaisar/httpd:test"}, {"gpus", 1},
                                       {"cpus", 1}, {"memory_gb", 1}, {"command", boost::json::array{"/httpd"}}});
   auto one = wait_for("lease_status", "lease-one");
   ASSERT_TRUE(one);
   EXPECT_EQ(one->at("state").as_string(), "failed");
-  EXPECT_EQ(one->at("reason").as_string(), "the container engine could not create the container");
+  EXPECT_TRUE(one->at("reason").as_string().starts_with("the container engine could not")) << one->at("reason").as_string();
   {
     std::lock_guard lock(mutex);
     EXPECT_NE(logged.find("nvidia.com/gpu=" + second), std::string::npos) << logged;
