@@ -16,6 +16,8 @@ DEBIAN_PACKAGES=(
   curl jq procps sqlite3 openssh-client openssl ca-certificates
   # containers (Podman's Docker-compatible API) and the browser for web/extension tests
   podman runc uidmap slirp4netns fuse-overlayfs catatonit chromium
+  # the provider agent fences leases in with an nftables table
+  nftables
 )
 
 # Node.js and npm: Debian's packages unless a Node.js with npm is already installed (for

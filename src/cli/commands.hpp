@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <vector>
 
 #include "cli/common.hpp"
 
@@ -62,6 +63,8 @@ struct ProviderArgs {
   std::string gateway_sha256;  // and its certificate pin
   std::string demo_image;      // demo image tarball
   bool insecure_dev = false;   // plain http:// OneNode off this machine
+  std::vector<std::string> local_images;  // --allow-local-image
+  bool no_firewall = false;
   bool import_wallet = false;
   bool light_kdf = false;
 };

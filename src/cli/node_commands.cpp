@@ -579,6 +579,12 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   run_cmd->add_option("--engine-socket", pa.engine_socket,
                       "Docker or Podman API socket for leases' containers (e.g. /run/podman/podman.sock)");
   run_cmd->add_option("--demo-image", pa.demo_image, "root filesystem tarball of localhost/kaisar/demo:latest");
+  run_cmd->add_option("--allow-local-image", pa.local_images,
+                      "a local image (localhost/NAME:TAG) leases may run, e.g. localhost/kaisar/demo:latest; "
+                      "repeat for more (other images come from registries)");
+  run_cmd->add_flag("--no-firewall", pa.no_firewall,
+                    "run leases even when the host firewall cannot be installed (development only: leases can "
+                    "then reach each other and this machine)");
   run_cmd->add_option("--gateway", pa.gateway_url, "the gateway's tunnel URL (wss://HOST:PORT/); default: as OneNode says");
   run_cmd->add_option("--gateway-sha256", pa.gateway_sha256,
                       "SHA-256 of the gateway's certificate to pin (without it: the system's CAs must trust it)");
@@ -604,6 +610,8 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       options.gateway_url = pa.gateway_url;
       options.gateway_sha256 = pa.gateway_sha256;
       options.demo_image_tar = pa.demo_image.empty() ? default_demo_image() : pa.demo_image;
+      options.local_images.insert(pa.local_images.begin(), pa.local_images.end());
+      options.require_firewall = !pa.no_firewall;
       if (options.engine_socket.empty()) {
         spdlog::warn("no --engine-socket: this machine can be listed but runs no containers");
       }
@@ -772,6 +780,8 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       // Dev prices: 0.5 KAI per GPU-hour, 0.01 per core-hour, 0.002 per GB-hour.
       agent_options.prices = provider::Prices{"500000000000000000", "10000000000000000", "2000000000000000"};
       agent_options.demo_image_tar = default_demo_image();
+      agent_options.local_images = {"localhost/kaisar/demo:latest"};
+      agent_options.require_firewall = false;  // a developer's machine: warned about at start
       std::unique_ptr<DevEngine> engine;
       if (auto started = DevEngine::start(root / "engine")) {
         engine = std::move(*started);

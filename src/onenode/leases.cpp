@@ -7,6 +7,7 @@
 #include <cctype>
 #include <set>
 
+#include "core/image_reference.hpp"
 #include "core/words.hpp"
 #include "crypto/random.hpp"
 #include "eth/uint256.hpp"
@@ -46,17 +47,6 @@ bool env_name_ok(std::string_view name) {
   return true;
 }
 
-bool image_ok(std::string_view image) {
-  if (image.empty() || image.size() > 255 || image.front() == '/' || image.find("..") != std::string_view::npos) {
-    return false;
-  }
-  for (char ch : image) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (!(std::isalnum(c) || c == '/' || c == ':' || c == '.' || c == '-' || c == '_' || c == '@')) return false;
-  }
-  return true;
-}
-
 std::uint64_t u64(const json::value* v) {
   if (v == nullptr) return 0;
   if (v->is_uint64()) return v->get_uint64();
@@ -92,7 +82,11 @@ Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
     return fail(ErrorCode::kInvalidArgument, "give either offer (an offer id) or query (what to look for), not both");
   }
   if (auto r = text("image", s.image, 255, true); !r) return std::unexpected(r.error());
-  if (!image_ok(s.image)) return fail(ErrorCode::kInvalidArgument, "image must be a reference like registry/name:tag");
+  // A reference that names this provider's machine or network as its registry is refused
+  // here already; the agent checks again (with what the name resolves to) before it pulls.
+  auto image = parse_image_reference(s.image);
+  if (!image) return std::unexpected(image.error());
+  if (auto checked = check_registry(*image); !checked) return std::unexpected(checked.error());
   if (auto r = text("gpu_model", s.gpu_model, 64, false); !r) return std::unexpected(r.error());
   for (char ch : s.gpu_model) {
     const auto c = static_cast<unsigned char>(ch);

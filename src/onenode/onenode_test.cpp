@@ -389,6 +389,23 @@ struct LeaseBookHarness {
   }
 };
 
+TEST(LeaseSpec, ImagesFromTheProvidersOwnNetworkAreRefused) {
+  auto with_image = [](std::string_view image) {
+    return LeaseSpec::from_json(json::object{{"offer", "0x0000000000000000000000000000000000000001"}, {"image", image}});
+  };
+  for (const char* bad : {"127.0.0.1:5000/x:1", "localhost:5000/kaisar/demo:latest", "10.0.0.5/app:1",
+                          "169.254.169.254/latest:1", "2130706433:80/x"}) {
+    auto r = with_image(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.error().message.find("loopback or private address"), std::string::npos) << r.error().message;
+  }
+  for (const char* good : {"nginx:1.27", "ghcr.io/owner/app:1", "localhost/kaisar/demo:latest"}) {
+    EXPECT_TRUE(with_image(good)) << good;
+  }
+  EXPECT_FALSE(with_image("../etc/passwd"));
+}
+
 TEST(LeaseBook, RunningLeasesEndWhenTheirPaidTimeIsOver) {
   LeaseBookHarness h;
   const std::string id = h.running_lease(1, 2);

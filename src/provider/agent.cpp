@@ -11,6 +11,7 @@
 #include "gateway/client.hpp"
 #include "net/client.hpp"
 #include "provider/deployer.hpp"
+#include "provider/firewall.hpp"
 #include "net/redial.hpp"
 #include "provider/popw_worker.hpp"
 
@@ -46,6 +47,12 @@ Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(identity), std::move(hardware))) {
   Impl& s = *impl_;
   if (!s.options.engine_socket.empty()) {
+    LeasePolicy policy;
+    policy.local_images = s.options.local_images;
+    policy.require_firewall = s.options.require_firewall;
+    policy.log = [this](const std::string& line) {
+      if (log) log(line);
+    };
     s.deployer = std::make_unique<Deployer>(s.options.engine_socket, s.options.demo_image_tar,
                                             [&s](const json::object& message) {
                                               // Back on the agent's thread, onto the channel if it is up.
@@ -53,7 +60,7 @@ Agent::Agent(AgentOptions options, ProviderIdentity identity, Hardware hardware)
                                                 if (s.client && s.client->is_open()) s.client->send(text);
                                               });
                                             },
-                                            s.hardware.gpus);
+                                            s.hardware.gpus, std::move(policy));
   }
   s.popw = std::make_unique<PopwWorker>([&s](const json::object& message) {
     asio::post(s.io, [&s, text = json::serialize(message)] {
@@ -70,6 +77,16 @@ void Agent::run() {
   auto say = [this](const std::string& line) {
     if (log) log(line);
   };
+  if (s.deployer) {
+    // Said once at start; each deploy installs the firewall again and fails closed without it.
+    if (auto fenced = install_firewall(); !fenced) {
+      say(std::string(s.options.require_firewall ? "leases will be REFUSED: " : "leases run UNFENCED (development): ") +
+          "the host firewall (nftables table inet kaisar) cannot be installed: " + fenced.error().message +
+          "; run the agent as root or with CAP_NET_ADMIN");
+    } else {
+      say("host firewall installed (nftables table inet kaisar): leases reach only the public internet");
+    }
+  }
 
   std::function<asio::awaitable<void>()> keep_tunnel;  // below: started by the first welcome
   // Where the tunnel goes, as OneNode says (in the welcome, or when a gateway links later).

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "core/hardware.hpp"
@@ -31,6 +32,10 @@ struct AgentOptions {
   std::string engine_socket;
   // Where the demo image's root filesystem tarball is (imported when first needed).
   std::string demo_image_tar;
+  // Local images (localhost/…) leases may run; every other image comes from a registry.
+  std::set<std::string> local_images;
+  // Refuse leases while the host firewall cannot be installed; false only for development.
+  bool require_firewall = true;
   // The gateway tunnel's address and certificate pin; empty: as OneNode's welcome says.
   std::string gateway_url;
   std::string gateway_sha256;

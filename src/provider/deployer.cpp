@@ -6,6 +6,11 @@
 #include <set>
 #include <sstream>
 
+#include "core/image_reference.hpp"
+#include "crypto/keccak.hpp"
+#include "provider/firewall.hpp"
+#include "provider/image_policy.hpp"
+
 namespace kaisar::provider {
 
 namespace json = boost::json;
@@ -44,14 +49,20 @@ json::object status(const std::string& id, std::string_view state, const std::st
 
 }  // namespace
 
+runtime::NetworkSpec lease_network(const std::string& lease_id) {
+  const std::string hash = to_hex(crypto::sha256(as_bytes(lease_id)), false).substr(0, 12);
+  return runtime::NetworkSpec{"kaisar-" + hash, std::string(kLeaseBridgePrefix) + hash, {{"kaisar.lease", lease_id}}};
+}
+
 Deployer::Deployer(std::string engine_socket, std::string demo_image_tar,
-                   std::function<void(const json::object&)> report, std::vector<Gpu> gpus)
+                   std::function<void(const json::object&)> report, std::vector<Gpu> gpus, LeasePolicy policy)
     : shared_(std::make_shared<Shared>()),
       engine_socket_(engine_socket),
       demo_image_tar_(std::move(demo_image_tar)),
       engine_(std::move(engine_socket)),
       report_(std::move(report)),
-      gpus_(std::move(gpus)) {
+      gpus_(std::move(gpus)),
+      policy_(std::move(policy)) {
   shared_->report = report_;
   if (!gpus_.empty()) sampler_ = std::make_unique<GpuSampler>(nvml_library());
   worker_ = std::thread([this] { work(); });
@@ -156,7 +167,12 @@ std::optional<std::vector<std::string>> Deployer::local_images() const {
   runtime::DockerClient engine(engine_socket_, std::chrono::seconds{10});
   auto tags = engine.image_tags();
   if (!tags) return std::nullopt;
-  if (!demo_image_tar_.empty() && std::ifstream(demo_image_tar_).good() &&
+  // The machine's other local images are the operator's, not for rent: not named either.
+  std::erase_if(*tags, [&](const std::string& tag) {
+    return tag.starts_with("localhost/") && !policy_.local_images.contains(tag);
+  });
+  if (!demo_image_tar_.empty() && policy_.local_images.contains(std::string(kDemoImage)) &&
+      std::ifstream(demo_image_tar_).good() &&
       std::find(tags->begin(), tags->end(), std::string(kDemoImage)) == tags->end()) {
     tags->emplace_back(kDemoImage);
   }
@@ -188,9 +204,14 @@ void Deployer::work() {
 }
 
 Result<void> Deployer::ensure_image(const std::string& image, const std::function<void(const std::string&)>& progress) {
-  auto present = engine_.image_exists(image);
-  if (!present) return std::unexpected(present.error());
-  if (*present) return {};
+  const bool local = image.starts_with("localhost/");
+  // A registry image is pulled every time (a manifest check when it is current), so an image
+  // the operator built under a registry's name is never what a lease gets.
+  if (local) {
+    auto present = engine_.image_exists(image);
+    if (!present) return std::unexpected(present.error());
+    if (*present) return {};
+  }
   // The demo image is made locally (no registry): import it from the tarball.
   if (image == kDemoImage && !demo_image_tar_.empty()) {
     std::ifstream in(demo_image_tar_, std::ios::binary);
@@ -200,10 +221,11 @@ Result<void> Deployer::ensure_image(const std::string& image, const std::functio
     const std::string tar = bytes.str();
     return engine_.import_rootfs(as_bytes(tar), "localhost/kaisar/demo", "latest");
   }
+  if (local) return fail(ErrorCode::kNotFound, "the provider does not have the image " + image);
   progress("pulling the image " + image);
   auto last = std::chrono::steady_clock::now();
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> layers;  // id → (current, total)
-  return engine_.pull(image, [&](const runtime::PullProgress& p) {
+  return engine_.pull(image, true, [&](const runtime::PullProgress& p) {
     if (!p.id.empty() && p.total && *p.total > 0) layers[p.id] = {p.current.value_or(0), *p.total};
     const auto now = std::chrono::steady_clock::now();
     if (now - last < std::chrono::seconds{1}) return;
@@ -261,14 +283,17 @@ void Deployer::run_one(const json::object& lease) {
         if (label != c.labels.end() && !keep.contains(label->second)) (void)engine_.remove(c.id);
       }
     }
+    if (auto networks = engine_.networks("kaisar.lease")) {
+      for (const auto& n : *networks) {
+        if (!keep.contains(n.labels.at("kaisar.lease"))) (void)engine_.remove_network(n.name);
+      }
+    }
     std::lock_guard lock(published_mutex_);
     std::erase_if(published_, [&](const auto& entry) { return !keep.contains(entry.first); });
     return;
   }
   if (const std::string stop_id = text(lease, "stop"); !stop_id.empty()) {
-    if (auto existing = engine_.list("kaisar.lease", stop_id)) {
-      for (const auto& c : *existing) (void)engine_.remove(c.id);
-    }
+    remove_lease(stop_id);
     {
       std::lock_guard lock(published_mutex_);
       published_.erase(stop_id);
@@ -302,7 +327,12 @@ void Deployer::run_one(const json::object& lease) {
     }
   }
   runtime::ContainerSpec spec;
-  spec.image = text(lease, "image");
+  auto image = admit_image(text(lease, "image"), policy_.local_images);
+  if (!image) {
+    report_(status(id, "failed", image.error().message));
+    return;
+  }
+  spec.image = *image;
   spec.labels = {{"kaisar.lease", id}};
   if (const json::value* env = lease.if_contains("env"); env != nullptr && env->is_object()) {
     for (const auto& [k, v] : env->get_object()) {
@@ -322,8 +352,14 @@ void Deployer::run_one(const json::object& lease) {
     }
   }
   if (spec.command.empty() && spec.image == kDemoImage) spec.command = {"/init.sh"};
+  // Every container is capped: memory, CPU, processes, output, and disk where the engine can.
   spec.memory_bytes = number(lease, "memory_gb") << 30;
-  spec.nano_cpus = number(lease, "cpus") * 1000000000ULL;
+  if (spec.memory_bytes == 0) spec.memory_bytes = policy_.default_memory_bytes;
+  spec.nano_cpus = std::max<std::uint64_t>(number(lease, "cpus"), 1) * 1000000000ULL;
+  spec.pids_limit = policy_.pids_limit;
+  spec.log_bytes = policy_.log_bytes;
+  spec.disk_bytes = number(lease, "disk_gb") << 30;
+  spec.dns = policy_.dns;
   if (const auto wanted = static_cast<std::uint32_t>(number(lease, "gpus")); wanted > 0) {
     // Whole GPUs that no other lease container holds, named by uuid so the engine cannot
     // hand out one that is taken.
@@ -356,31 +392,65 @@ void Deployer::run_one(const json::object& lease) {
     report_(status(id, "failed", "the lease's container spec is not valid: " + v.error().message));
     return;
   }
+  // The fence first: no lease container runs on this host without it (unless the operator
+  // said so, for development).
+  if (auto fenced = install_firewall(); !fenced) {
+    if (policy_.require_firewall) {
+      report_(status(id, "failed", keep_detail(id, "this provider cannot isolate leases right now", fenced.error())));
+      return;
+    }
+    if (policy_.log) policy_.log("lease " + id + " runs WITHOUT the host firewall: " + fenced.error().message);
+  }
   auto progress = [&](const std::string& what) { report_(status(id, "deploying", what)); };
-  if (auto image = ensure_image(spec.image, progress); !image) {
-    report_(status(id, "failed", "getting the image " + spec.image + ": " + image.error().message));
+  if (auto got = ensure_image(spec.image, progress); !got) {
+    const std::string what = got.error().code == ErrorCode::kNotFound
+                                 ? "the image " + spec.image + " was not found (a private image or a wrong name?)"
+                                 : "the image " + spec.image + " could not be pulled from its registry";
+    report_(status(id, "failed", keep_detail(id, what, got.error())));
     return;
   }
+  const runtime::NetworkSpec network = lease_network(id);
+  if (auto made = engine_.create_network(network); !made) {
+    report_(status(id, "failed", keep_detail(id, "the container engine could not make the lease's network", made.error())));
+    return;
+  }
+  spec.network = network.name;
   progress("creating the container");
   auto created = engine_.create(spec);
   if (!created) {
-    report_(status(id, "failed", "creating the container: " + created.error().message));
+    remove_lease(id);
+    report_(status(id, "failed", keep_detail(id, "the container engine could not create the container", created.error())));
     return;
   }
   progress("starting the container");
   if (auto started = engine_.start(*created); !started) {
-    (void)engine_.remove(*created);
-    report_(status(id, "failed", "starting the container: " + started.error().message));
+    remove_lease(id);
+    report_(status(id, "failed", keep_detail(id, "the container engine could not start the container", started.error())));
     return;
   }
   auto info = engine_.inspect(*created);
   if (!info || !info->running) {
     const std::string exit = info ? " (exit code " + std::to_string(info->exit_code) + ")" : std::string{};
-    (void)engine_.remove(*created);  // a failed lease leaves nothing behind
+    remove_lease(id);  // a failed lease leaves nothing behind
     report_(status(id, "failed", "the container stopped right after starting" + exit));
     return;
   }
   report_running(*info);
+}
+
+void Deployer::remove_lease(const std::string& lease_id) {
+  if (auto existing = engine_.list("kaisar.lease", lease_id)) {
+    for (const auto& c : *existing) (void)engine_.remove(c.id);
+  }
+  if (auto networks = engine_.networks("kaisar.lease", lease_id)) {
+    for (const auto& n : *networks) (void)engine_.remove_network(n.name);
+  }
+}
+
+std::string Deployer::keep_detail(const std::string& lease_id, const std::string& what, const Error& detail) const {
+  // Engine and nft messages can name the host's addresses, paths and registries' IPs.
+  if (policy_.log) policy_.log("lease " + lease_id + ": " + what + ": " + detail.message);
+  return what;
 }
 
 }  // namespace kaisar::provider

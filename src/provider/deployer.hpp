@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,26 @@
 #include "provider/runtime/docker.hpp"
 
 namespace kaisar::provider {
+
+// What leases may run and how they are fenced in (docs/providers.md, "Isolation").
+struct LeasePolicy {
+  // Images without a registry (localhost/…) that leases may run: the demo image in dev and
+  // tests. Any other local image of the machine stays the operator's.
+  std::set<std::string> local_images;
+  // Refuse to deploy while the host firewall cannot be installed (fail closed). False only
+  // on development machines where the agent is not root: leases there are not fenced in.
+  bool require_firewall = true;
+  std::int64_t pids_limit = runtime::kDefaultPidsLimit;
+  std::uint64_t log_bytes = runtime::kDefaultLogBytes;
+  std::uint64_t default_memory_bytes = 1ULL << 30;  // for a lease that names no memory
+  // Public name servers: the host's own are often private, which leases cannot reach.
+  std::vector<std::string> dns = {"1.1.1.1", "8.8.8.8"};
+  // Hears what renters are not told (engine errors, firewall trouble), a line each.
+  std::function<void(const std::string&)> log;
+};
+
+// The engine network and bridge of a lease: kaisar-<12 hex>, kz-<12 hex> (a hash of its id).
+runtime::NetworkSpec lease_network(const std::string& lease_id);
 
 // Runs leases' containers on this machine through the container engine, one job at a time
 // on its own thread. Containers carry the label kaisar.lease=<id>, so a lease that is
@@ -28,7 +49,8 @@ class Deployer {
   // the machine's GPUs: a lease gets whole GPUs (of its gpu_model, when it names one) that
   // no other lease container holds (label kaisar.gpus), sampled through NVML for its usage.
   Deployer(std::string engine_socket, std::string demo_image_tar,
-           std::function<void(const boost::json::object&)> report, std::vector<Gpu> gpus = {});
+           std::function<void(const boost::json::object&)> report, std::vector<Gpu> gpus = {},
+           LeasePolicy policy = {});
   ~Deployer();
   Deployer(const Deployer&) = delete;
   Deployer& operator=(const Deployer&) = delete;
@@ -62,6 +84,10 @@ class Deployer {
   void run_one(const boost::json::object& lease);
   // `progress` hears what a pull is doing (at most about once a second).
   Result<void> ensure_image(const std::string& image, const std::function<void(const std::string&)>& progress);
+  // Removes the lease's containers and its network.
+  void remove_lease(const std::string& lease_id);
+  // Logs `detail` for the operator and returns `what` for the renter.
+  std::string keep_detail(const std::string& lease_id, const std::string& what, const Error& detail) const;
 
   // What log readers (detached threads) share with us; `alive` turns false when we go.
   struct Shared {
@@ -77,6 +103,7 @@ class Deployer {
   runtime::DockerClient engine_;
   std::function<void(const boost::json::object&)> report_;
   std::vector<Gpu> gpus_;
+  LeasePolicy policy_;
   std::unique_ptr<GpuSampler> sampler_;  // only when the machine has GPUs
   mutable std::mutex published_mutex_;
   std::map<std::string, std::map<std::uint16_t, std::uint16_t>> published_;  // lease → port → host port

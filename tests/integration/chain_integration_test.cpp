@@ -330,7 +330,7 @@ class LeaseTest : public ChainOneNodeTest {
     std::vector<std::string> argv{kaisar_binary(), "provider", "run", "--data", dir_ + "/agent", "--onenode",
                                   node_->url(), "--price-gpu-hour", "500000000000000000", "--price-cpu-core-hour",
                                   "10000000000000000", "--price-ram-gb-hour", "2000000000000000", "--demo-image",
-                                  binary_dir() + "/images/demo.tar"};
+                                  binary_dir() + "/images/demo.tar", "--allow-local-image", "localhost/kaisar/demo:latest"};
     if (with_engine()) {
       engine_ = std::make_unique<PodmanService>(dir_ + "/engine");
       ASSERT_TRUE(engine_->ok()) << engine_->output();
@@ -421,6 +421,13 @@ TEST_F(DeployTest, RentPaysDeploysAndTheContainerAnswersHttpAndSsh) {
   placed["image"] = "localhost/kaisar/nope:latest";
   auto nowhere = post_lease(token_now, placed);
   EXPECT_EQ(nowhere.status, 404) << nowhere.raw;
+  // A registry on the provider's loopback or private network: refused when asked, clearly.
+  for (const char* image : {"127.0.0.1:5000/kaisar/demo:latest", "localhost:5000/x:1", "169.254.169.254/x:1"}) {
+    auto inside = kaisar({"rent", "--offer", provider_id_, "--image", image, "--json"});
+    EXPECT_NE(inside.exit_code, 0) << image;
+    EXPECT_NE((inside.err + inside.out).find("loopback or private address"), std::string::npos)
+        << image << ": " << inside.err << inside.out;
+  }
   EXPECT_EQ(call("POST", node_->url() + "/api/v1/leases/" + std::string(quoted.body.at("id").as_string()) + "/stop",
                  "{}", {{"authorization", "Bearer " + token_now}})
                 .status,
@@ -979,7 +986,8 @@ TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   std::vector<std::string> argv{kaisar_binary(), "provider", "run", "--data", dir_ + "/agent", "--onenode",
                                 node_->url(), "--price-gpu-hour", "500000000000000000", "--price-cpu-core-hour",
                                 "10000000000000000", "--price-ram-gb-hour", "2000000000000000", "--demo-image",
-                                binary_dir() + "/images/demo.tar", "--engine-socket", engine_->socket()};
+                                binary_dir() + "/images/demo.tar", "--engine-socket", engine_->socket(),
+                                "--allow-local-image", "localhost/kaisar/demo:latest"};
   agent_ = std::make_unique<ChildProcess>(argv, env_);
   EXPECT_TRUE(eventually([&] {
     auto left = engine.list("kaisar.lease", "orphan-lease");

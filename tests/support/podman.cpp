@@ -67,6 +67,8 @@ PodmanService::PodmanService(const std::string& dir) : dir_(dir), socket_(dir + 
 PodmanService::~PodmanService() {
   // Whatever a failed test left behind goes first, so that no container outlives the test.
   run_process({"podman", "rm", "--all", "--force", "--time", "0"}, {}, env_, std::chrono::seconds{60});
+  // And its networks: their bridges live on the host, outside the test's directory.
+  run_process({"podman", "network", "prune", "--force"}, {}, env_, std::chrono::seconds{60});
   if (process_) process_->stop(SIGTERM);
   process_.reset();
   // Containers' storage stays under the build tree's testdata; vfs leaves no mounts.

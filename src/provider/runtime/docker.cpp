@@ -4,9 +4,11 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 
+#include "core/image_reference.hpp"
 #include "provider/runtime/unix_http.hpp"
 
 namespace kaisar::provider::runtime {
@@ -27,17 +29,7 @@ bool printable(std::string_view s) {
   return true;
 }
 
-bool valid_image(std::string_view image) {
-  // It goes into engine API paths: no "..", no leading '/'.
-  if (image.empty() || image.size() > 255 || image.front() == '/' || image.find("..") != std::string_view::npos) {
-    return false;
-  }
-  for (const char ch : image) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (!(std::isalnum(c) || c == '/' || c == ':' || c == '.' || c == '-' || c == '_' || c == '@')) return false;
-  }
-  return true;
-}
+bool valid_image(std::string_view image) { return parse_image_reference(image).has_value(); }
 
 bool valid_env_name(std::string_view name) {
   if (name.empty() || name.size() > 128 || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
@@ -127,6 +119,13 @@ Result<ContainerInfo> parse_inspect(const std::string& body) {
     }
   }
   if (const json::object* network = object_at(o, "NetworkSettings")) {
+    if (const json::object* networks = object_at(*network, "Networks")) {
+      for (const auto& [name, n] : *networks) {
+        if (!n.is_object()) continue;
+        if (auto ip = string_at(&n.get_object(), "IPAddress"); !ip.empty()) info.addresses.push_back(std::move(ip));
+        if (auto gw = string_at(&n.get_object(), "Gateway"); !gw.empty()) info.gateways.push_back(std::move(gw));
+      }
+    }
     if (const json::object* ports = object_at(*network, "Ports")) {
       for (const auto& [key, bindings] : *ports) {
         const std::string spec(key);
@@ -213,7 +212,58 @@ Result<void> validate(const ContainerSpec& spec) {
   if (spec.memory_bytes != 0 && spec.memory_bytes < (6u << 20)) {
     return fail(ErrorCode::kInvalidArgument, "a memory limit must be at least 6 MiB");
   }
+  if (spec.pids_limit < 16) return fail(ErrorCode::kInvalidArgument, "a PID limit must be at least 16");
+  if (!spec.network.empty() && !valid_name(spec.network)) {
+    return fail(ErrorCode::kInvalidArgument, "network name may hold letters, digits, '_', '.' and '-'");
+  }
+  if (spec.dns.size() > 3) return fail(ErrorCode::kInvalidArgument, "at most 3 name servers");
+  for (const auto& server : spec.dns) {
+    if (!ip_literal(server) || server.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos) {
+      return fail(ErrorCode::kInvalidArgument, "name servers are IP addresses");
+    }
+  }
   return {};
+}
+
+namespace {
+
+json::array strings(const auto& list) {
+  json::array out;
+  for (const auto& item : list) out.push_back(json::value(std::string_view(item)));
+  return out;
+}
+
+json::object label_object(const std::map<std::string, std::string>& labels) {
+  json::object out;
+  for (const auto& [k, v] : labels) out[k] = v;
+  return out;
+}
+
+}  // namespace
+
+std::string network_create_body(const NetworkSpec& spec) {
+  return json::serialize(json::object{
+      {"Name", spec.name},
+      {"CheckDuplicate", true},
+      {"Driver", "bridge"},
+      {"Internal", false},
+      {"EnableIPv6", false},
+      {"Labels", label_object(spec.labels)},
+      {"Options", json::object{{"com.docker.network.bridge.name", spec.bridge},
+                               {"com.docker.network.bridge.enable_icc", "false"},
+                               {"com.docker.network.bridge.enable_ip_masquerade", "true"}}}});
+}
+
+std::string libpod_network_create_body(const NetworkSpec& spec) {
+  // No subnets given: Podman picks a free one. Each lease holds one container, so its own
+  // bridge already keeps leases apart; the host firewall does the rest.
+  return json::serialize(json::object{{"name", spec.name},
+                                      {"driver", "bridge"},
+                                      {"network_interface", spec.bridge},
+                                      {"internal", false},
+                                      {"ipv6_enabled", false},
+                                      {"dns_enabled", false},
+                                      {"labels", label_object(spec.labels)}});
 }
 
 std::string create_body(const ContainerSpec& spec) {
@@ -245,6 +295,16 @@ std::string create_body(const ContainerSpec& spec) {
     host["MemorySwap"] = spec.memory_bytes;  // no swap beyond the limit
   }
   if (spec.nano_cpus != 0) host["NanoCpus"] = spec.nano_cpus;
+  host["CapDrop"] = json::array{"ALL"};
+  host["CapAdd"] = strings(kCapabilities);
+  host["SecurityOpt"] = json::array{"no-new-privileges"};
+  host["PidsLimit"] = spec.pids_limit;
+  host["LogConfig"] = json::object{
+      {"Type", "json-file"},
+      {"Config", json::object{{"max-size", std::to_string(std::max<std::uint64_t>(spec.log_bytes / 2, 1)) }, {"max-file", "2"}}}};
+  if (spec.disk_bytes != 0) host["StorageOpt"] = json::object{{"size", std::to_string(spec.disk_bytes)}};
+  if (!spec.network.empty()) host["NetworkMode"] = spec.network;
+  if (!spec.dns.empty()) host["Dns"] = strings(spec.dns);
   if (!spec.gpu_ids.empty() || spec.gpu_count != 0) {
     json::object request{{"Driver", "nvidia"}, {"Capabilities", json::array{json::array{"gpu"}}}};
     if (!spec.gpu_ids.empty()) {
@@ -287,7 +347,18 @@ std::string libpod_create_body(const ContainerSpec& spec) {
     constexpr std::uint64_t kPeriod = 100000;  // microseconds, as `--cpus` uses
     limits["cpu"] = json::object{{"quota", spec.nano_cpus * kPeriod / 1000000000ULL}, {"period", kPeriod}};
   }
+  limits["pids"] = json::object{{"limit", spec.pids_limit}};
   body["resource_limits"] = std::move(limits);
+  body["cap_drop"] = json::array{"ALL"};
+  body["cap_add"] = strings(kCapabilities);
+  body["no_new_privileges"] = true;
+  body["log_configuration"] = json::object{{"driver", "k8s-file"}, {"size", spec.log_bytes}};
+  if (spec.disk_bytes != 0) body["storage_opts"] = json::object{{"size", std::to_string(spec.disk_bytes)}};
+  if (!spec.network.empty()) {
+    body["netns"] = json::object{{"nsmode", "bridge"}};
+    body["Networks"] = json::object{{spec.network, json::object{}}};  // Podman 4 spells it so
+  }
+  if (!spec.dns.empty()) body["dns_server"] = strings(spec.dns);
   json::array devices;
   for (const auto& id : spec.gpu_ids) devices.push_back(json::object{{"path", "nvidia.com/gpu=" + id}});
   body["devices"] = std::move(devices);
@@ -363,11 +434,14 @@ Result<std::vector<std::string>> DockerClient::image_tags() {
   return tags;
 }
 
-Result<void> DockerClient::pull(const std::string& image, const std::function<void(const PullProgress&)>& progress) {
+Result<void> DockerClient::pull(const std::string& image, bool refresh,
+                                const std::function<void(const PullProgress&)>& progress) {
   if (!valid_image(image)) return fail(ErrorCode::kInvalidArgument, "bad image reference '" + image + "'");
-  auto present = image_exists(image);
-  if (!present) return std::unexpected(present.error());
-  if (*present) return {};
+  if (!refresh) {
+    auto present = image_exists(image);
+    if (!present) return std::unexpected(present.error());
+    if (*present) return {};
+  }
   auto [name, tag] = split_reference(image);
   std::string target = "/images/create?fromImage=" + url_encode(name);
   if (!tag.empty()) target += "&tag=" + url_encode(tag);
@@ -446,7 +520,19 @@ Result<std::string> DockerClient::create(const ContainerSpec& spec) {
   }
   std::string target = libpod ? "/v4.0.0/libpod/containers/create" : "/containers/create";
   if (!libpod && !spec.name.empty()) target += "?name=" + url_encode(spec.name);
-  auto r = call("POST", target, libpod ? libpod_create_body(spec) : create_body(spec));
+  ContainerSpec asked = spec;
+  if (asked.disk_bytes != 0) {
+    auto quota = disk_quota();
+    if (!quota) return std::unexpected(quota.error());
+    if (!*quota) asked.disk_bytes = 0;
+  }
+  auto r = call("POST", target, libpod ? libpod_create_body(asked) : create_body(asked));
+  if (!r && asked.disk_bytes != 0 && r.error().message.find("storage") != std::string::npos) {
+    // The driver looked able but is not (overlay2 on xfs without pquota): no quota from now on.
+    disk_quota_ = false;
+    asked.disk_bytes = 0;
+    r = call("POST", target, libpod ? libpod_create_body(asked) : create_body(asked));
+  }
   if (!r) return std::unexpected(r.error());
   boost::system::error_code ec;
   json::value v = json::parse(*r, ec);
@@ -454,6 +540,77 @@ Result<std::string> DockerClient::create(const ContainerSpec& spec) {
   std::string id = string_at(&v.get_object(), "Id");
   if (id.empty()) return fail(ErrorCode::kUnavailable, "container engine: create answer has no Id");
   return id;
+}
+
+Result<void> DockerClient::create_network(const NetworkSpec& spec) {
+  if (!valid_name(spec.name) || spec.bridge.empty() || spec.bridge.size() > 15 || !valid_name(spec.bridge)) {
+    return fail(ErrorCode::kInvalidArgument, "a network needs a name and a bridge name of at most 15 characters");
+  }
+  auto podman = is_podman();
+  if (!podman) return std::unexpected(podman.error());
+  auto r = *podman ? call("POST", "/v4.0.0/libpod/networks/create", libpod_network_create_body(spec))
+                   : call("POST", "/networks/create", network_create_body(spec));
+  if (!r && r.error().code == ErrorCode::kConflict) return {};  // made before (a redeploy)
+  if (!r && r.error().message.find("already exists") != std::string::npos) return {};
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Result<void> DockerClient::remove_network(const std::string& name) {
+  if (!valid_name(name)) return fail(ErrorCode::kInvalidArgument, "bad network name");
+  auto r = call("DELETE", "/networks/" + url_encode(name));
+  if (!r && r.error().code != ErrorCode::kNotFound) return std::unexpected(r.error());
+  return {};
+}
+
+Result<std::vector<NetworkInfo>> DockerClient::networks(const std::string& key, const std::string& value) {
+  const std::string label = value.empty() ? key : key + "=" + value;
+  const std::string filters = json::serialize(json::object{{"label", json::array{json::value(label)}}});
+  auto r = call("GET", "/networks?filters=" + url_encode(filters));
+  if (!r) return std::unexpected(r.error());
+  boost::system::error_code ec;
+  json::value v = json::parse(*r, ec);
+  if (ec || !v.is_array()) return fail(ErrorCode::kUnavailable, "container engine: network list is not a JSON array");
+  std::vector<NetworkInfo> out;
+  for (const auto& n : v.get_array()) {
+    if (!n.is_object()) continue;
+    NetworkInfo info;
+    info.name = string_at(&n.get_object(), "Name");
+    if (const json::object* labels = object_at(n.get_object(), "Labels")) {
+      for (const auto& [k, val] : *labels) {
+        if (val.is_string()) info.labels[std::string(k)] = std::string(val.get_string());
+      }
+    }
+    // The engine filtered already; check again, the answer is not trusted blindly.
+    auto it = info.labels.find(key);
+    if (info.name.empty() || it == info.labels.end() || (!value.empty() && it->second != value)) continue;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<bool> DockerClient::disk_quota() {
+  if (disk_quota_) return *disk_quota_;
+  auto r = call("GET", "/info");
+  if (!r) return std::unexpected(r.error());
+  boost::system::error_code ec;
+  json::value v = json::parse(*r, ec);
+  if (ec || !v.is_object()) return fail(ErrorCode::kUnavailable, "container engine: /info is not JSON");
+  const std::string driver = string_at(&v.get_object(), "Driver");
+  std::string backing;
+  if (const json::value* status = v.get_object().if_contains("DriverStatus"); status != nullptr && status->is_array()) {
+    for (const auto& pair : status->get_array()) {
+      if (pair.is_array() && pair.get_array().size() == 2 && pair.get_array()[0].is_string() &&
+          pair.get_array()[0].get_string() == "Backing Filesystem" && pair.get_array()[1].is_string()) {
+        backing = std::string(pair.get_array()[1].get_string());
+      }
+    }
+  }
+  // Docker's storage-opt size: btrfs, zfs, devicemapper, and overlay2 on xfs with pquota
+  // (tried, then dropped if refused). vfs and overlay on ext4 cannot cap a container.
+  disk_quota_ = driver == "btrfs" || driver == "zfs" || driver == "devicemapper" ||
+                ((driver == "overlay2" || driver == "overlay") && backing == "xfs");
+  return *disk_quota_;
 }
 
 Result<void> DockerClient::start(const std::string& id) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -14,6 +15,14 @@
 #include "provider/runtime/docker_stream.hpp"
 
 namespace kaisar::provider::runtime {
+
+// Every container runs with all capabilities dropped but these (no NET_RAW: no forged
+// packets, no ARP or raw-socket tricks on the bridge), and no-new-privileges.
+inline constexpr std::array<std::string_view, 11> kCapabilities = {
+    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "NET_BIND_SERVICE",
+    "SYS_CHROOT", "AUDIT_WRITE"};
+inline constexpr std::int64_t kDefaultPidsLimit = 1024;
+inline constexpr std::uint64_t kDefaultLogBytes = 16ULL << 20;
 
 // What a lease's container needs. Ports are published on 127.0.0.1 only, each on a free
 // host port the engine picks (the gateway reaches them; nothing else can).
@@ -31,6 +40,15 @@ struct ContainerSpec {
   // own (libpod) create endpoint takes, so Podman needs ids.
   std::vector<std::string> gpu_ids;
   std::uint32_t gpu_count = 0;
+  // The engine network to join (the lease's own); empty: the engine's default bridge.
+  std::string network;
+  std::int64_t pids_limit = kDefaultPidsLimit;  // processes and threads together
+  std::uint64_t log_bytes = kDefaultLogBytes;   // the output the engine keeps
+  // Quota on the container's writable layer (StorageOpt size); 0: none. Only some storage
+  // drivers can (DockerClient::create drops it where the engine says it cannot).
+  std::uint64_t disk_bytes = 0;
+  // Name servers the container resolves with (the host's own may be private and unreachable).
+  std::vector<std::string> dns;
 };
 
 // Checks what the engine would take: image reference, env names, label keys, ports, name.
@@ -42,6 +60,24 @@ std::string create_body(const ContainerSpec& spec);
 // in HostConfig.Devices (seen on 4.3), while its own endpoint resolves CDI devices.
 std::string libpod_create_body(const ContainerSpec& spec);
 
+// A lease's own network: a bridge named `bridge` (the host firewall matches lease traffic
+// by this name), no traffic between its containers, no engine DNS service on the host.
+struct NetworkSpec {
+  std::string name;
+  std::string bridge;  // at most 15 characters (a Linux interface name)
+  std::map<std::string, std::string> labels;
+};
+// The Docker Engine API body for POST /networks/create.
+std::string network_create_body(const NetworkSpec& spec);
+// Podman's own POST /libpod/networks/create: its compatible endpoint cannot name the bridge
+// nor turn off its DNS service.
+std::string libpod_network_create_body(const NetworkSpec& spec);
+
+struct NetworkInfo {
+  std::string name;
+  std::map<std::string, std::string> labels;
+};
+
 struct ContainerInfo {
   std::string id;
   std::string name;
@@ -51,6 +87,8 @@ struct ContainerInfo {
   int exit_code = 0;
   std::map<std::string, std::string> labels;
   std::map<std::uint16_t, std::uint16_t> ports;  // container port → host port on 127.0.0.1
+  std::vector<std::string> addresses;             // its IP address on each network
+  std::vector<std::string> gateways;              // each network's gateway (the host's side)
 };
 
 struct ContainerStats {
@@ -74,12 +112,21 @@ class DockerClient {
   Result<bool> image_exists(const std::string& image);
   // The tags of the images the engine has ("localhost/kaisar/demo:latest", …).
   Result<std::vector<std::string>> image_tags();
-  // Pulls `image` (unless present), reporting progress lines; kNotFound when the registry
-  // has no such image, kUnavailable when it cannot be reached.
-  Result<void> pull(const std::string& image, const std::function<void(const PullProgress&)>& progress = {});
+  // Pulls `image` (unless present, or always with `refresh`), reporting progress lines;
+  // kNotFound when the registry has no such image, kUnavailable when it cannot be reached.
+  Result<void> pull(const std::string& image, bool refresh = false,
+                    const std::function<void(const PullProgress&)>& progress = {});
   // Imports a root filesystem tarball as `repo:tag` (how the offline demo image is made).
   Result<void> import_rootfs(ByteView tar, const std::string& repo, const std::string& tag);
   Result<void> remove_image(const std::string& image);
+
+  // Creates the network unless one of that name exists.
+  Result<void> create_network(const NetworkSpec& spec);
+  Result<void> remove_network(const std::string& name);  // gone is success
+  // Networks carrying label `key` (with `value` when given).
+  Result<std::vector<NetworkInfo>> networks(const std::string& key, const std::string& value = {});
+  // Whether the storage driver can cap a container's writable layer (asked once).
+  Result<bool> disk_quota();
 
   Result<std::string> create(const ContainerSpec& spec);
   Result<void> start(const std::string& id);
@@ -104,6 +151,7 @@ class DockerClient {
   std::string socket_;
   std::chrono::milliseconds timeout_;
   std::optional<bool> podman_;
+  std::optional<bool> disk_quota_;
 };
 
 // Percent-encodes a query value.

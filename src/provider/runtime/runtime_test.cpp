@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "podman.hpp"
 #include "provider/runtime/docker.hpp"
 #include "provider/runtime/docker_stream.hpp"
+#include "provider/runtime/unix_http.hpp"
 
 namespace kaisar::provider::runtime {
 namespace {
@@ -293,6 +295,71 @@ TEST_F(PodmanTest, FollowedLogsStreamUntilStopped) {
   EXPECT_NE(seen.find("listening on 8080"), std::string::npos);
   ASSERT_TRUE(client_->remove(*id));
 }
+TEST(ContainerSpec, EveryContainerIsHardenedAndCapped) {
+  ContainerSpec spec;
+  spec.image = "docker.io/library/nginx:1.27";
+  spec.memory_bytes = 1ULL << 30;
+  spec.pids_limit = 256;
+  spec.log_bytes = 8ULL << 20;
+  spec.disk_bytes = 10ULL << 30;
+  spec.network = "kaisar-0123456789ab";
+  spec.dns = {"1.1.1.1"};
+  ASSERT_TRUE(validate(spec));
+  const json::array expected_caps = {"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                                     "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "AUDIT_WRITE"};
+
+  // Docker's body.
+  auto host = json::parse(create_body(spec)).at("HostConfig").as_object();
+  EXPECT_EQ(host.at("CapDrop"), (json::array{"ALL"}));
+  EXPECT_EQ(host.at("CapAdd"), expected_caps);
+  EXPECT_EQ(host.at("SecurityOpt"), (json::array{"no-new-privileges"}));
+  EXPECT_EQ(host.at("PidsLimit").as_int64(), 256);
+  EXPECT_EQ(host.at("Memory").to_number<std::uint64_t>(), 1ULL << 30);
+  EXPECT_EQ(host.at("MemorySwap").to_number<std::uint64_t>(), 1ULL << 30);
+  EXPECT_EQ(host.at("LogConfig").at("Type").as_string(), "json-file");
+  EXPECT_EQ(host.at("LogConfig").at("Config").at("max-size").as_string(), std::to_string(4ULL << 20));
+  EXPECT_EQ(host.at("StorageOpt").at("size").as_string(), std::to_string(10ULL << 30));
+  EXPECT_EQ(host.at("NetworkMode").as_string(), "kaisar-0123456789ab");
+  EXPECT_EQ(host.at("Dns"), (json::array{"1.1.1.1"}));
+
+  // Podman's own body says the same in its words.
+  auto libpod = json::parse(libpod_create_body(spec)).as_object();
+  EXPECT_EQ(libpod.at("cap_drop"), (json::array{"ALL"}));
+  EXPECT_EQ(libpod.at("cap_add"), expected_caps);
+  EXPECT_TRUE(libpod.at("no_new_privileges").as_bool());
+  EXPECT_EQ(libpod.at("resource_limits").at("pids").at("limit").as_int64(), 256);
+  EXPECT_EQ(libpod.at("log_configuration").at("size").to_number<std::uint64_t>(), 8ULL << 20);
+  EXPECT_EQ(libpod.at("storage_opts").at("size").as_string(), std::to_string(10ULL << 30));
+  EXPECT_EQ(libpod.at("netns").at("nsmode").as_string(), "bridge");
+  EXPECT_TRUE(libpod.at("Networks").as_object().contains("kaisar-0123456789ab"));
+  EXPECT_EQ(libpod.at("dns_server"), (json::array{"1.1.1.1"}));
+
+  for (auto mutate : std::initializer_list<void (*)(ContainerSpec&)>{
+           [](ContainerSpec& s) { s.pids_limit = 0; }, [](ContainerSpec& s) { s.pids_limit = -1; },
+           [](ContainerSpec& s) { s.network = "../x"; }, [](ContainerSpec& s) { s.dns = {"resolver.example"}; },
+           [](ContainerSpec& s) { s.dns = {"1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4"}; }}) {
+    ContainerSpec bad = spec;
+    mutate(bad);
+    EXPECT_FALSE(validate(bad));
+  }
+}
+
+TEST(NetworkSpec, LeaseNetworksHaveNoInterContainerTrafficAndANamedBridge) {
+  const NetworkSpec spec{"kaisar-0123456789ab", "kz-0123456789ab", {{"kaisar.lease", "L1"}}};
+  auto docker = json::parse(network_create_body(spec)).as_object();
+  EXPECT_EQ(docker.at("Name").as_string(), "kaisar-0123456789ab");
+  EXPECT_EQ(docker.at("Driver").as_string(), "bridge");
+  EXPECT_FALSE(docker.at("Internal").as_bool());  // the public internet stays reachable
+  EXPECT_FALSE(docker.at("EnableIPv6").as_bool());
+  EXPECT_EQ(docker.at("Options").at("com.docker.network.bridge.enable_icc").as_string(), "false");
+  EXPECT_EQ(docker.at("Options").at("com.docker.network.bridge.name").as_string(), "kz-0123456789ab");
+  EXPECT_EQ(docker.at("Labels").at("kaisar.lease").as_string(), "L1");
+  auto libpod = json::parse(libpod_network_create_body(spec)).as_object();
+  EXPECT_EQ(libpod.at("network_interface").as_string(), "kz-0123456789ab");
+  EXPECT_FALSE(libpod.at("dns_enabled").as_bool());
+  EXPECT_FALSE(libpod.at("internal").as_bool());
+  EXPECT_EQ(libpod.at("labels").at("kaisar.lease").as_string(), "L1");
+}
 
 // The demo image (built offline from Debian packages): HTTP on 8080 and SSH on 22 for the
 // lease's key, reached with curl's peer (our client) and the real OpenSSH client.
@@ -357,6 +424,100 @@ TEST_F(PodmanTest, DemoImageServesHttpAndSshWithTheLeaseKey) {
   auto refused = ssh(other_key);
   EXPECT_NE(refused.exit_code, 0) << "a key that is not the lease's must not get in";
   ASSERT_TRUE(client_->remove(*id));
+}
+
+// What the engine really applies: CapEff is exactly the list (no NET_RAW), no new
+// privileges, and a fork bomb stops at the PID limit.
+TEST_F(PodmanTest, ContainersRunWithFewCapabilitiesAndAPidLimit) {
+  const std::string tar_path = kaisar::testing::binary_dir() + "/images/demo.tar";
+  std::ifstream in(tar_path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  const std::string tar = bytes.str();
+  ASSERT_TRUE(client_->import_rootfs(as_bytes(tar), "localhost/kaisar/demo", "latest"));
+  ContainerSpec spec;
+  spec.image = "localhost/kaisar/demo:latest";
+  spec.labels = {{"kaisar.lease", "caps"}};
+  spec.memory_bytes = 128 << 20;
+  spec.pids_limit = 32;
+  // The bomb runs in a child shell (a shell that cannot fork gives up); builtins only after
+  // it: with every PID taken, nothing else can start.
+  spec.command = {"/bin/sh", "-c",
+                  "grep -E 'CapEff|NoNewPrivs' /proc/self/status; sh -c 'i=0; while [ $i -lt 100 ]; do sleep 300 & "
+                  "i=$((i+1)); done'; read max < /sys/fs/cgroup/pids.max || read max < /sys/fs/cgroup/pids/pids.max; "
+                  "echo pids.max=$max; echo bomb-done"};
+  auto id = client_->create(spec);
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(client_->start(*id));
+  std::string out;
+  for (int i = 0; i < 300 && out.find("bomb-done") == std::string::npos; ++i) {
+    if (i > 0) std::this_thread::sleep_for(milliseconds{100});
+    out.clear();
+    ASSERT_TRUE(client_->logs(*id, false, [&](const LogFrame& f) {
+      out += f.data;
+      return true;
+    }));
+  }
+  ASSERT_NE(out.find("bomb-done"), std::string::npos) << out;
+  // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE SYS_CHROOT AUDIT_WRITE
+  EXPECT_NE(out.find("CapEff:\t00000000200405fb"), std::string::npos) << out;
+  EXPECT_NE(out.find("NoNewPrivs:\t1"), std::string::npos) << out;
+  EXPECT_NE(out.find("can't fork"), std::string::npos) << "100 processes started under a limit of 32:\n" << out;
+  EXPECT_NE(out.find("pids.max=32"), std::string::npos) << out;
+  ASSERT_TRUE(client_->remove(*id));
+}
+
+TEST_F(PodmanTest, LeaseNetworksComeAndGo) {
+  const NetworkSpec spec{"kaisar-test0netwrk", "kz-test0netwrk", {{"kaisar.lease", "net-1"}}};
+  ASSERT_TRUE(client_->create_network(spec));
+  ASSERT_TRUE(client_->create_network(spec));  // again: already there is fine
+  auto listed = client_->networks("kaisar.lease", "net-1");
+  ASSERT_TRUE(listed) << listed.error().message;
+  ASSERT_EQ(listed->size(), 1U);
+  EXPECT_EQ(listed->front().name, "kaisar-test0netwrk");
+  ContainerSpec s = httpd("net-1");
+  s.network = spec.name;
+  auto id = client_->create(s);
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(client_->start(*id));
+  auto info = client_->inspect(*id);
+  ASSERT_TRUE(info) << info.error().message;
+  ASSERT_EQ(info->addresses.size(), 1U);
+  ASSERT_EQ(info->gateways.size(), 1U);
+  EXPECT_EQ(info->ports.count(8080), 1U);
+  ASSERT_TRUE(client_->remove(*id));
+  ASSERT_TRUE(client_->remove_network(spec.name));
+  ASSERT_TRUE(client_->remove_network(spec.name));  // gone is fine
+  EXPECT_TRUE(client_->networks("kaisar.lease", "net-1").value().empty());
+}
+
+// Podman's own create body (used for GPU containers) is hardened the same way and joins the
+// lease network: sent as is to Podman, then inspected through the compatible API.
+TEST_F(PodmanTest, PodmansOwnCreateBodyIsHardenedToo) {
+  const NetworkSpec network{"kaisar-test1libpod", "kz-test1libpod", {{"kaisar.lease", "libpod-1"}}};
+  ASSERT_TRUE(client_->create_network(network));
+  ContainerSpec spec = httpd("libpod-1");
+  spec.network = network.name;
+  spec.pids_limit = 48;
+  auto created = unix_request(service_->socket(), "POST", "/v4.0.0/libpod/containers/create", libpod_create_body(spec));
+  ASSERT_TRUE(created) << created.error().message;
+  ASSERT_EQ(created->status, 201) << created->body;
+  const std::string id(json::parse(created->body).at("Id").as_string());
+  ASSERT_TRUE(client_->start(id));
+  auto info = client_->inspect(id);
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_TRUE(info->running);
+  EXPECT_EQ(info->addresses.size(), 1U);
+  EXPECT_EQ(info->ports.count(8080), 1U);
+  auto raw = unix_request(service_->socket(), "GET", "/containers/" + id + "/json");
+  ASSERT_TRUE(raw && raw->status == 200);
+  const auto host = json::parse(raw->body).at("HostConfig");
+  EXPECT_EQ(host.at("PidsLimit").as_int64(), 48);
+  const std::string dropped = json::serialize(host.at("CapDrop"));
+  EXPECT_NE(dropped.find("NET_RAW"), std::string::npos) << dropped;
+  EXPECT_TRUE(json::parse(raw->body).at("NetworkSettings").at("Networks").as_object().contains(network.name));
+  ASSERT_TRUE(client_->remove(id));
+  ASSERT_TRUE(client_->remove_network(network.name));
 }
 
 TEST_F(PodmanTest, EngineErrorsAreClear) {
