@@ -23,6 +23,12 @@ std::string error_message(std::string_view code, std::string_view message) {
   return json::serialize(json::object{{"type", "error"}, {"code", code}, {"message", message}});
 }
 
+// What check evidence is timed with: monotonic (a wall clock step must not make a provider
+// look slow or fast) and in µs (docs/popw.md §5).
+std::chrono::microseconds steady_now() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch());
+}
+
 std::string refused_message(std::string_view check_id, std::string_view message) {
   return json::serialize(json::object{{"type", "refused"}, {"check_id", check_id}, {"message", message}});
 }
@@ -202,7 +208,7 @@ Result<void> CheckService::relay_to_provider(const Session& state, const json::o
   const json::value* message = o.if_contains("message");
   if (message == nullptr || !message->is_object()) return fail(ErrorCode::kInvalidArgument, "popw.message must be an object");
   std::string provider;
-  const std::int64_t at = now_ms();  // before any lock: a busy OneNode must not make providers look slow
+  const auto at = steady_now();  // before any lock: a busy OneNode must not make providers look slow
   {
     std::lock_guard lock(mutex_);
     auto it = open_.find(check_id);
@@ -224,7 +230,7 @@ void CheckService::from_provider(const std::string& provider_id, const json::obj
   const json::value* message = o.if_contains("message");
   if (message == nullptr || !message->is_object()) return;
   std::shared_ptr<net::WebSocketSession> socket;
-  const std::int64_t at = now_ms();
+  const auto at = steady_now();
   {
     std::lock_guard lock(mutex_);
     auto it = open_.find(check_id);
@@ -284,10 +290,11 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
     return fail(ErrorCode::kInvalidArgument, "attestation.passed for a check the provider did not finish");
   }
   // The rate cannot be faster than what went through here: OneNode sits between checker
-  // and provider, so the checker's own time is longer than OneNode's.
+  // and provider, so the checker's own time is longer than OneNode's. Work OneNode saw
+  // finish within one clock tick counts as work over one tick (popw::kClockTick).
   const double n = check.evidence.params().n;
   const auto seen_s = check.evidence.commit_seconds();
-  const double seen_ops = seen_s && *seen_s > 0 ? 2.0 * n * n * n / *seen_s : 0.0;
+  const double seen_ops = seen_s ? 2.0 * n * n * n / std::max(*seen_s, popw::kClockTick) : 0.0;
   if (static_cast<double>(a->ops_per_second) > seen_ops * 1.1 + 1.0) {
     return fail(ErrorCode::kInvalidArgument, "attestation.opsPerSecond is faster than the work OneNode relayed");
   }
@@ -297,7 +304,19 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
 
   OpenCheck done = std::move(check);
   open_.erase(it);
+  lock.unlock();
+  // OneNode judges the evidence it relayed and timed itself, with its own secret
+  // fingerprint vector, before the verdict changes anything (outside the lock: judging
+  // costs what the checker's own verification costs).
+  auto own = popw::judge(done.evidence);
+  if (!own) {
+    lock.lock();
+    open_.emplace(done.id, std::move(done));
+    return std::unexpected(own.error());
+  }
   const std::int64_t now = now_ms();
+  if (own->passed != a->passed) return contradicted(done, *a, *own, now);
+  lock.lock();
   auto stored = db_.transaction([&]() -> Result<void> {
     // The epoch that is open now, read in this transaction: an epoch closing meanwhile has
     // taken its leaves already, so the attestation goes into the next one.
@@ -311,8 +330,9 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
         {done.id, epoch, done.provider, done.checker, json::serialize(popw::to_json(*a)),
          signature->to_hex(), to_hex(*digest), std::int64_t{a->passed ? 1 : 0}, now / 1000});
     if (!ins) return std::unexpected(ins.error());
-    auto upd = db_.execute("UPDATE checks SET state = 'attested', evidence = ?, passed = ? WHERE id = ?",
-                           {json::serialize(done.evidence.to_json()), std::int64_t{a->passed ? 1 : 0}, done.id});
+    auto upd = db_.execute("UPDATE checks SET state = 'attested', evidence = ?, passed = ?, verdict = ? WHERE id = ?",
+                           {json::serialize(done.evidence.to_json()), std::int64_t{a->passed ? 1 : 0},
+                            std::int64_t{own->passed ? 1 : 0}, done.id});
     if (!upd) return std::unexpected(upd.error());
     return {};
   });
@@ -334,19 +354,49 @@ Result<void> CheckService::attest(const Session& state, const json::object& o) {
     lock.lock();
     schedule_next(done.provider, now);
     lock.unlock();
-    second_opinion(done, a->passed, now);
-  } else {
-    auto first = db_.query("SELECT passed FROM checks WHERE id = ?", {done.of_check});
-    if (first && !first->empty() && (first->front().integer(0) != 0) != a->passed) {
-      lock.lock();
-      disputes_.emplace_back(done.of_check, done.id);  // settled on the monitor thread
-    }
+    second_opinion(done, now);
   }
   return {};
 }
 
+// OneNode's own judgement contradicts the checker's: the attestation is refused (it is
+// neither stored nor paid), and the provider's standing follows OneNode. The checker's
+// verdict is wrong under the ban rules where the answer is clear: it passed work whose
+// audit or timing OneNode failed (the audited rows are in the evidence, and OneNode's time
+// is the shorter one, so the checker saw the same), or it failed correct work OneNode saw
+// finish within half the time allowed. Where judges may honestly differ it costs the
+// checker only the attestation: at the edge of the deadline (a checker far away sees the
+// work take longer), and on memory walks (each judge samples its own, so a provider that
+// gets a few wrong must not be able to get honest checkers banned).
+Result<void> CheckService::contradicted(const OpenCheck& done, const popw::Attestation& a, const popw::Verdict& own,
+                                        std::int64_t now) {
+  const bool clearly_in_time = own.passed && own.commit_seconds * 2 <= own.allowed_seconds;
+  const bool clearly_failed = !own.audit_ok || !own.deadline_ok || (own.memory_right && !own.memory_ok);
+  const bool wrong = a.passed ? clearly_failed : clearly_in_time;
+  (void)db_.execute("UPDATE checks SET state = 'contradicted', evidence = ?, passed = ?, verdict = ?, checker_wrong = ? WHERE id = ?",
+                    {json::serialize(done.evidence.to_json()), std::int64_t{a.passed ? 1 : 0},
+                     std::int64_t{own.passed ? 1 : 0}, std::int64_t{wrong ? 1 : 0}, done.id});
+  spdlog::warn("checks: checker {} said {} for {}; OneNode's own judgement says {} ({}){}", a.checker.to_checksum(),
+               a.passed ? "passed" : "failed", done.id, own.passed ? "passed" : "failed", own.reason,
+               wrong ? ": a wrong verdict" : "");
+  if (wrong) mark_wrong(done.checker, now / 1000);
+  if (done.kind == "challenge") {
+    popw::Attestation judged = a;
+    judged.passed = own.passed;
+    judged.memory_passed = own.memory_ok;
+    judged.ops_per_second = own.ops_per_second;
+    set_verification(done.provider, judged, done.evidence.params(), static_cast<double>(own.ops_per_second),
+                     /*settled_by_onenode=*/true);
+    std::lock_guard lock(mutex_);
+    schedule_next(done.provider, now);
+  }
+  return fail(ErrorCode::kInvalidArgument, std::string("OneNode's own judgement of the evidence contradicts this attestation (") +
+                                               (own.passed ? "passed" : "failed: " + own.reason) + ")" +
+                                               (wrong ? "; recorded as a wrong verdict" : ""));
+}
+
 void CheckService::set_verification(const std::string& provider, const popw::Attestation& a,
-                                    const popw::CheckParams& params, double measured_ops) {
+                                    const popw::CheckParams& params, double measured_ops, bool settled_by_onenode) {
   // What offers and rewards use: the attested rate, at most what OneNode saw and what the
   // claimed class can do at its peak.
   double ops = std::min(static_cast<double>(a.ops_per_second), measured_ops);
@@ -361,6 +411,7 @@ void CheckService::set_verification(const std::string& provider, const popw::Att
                  {"check_id", to_hex(a.check_id)},
                  {"checker", a.checker.to_checksum()},
                  {"checked_at", format_rfc3339(clock_.now())}};
+  if (settled_by_onenode) v["settled_by"] = "onenode";
   auto r = db_.execute("UPDATE providers SET verification = ? WHERE id = ?", {json::serialize(v), provider});
   if (!r) spdlog::warn("checks: cannot store {}'s verification: {}", provider, r.error().message);
   if (on_verification) on_verification(provider);
@@ -378,9 +429,9 @@ void CheckService::set_failed(const std::string& provider, const std::string& ch
   if (on_verification) on_verification(provider);
 }
 
-// Another checker judges the same evidence; its verdict is compared with the first. It is
-// neither the first checker's wallet nor the provider's.
-void CheckService::second_opinion(const OpenCheck& first, bool, std::int64_t now_ms) {
+// Another checker judges the same evidence and signs its own attestation, which OneNode
+// judges like the first. It is neither the first checker's wallet nor the provider's.
+void CheckService::second_opinion(const OpenCheck& first, std::int64_t now_ms) {
   if (config_.check_redundancy <= 0) return;
   std::unique_lock lock(mutex_);
   if (std::uniform_real_distribution<double>(0, 1)(rng_) >= config_.check_redundancy) return;
@@ -421,46 +472,6 @@ void CheckService::second_opinion(const OpenCheck& first, bool, std::int64_t now
                                             {"epoch", second.epoch},
                                             {"evidence", second.evidence.to_json()}}));
   open_.emplace(second.id, std::move(second));
-}
-
-// The two checkers disagree: OneNode judges the evidence it relayed and timed itself, with
-// its own secret fingerprint vector. A checker is wrong where the answer is clear: it
-// passed work that is not correct, or failed correct work that OneNode saw finish in at
-// most half the time allowed. Disagreements at the edge of the deadline (a checker far away
-// sees the work take longer) cost nobody standing; the provider's result is OneNode's.
-void CheckService::settle_dispute(const std::string& first_id, const std::string& second_id) {
-  auto rows = db_.query("SELECT id, checker, passed, evidence, provider FROM checks WHERE id IN (?, ?)", {first_id, second_id});
-  if (!rows || rows->size() != 2) return;
-  const store::Row* first = rows->front().text(0) == first_id ? &rows->front() : &rows->back();
-  boost::system::error_code ec;
-  json::value evidence_json = json::parse(first->text(3), ec);
-  if (ec) return;
-  auto evidence = popw::Evidence::from_json(evidence_json);
-  if (!evidence) return;
-  auto verdict = popw::judge(*evidence);
-  if (!verdict) return;
-  const bool correct = verdict->audit_ok && verdict->memory_right;
-  const bool clearly_in_time = verdict->passed && verdict->commit_seconds * 2 <= verdict->allowed_seconds;
-  const std::int64_t now_s = now_ms() / 1000;
-  for (const auto& row : *rows) {
-    const bool said_passed = row.integer(2) != 0;
-    const bool wrong = said_passed != verdict->passed && ((said_passed && !correct) || (!said_passed && clearly_in_time));
-    (void)db_.execute("UPDATE checks SET checker_wrong = ?, verdict = ? WHERE id = ?",
-                      {std::int64_t{wrong ? 1 : 0}, std::int64_t{verdict->passed ? 1 : 0}, row.text(0)});
-    if (wrong) mark_wrong(row.text(1), now_s);
-  }
-  spdlog::warn("checks: checkers disagreed on {}; OneNode's own judgement says {} ({})", first_id,
-               verdict->passed ? "passed" : "failed", verdict->reason);
-  // The provider's standing follows OneNode, unless a newer check has replaced it since.
-  const std::string provider = first->text(4);
-  auto view = db_.query("SELECT verification FROM providers WHERE id = ?", {provider});
-  if (!view || view->empty() || view->front().is_null(0)) return;
-  json::value v = json::parse(view->front().text(0), ec);
-  if (ec || !v.is_object() || v.at("check_id") != json::value(first_id)) return;
-  v.as_object()["verified"] = verdict->passed;
-  v.as_object()["settled_by"] = "onenode";
-  (void)db_.execute("UPDATE providers SET verification = ? WHERE id = ?", {json::serialize(v), provider});
-  if (on_verification) on_verification(provider);
 }
 
 // Wrong verdicts count against the checker's wallet, across all its node keys.
@@ -504,7 +515,6 @@ void CheckService::tick() {
   const std::int64_t now = now_ms();
   std::vector<std::shared_ptr<net::WebSocketSession>> expired_handshakes;
   std::vector<std::pair<std::string, std::string>> silent;  // (provider, check id)
-  std::vector<std::pair<std::string, std::string>> disputes;
   {
     std::lock_guard lock(mutex_);
     std::erase_if(pending_, [&](const auto& p) {
@@ -534,10 +544,8 @@ void CheckService::tick() {
       if (c.kind == "challenge") schedule_next(c.provider, now);
       it = open_.erase(it);
     }
-    disputes.swap(disputes_);
   }
   for (const auto& [provider, id] : silent) set_failed(provider, id, "the provider did not answer " + std::string("in time"));
-  for (const auto& [first, second] : disputes) settle_dispute(first, second);
   for (auto& s : expired_handshakes) {
     std::lock_guard lock(mutex_);
     bool authenticated = false;
@@ -678,7 +686,7 @@ Result<json::array> CheckService::attestations(const std::string& provider, std:
 Result<json::array> CheckService::checkers() {
   auto rows = db_.query(
       "SELECT c.id, c.owner, c.registered_at, c.last_seen, c.banned_until, c.ban_reason, "
-      "(SELECT COUNT(*) FROM checks k WHERE k.checker = c.id AND k.state = 'attested'), "
+      "(SELECT COUNT(*) FROM checks k WHERE k.checker = c.id AND k.state IN ('attested', 'contradicted')), "
       "(SELECT COUNT(*) FROM checks k WHERE k.checker = c.id AND k.checker_wrong = 1) "
       "FROM checkers c ORDER BY c.registered_at, c.id",
       {});

@@ -26,8 +26,8 @@
 
 namespace kaisar::onenode {
 
-// Checkers' published rule: wrong verdicts (found when a second checker disagrees and
-// OneNode's own recomputation sides with the other) ban a checker: ≥ 2 in a week for a
+// Checkers' published rule: wrong verdicts (attestations OneNode's own judgement of the
+// evidence contradicts) ban a checker: ≥ 2 in a week for a
 // month, ≥ 5 in a month for six months, more than 10 ever for good. Returns the ban's end
 // (unix seconds; -1: for good; 0: none) given the times of its wrong verdicts.
 std::int64_t checker_ban_until(const std::vector<std::int64_t>& wrong_at, std::int64_t now_s);
@@ -36,8 +36,9 @@ std::int64_t checker_ban_until(const std::vector<std::int64_t>& wrong_at, std::i
 // own channel; at random times each online provider is assigned to a checker, whose
 // challenge and the agent's answers are relayed (and recorded as evidence) through here;
 // signed attestations are verified and stored and mark providers verified with their
-// measured performance. A share of checks get a second checker's opinion; disagreements
-// are settled by recomputing the audit, and wrong checkers are banned by the rule above.
+// measured performance. OneNode judges every attestation's evidence itself before it
+// counts; contradicted verdicts are refused and wrong checkers banned by the rule above.
+// A share of checks get a second checker's opinion, judged the same way.
 class CheckService {
  public:
   CheckService(store::Database& db, const Clock& clock, EventHub& events, ProviderRegistry& registry,
@@ -84,11 +85,12 @@ class CheckService {
   Result<void> attest(const Session& state, const boost::json::object& o);
   void assign_due(std::int64_t now_ms);
   Result<void> assign(const std::string& provider, std::int64_t now_ms);
-  void second_opinion(const OpenCheck& first, bool first_passed, std::int64_t now_ms);
-  void settle_dispute(const std::string& first_id, const std::string& second_id);
+  void second_opinion(const OpenCheck& first, std::int64_t now_ms);
+  Result<void> contradicted(const OpenCheck& done, const popw::Attestation& a, const popw::Verdict& own,
+                            std::int64_t now_ms);
   void mark_wrong(const std::string& checker, std::int64_t now_s);
   void set_verification(const std::string& provider, const popw::Attestation& a, const popw::CheckParams& params,
-                        double measured_ops);
+                        double measured_ops, bool settled_by_onenode = false);
   // A provider that fell silent in the middle of a check fails it.
   void set_failed(const std::string& provider, const std::string& check_id, const std::string& why);
   void schedule_next(const std::string& provider, std::int64_t now_ms);
@@ -110,7 +112,6 @@ class CheckService {
   std::vector<std::pair<std::weak_ptr<net::WebSocketSession>, std::int64_t>> pending_;  // unauthenticated
   std::map<std::string, OpenCheck> open_;                    // by check id
   std::map<std::string, std::int64_t> next_check_ms_;         // by provider
-  std::vector<std::pair<std::string, std::string>> disputes_;  // (first, second): settled in tick()
   std::int64_t next_prune_ms_ = 0;
   std::mt19937_64 rng_;
 };

@@ -87,7 +87,13 @@ Result<OneNodeConfig> OneNodeConfig::load_toml(const std::string& path) {
       if (r && c.check_allowance_ms > 600000) r = fail(ErrorCode::kInvalidArgument, "config " + path + ": check_allowance_ms must be at most 600000");
     }
     else if (k == "epoch_length") r = want_seconds(c.epoch_length);
+    else if (k == "lease_probe_interval") {  // 0: off
+      std::int64_t seconds = 0;
+      r = want_int(seconds);
+      if (r) c.lease_probe_interval = std::chrono::seconds{seconds};
+    }
     else if (k == "epoch_reward") r = want_string(c.epoch_reward);
+    else if (k == "check_reward_cap") r = want_string(c.check_reward_cap);
     else if (k == "fund_rewards") r = want_bool(c.fund_rewards);
     else if (k == "body_limit") r = want_int(c.body_limit);
     else if (k == "threads") r = want_int(c.threads);

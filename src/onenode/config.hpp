@@ -86,7 +86,13 @@ struct OneNodeConfig {
   // (RewardDistributor). fund_rewards: OneNode mints the pool into the distributor (dev
   // chains, whose token the operator owns).
   std::chrono::seconds epoch_length{3600};
+  // How often OneNode probes each running lease's first exposed port through the gateway
+  // (LeaseProbe); a lease whose container does not answer earns no job time. 0: off.
+  std::chrono::seconds lease_probe_interval{60};
   std::string epoch_reward = "0";
+  // The most one check (an attestation OneNode's judgement agrees with) earns its checker,
+  // base units; checkers together get at most a fifth of the pool (docs/checkers.md).
+  std::string check_reward_cap = "100000000000000000";
   bool fund_rewards = false;
 
   // Reads a TOML file; keys are the field names above (durations in seconds).

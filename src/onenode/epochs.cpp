@@ -9,6 +9,7 @@
 
 #include "core/json_fields.hpp"
 #include "crypto/merkle.hpp"
+#include "onenode/verified.hpp"
 
 namespace kaisar::onenode {
 
@@ -97,6 +98,24 @@ std::vector<eth::Uint256> share(const eth::Uint256& pool, const std::vector<doub
   return out;
 }
 
+RewardPools split_rewards(const eth::Uint256& pool, double provider_weights, double checker_weights,
+                          const eth::Uint256& cap_per_check) {
+  RewardPools out;
+  if (checker_weights > 0) {
+    eth::Uint256 fifth = pool;
+    fifth.divmod_small(5);
+    // cap × weighted checks, in millionths of a check (rounded down: never above the cap).
+    constexpr std::uint64_t kMicro = 1000000;
+    const auto micro_checks = static_cast<std::uint64_t>(std::floor(std::min(checker_weights, 1e12) * static_cast<double>(kMicro)));
+    auto capped = eth::Uint256::checked_mul(cap_per_check, micro_checks);
+    eth::Uint256 limit = capped ? *capped : fifth;
+    if (capped) limit.divmod_small(kMicro);
+    out.checkers = limit < fifth ? limit : fifth;
+  }
+  if (provider_weights > 0) out.providers = pool - out.checkers;
+  return out;
+}
+
 EpochBook::EpochBook(store::Database& db, const Clock& clock, EventHub& events, const OneNodeConfig& config)
     : db_(db), clock_(clock), events_(events), config_(config) {}
 
@@ -163,14 +182,19 @@ Result<void> EpochBook::close(std::int64_t start, std::int64_t end) {
         {end, start, end});
     if (!intervals) return std::unexpected(intervals.error());
     for (const auto& row : *intervals) work[row.text(0)].uptime_s += overlap(row.integer(1), row.integer(2), start, end);
+    // A lease rented by the provider's own owner wallet earns no job time: renting one's
+    // own machine would otherwise buy reward weight at the price of paying oneself.
     auto jobs = db_.query(
-        "SELECT provider, started_at, ended_at FROM leases WHERE started_at IS NOT NULL AND started_at < ? "
-        "AND (ended_at IS NULL OR ended_at > ?)",
+        "SELECT l.provider, l.started_at, l.ended_at, l.id FROM leases l LEFT JOIN providers p ON p.id = l.provider "
+        "WHERE l.started_at IS NOT NULL AND l.started_at < ? AND (l.ended_at IS NULL OR l.ended_at > ?) "
+        "AND (p.owner IS NULL OR p.owner != l.renter)",
         {end, start});
     if (!jobs) return std::unexpected(jobs.error());
     for (const auto& row : *jobs) {
       auto provider = crypto::Address::parse(row.text(0));
       if (!provider) continue;
+      // A lease still running counts only while its container is seen answering.
+      if (row.is_null(2) && job_answering && !job_answering(row.text(3))) continue;
       const std::int64_t to = row.is_null(2) ? end : row.integer(2);
       work[provider->to_lower_hex()].job_s += overlap(row.integer(1), to, start, end);
     }
@@ -183,21 +207,21 @@ Result<void> EpochBook::close(std::int64_t start, std::int64_t end) {
       owner_of[row.text(0)] = row.text(1);
       boost::system::error_code ec;
       json::value hw = json::parse(row.text(2), ec);
+      std::uint64_t claimed_ram = 0;
       if (!ec && hw.is_object()) {
         it->second.cpu_cores = uint_field(hw.get_object(), "cpu_cores");
-        it->second.ram_bytes = uint_field(hw.get_object(), "ram_bytes");
-        it->second.disk_bytes = uint_field(hw.get_object(), "disk_bytes");
+        claimed_ram = uint_field(hw.get_object(), "ram_bytes");
       }
-      if (!row.is_null(3)) {
-        json::value v = json::parse(row.text(3), ec);
-        if (!ec && v.is_object()) {
-          const json::value* verified = v.get_object().if_contains("verified");
-          const bool ok = verified != nullptr && verified->is_bool() && verified->get_bool();
-          it->second.failed_check = !ok;
-          const json::value* tops = v.get_object().if_contains("tops");
-          if (ok && tops != nullptr && tops->is_number()) it->second.tops = tops->to_number<double>();
-        }
-      }
+      // Only what checks measured counts: memory up to what the last passed memory phase
+      // filled; disk not at all (no check measures it).
+      json::value verification = nullptr;
+      ec.clear();
+      if (!row.is_null(3)) verification = json::parse(row.text(3), ec);
+      const VerifiedResources verified = verified_resources(ec ? json::value(nullptr) : verification);
+      it->second.failed_check = verified.failed;
+      it->second.tops = verified.tops;
+      it->second.ram_bytes = std::min(claimed_ram, verified.memory_bytes);
+      it->second.disk_bytes = verified.disk_bytes;
     }
     for (const auto& [id, w] : work) {
       auto provider = crypto::Address::parse(id);
@@ -231,7 +255,7 @@ Result<void> EpochBook::close(std::int64_t start, std::int64_t end) {
     std::vector<double> checker_weights;
     auto checkers = db_.query(
         "SELECT a.checker, c.owner, COUNT(*), c.banned_until, "
-        "(SELECT COUNT(*) FROM checks k WHERE k.checker = a.checker AND k.state = 'attested'), "
+        "(SELECT COUNT(*) FROM checks k WHERE k.checker = a.checker AND k.state IN ('attested', 'contradicted')), "
         "(SELECT COUNT(*) FROM checks k WHERE k.checker = a.checker AND k.checker_wrong = 1) "
         "FROM attestations a JOIN checkers c ON c.id = a.checker WHERE a.epoch = ? GROUP BY a.checker, c.owner, c.banned_until",
         {n});
@@ -246,18 +270,11 @@ Result<void> EpochBook::close(std::int64_t start, std::int64_t end) {
     double checker_sum = 0, provider_sum = 0;
     for (double w : checker_weights) checker_sum += w;
     for (double w : provider_weights) provider_sum += w;
-    // 80 % to providers, 20 % to checkers; all of it to whichever side alone did work.
-    eth::Uint256 provider_pool = *pool;
-    eth::Uint256 checker_pool;
-    if (checker_sum > 0 && provider_sum > 0) {
-      eth::Uint256 fifth = *pool;
-      fifth.divmod_small(5);
-      checker_pool = fifth;
-      provider_pool = *pool - fifth;
-    } else if (checker_sum > 0) {
-      checker_pool = *pool;
-      provider_pool = eth::Uint256{};
-    }
+    auto cap = eth::Uint256::from_decimal(config_.check_reward_cap);
+    if (!cap) return fail(ErrorCode::kInvalidArgument, "check_reward_cap: " + cap.error().message);
+    const RewardPools pools = split_rewards(*pool, provider_sum, checker_sum, *cap);
+    const eth::Uint256& provider_pool = pools.providers;
+    const eth::Uint256& checker_pool = pools.checkers;
     std::map<std::string, eth::Uint256> per_account;
     std::map<std::string, json::object> detail;
     auto provider_shares = share(provider_pool, provider_weights);

@@ -42,8 +42,8 @@ struct ProviderWork {
   double tops = 0;            // verified int8 TOPS (0: not verified)
   double bandwidth_mbps = 0;  // not measured yet: 0
   std::uint64_t cpu_cores = 0;
-  std::uint64_t ram_bytes = 0;
-  std::uint64_t disk_bytes = 0;
+  std::uint64_t ram_bytes = 0;   // verified: min(claimed, what the memory phase filled and passed)
+  std::uint64_t disk_bytes = 0;  // verified: no check measures disk yet, so 0
   bool failed_check = false;  // the last check failed: no reward
 };
 double hardware_score(const ProviderWork& w);
@@ -51,6 +51,17 @@ double provider_weight(const ProviderWork& w);
 double checker_weight(std::uint64_t checks, double error_rate);
 // `pool` shared by weight, rounded down (what is left over stays in the pool).
 std::vector<eth::Uint256> share(const eth::Uint256& pool, const std::vector<double>& weights);
+
+// An epoch's pool split between providers and checkers (docs/checkers.md): checkers get at
+// most a fifth, and at most `cap_per_check` per weighted check, so that no epoch's pool goes
+// to checkers whole (one check in a quiet epoch earns the cap, not the pool). What checkers
+// do not take goes to providers when any worked, and is not minted otherwise.
+struct RewardPools {
+  eth::Uint256 providers;
+  eth::Uint256 checkers;
+};
+RewardPools split_rewards(const eth::Uint256& pool, double provider_weights, double checker_weights,
+                          const eth::Uint256& cap_per_check);
 
 // Epochs: the open epoch collects attestations; when it is epoch_length old it closes: its
 // attestations and every provider's uptime record form one Merkle tree whose root goes on
@@ -71,6 +82,9 @@ class EpochBook {
   std::function<Result<void>(std::uint64_t epoch, const Hash32& root, const eth::Uint256& total)> post_rewards;
   // The transaction that carried the write with this outbox key (0x-hex), if sent.
   std::function<std::optional<std::string>(const std::string& key)> transaction_of;
+  // Whether a running lease's container answers its probes (LeaseProbe); a lease that does
+  // not earns no job time. Unset: every lease's time counts.
+  std::function<bool(const std::string& lease_id)> job_answering;
 
   Result<boost::json::array> list(std::size_t limit);
   Result<boost::json::object> get(std::uint64_t number);

@@ -25,6 +25,7 @@
 #include "onenode/geoip.hpp"
 #include "onenode/metrics.hpp"
 #include "onenode/leases.hpp"
+#include "onenode/lease_probe.hpp"
 #include "onenode/scheduler.hpp"
 #include "onenode/registry.hpp"
 #include "onenode/schema.hpp"
@@ -65,6 +66,8 @@ struct OneNode::Impl {
   std::set<std::string> tunnel_allowed;
   std::atomic<bool> ready{false};
   std::thread monitor;
+  std::thread prober;  // LeaseProbe: blocking probes, off the monitor thread
+  LeaseProbe probes;
   std::mutex monitor_mutex;
   std::condition_variable monitor_cv;
   bool stopping = false;
@@ -646,6 +649,22 @@ struct OneNode::Impl {
       }
     }
     if (needs_token) lease["access_token"] = exposure->access_token;
+    const json::value* state = lease.if_contains("state");
+    if (config.lease_probe_interval.count() > 0 && state != nullptr && state->is_string() && state->get_string() == "running") {
+      lease["answering"] = probes.answering(id);  // its container answered OneNode's probes
+    }
+  }
+
+  void probe_loop() {
+    std::unique_lock lock(monitor_mutex);
+    while (!stopping) {
+      monitor_cv.wait_for(lock, config.lease_probe_interval);
+      if (stopping) break;
+      lock.unlock();
+      probes.probe_all(leases->running_ids(), [this](const std::string& id) { return exposure_of(id); },
+                       std::chrono::seconds{3});
+      lock.lock();
+    }
   }
 
   void monitor_loop() {
@@ -844,6 +863,10 @@ Result<std::string> OneNode::start() {
   s.metrics.gauge("kaisar_event_subscribers", "Open /api/v1/events streams.",
                   [&s] { return static_cast<double>(s.events.subscribers()); });
   s.monitor = std::thread([&s] { s.monitor_loop(); });
+  if (s.config.lease_probe_interval.count() > 0) {
+    s.epochs->job_answering = [&s](const std::string& lease_id) { return s.probes.answering(lease_id); };
+    s.prober = std::thread([&s] { s.probe_loop(); });
+  }
   s.ready.store(true);
   return s.base_url;
 }
@@ -863,6 +886,7 @@ void OneNode::stop() {
   }
   s.monitor_cv.notify_all();
   if (s.monitor.joinable()) s.monitor.join();
+  if (s.prober.joinable()) s.prober.join();
   s.events.close_all();
   s.server->stop();
   s.registry->sweep(/*force_flush=*/true);  // last-seen times survive the restart

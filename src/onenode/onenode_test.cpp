@@ -15,6 +15,7 @@
 #include "onenode/registry.hpp"
 #include "onenode/scheduler.hpp"
 #include "onenode/siwe.hpp"
+#include "onenode/verified.hpp"
 
 namespace kaisar::onenode {
 namespace {
@@ -371,8 +372,9 @@ struct LeaseBookHarness {
     db.reset();
     std::filesystem::remove_all(dir);
   }
-  // A lease of `gpus` H100s for `hours`, made to run now.
-  std::string running_lease(std::uint32_t gpus, std::uint32_t hours) {
+  // A lease of `gpus` H100s for `hours`, made to run now (by a fresh renter by default).
+  std::string running_lease(std::uint32_t gpus, std::uint32_t hours,
+                            std::optional<crypto::Address> renter = std::nullopt) {
     LeaseSpec spec;
     spec.offer = reg.node.to_checksum();
     spec.image = "localhost/kaisar/demo:latest";
@@ -380,7 +382,7 @@ struct LeaseBookHarness {
     spec.hours = hours;
     chain::Deployment deployment;
     deployment.chain_id = 31337;
-    auto lease = leases->create(crypto::PrivateKey::generate().address(), spec, deployment).value();
+    auto lease = leases->create(renter.value_or(crypto::PrivateKey::generate().address()), spec, deployment).value();
     const std::string id(lease.at("id").as_string());
     EXPECT_EQ(*leases->get(id), lease);  // shown as stored
     EXPECT_TRUE(db->execute("UPDATE leases SET state = 'running', started_at = ? WHERE id = ?",
@@ -541,6 +543,106 @@ TEST(Epochs, RewardsFollowWorkHardwareAndChecks) {
   EXPECT_EQ(reward_leaf(a, 5).size(), 52U);
   EXPECT_EQ(uptime_leaf(a, 1, 2, 3).size(), 45U);
   EXPECT_EQ(attestation_leaf(kaisar::Hash32{}, kaisar::Bytes(65)).size(), 98U);
+}
+
+// No rule hands a whole epoch pool to checkers: one check in an otherwise empty epoch earns
+// the per-check cap, not the pool; what checkers do not take goes to providers or is not
+// minted.
+TEST(Epochs, ChecksEarnAtMostTheCapAndNeverTheWholePool) {
+  using kaisar::eth::Uint256;
+  using namespace kaisar::onenode;
+  const Uint256 pool = Uint256::from_decimal("10000000000000000000").value();  // 10 KAI
+  const Uint256 cap = Uint256::from_decimal("100000000000000000").value();     // 0.1 KAI
+  // One check, no provider worked: the check earns the cap; the rest is not minted.
+  auto alone = split_rewards(pool, 0, 1, cap);
+  EXPECT_EQ(alone.checkers, cap);
+  EXPECT_TRUE(alone.providers.is_zero());
+  // With providers, the rest of the pool is theirs.
+  auto both = split_rewards(pool, 5, 1, cap);
+  EXPECT_EQ(both.checkers, cap);
+  EXPECT_EQ(both.providers, pool - cap);
+  // Many checks: at most a fifth of the pool, however many.
+  auto busy = split_rewards(pool, 5, 1e6, cap);
+  EXPECT_EQ(busy.checkers.to_decimal(), "2000000000000000000");
+  EXPECT_EQ(busy.providers.to_decimal(), "8000000000000000000");
+  auto idle = split_rewards(pool, 0, 1e6, cap);
+  EXPECT_EQ(idle.checkers.to_decimal(), "2000000000000000000");
+  EXPECT_TRUE(idle.providers.is_zero());
+  // Half a weighted check (an error rate of 0.5) earns half the cap; no checks: nothing.
+  EXPECT_EQ(split_rewards(pool, 1, 0.5, cap).checkers.to_decimal(), "50000000000000000");
+  auto none = split_rewards(pool, 1, 0, cap);
+  EXPECT_TRUE(none.checkers.is_zero());
+  EXPECT_EQ(none.providers, pool);
+  // A cap too large to multiply still leaves checkers a fifth at most.
+  EXPECT_EQ(split_rewards(pool, 1, 3, Uint256::from_decimal("1" + std::string(76, '0')).value()).checkers.to_decimal(),
+            "2000000000000000000");
+}
+
+TEST(Epochs, VerifiedResourcesAreWhatChecksMeasured) {
+  using namespace kaisar::onenode;
+  EXPECT_FALSE(verified_resources(nullptr).checked);
+  EXPECT_FALSE(verified_resources(nullptr).failed);  // not checked yet: not failed either
+  auto passed = verified_resources(json::parse(
+      R"({"verified":true,"tops":12.5,"memory_bytes":268435456,"memory_passed":true,"check_id":"0x01"})"));
+  EXPECT_TRUE(passed.checked);
+  EXPECT_FALSE(passed.failed);
+  EXPECT_DOUBLE_EQ(passed.tops, 12.5);
+  EXPECT_EQ(passed.memory_bytes, 268435456U);
+  EXPECT_EQ(passed.disk_bytes, 0U);  // nothing measures disk
+  auto failed = verified_resources(json::parse(R"({"verified":false,"tops":12.5,"memory_bytes":268435456,"memory_passed":true})"));
+  EXPECT_TRUE(failed.failed);
+  EXPECT_EQ(failed.memory_bytes, 0U);
+  EXPECT_EQ(failed.tops, 0);
+  auto no_memory = verified_resources(json::parse(R"({"verified":true,"memory_bytes":268435456,"memory_passed":false})"));
+  EXPECT_EQ(no_memory.memory_bytes, 0U);
+}
+
+// A provider earns for what checks verified and for others' leases: inflating its RAM and
+// disk claims earns nothing more than an honest twin, and a lease its own owner rents earns
+// no job time.
+TEST(Epochs, InflatedClaimsAndSelfRentalEarnNothing) {
+  using namespace kaisar::onenode;
+  LeaseBookHarness h;
+  OneNodeConfig config;
+  config.epoch_length = std::chrono::seconds{60};
+  config.epoch_reward = "1000000";
+  // The twin: the same machine, claiming 32 times the RAM and a petabyte of disk.
+  Registration twin = h.reg;
+  twin.node = kaisar::crypto::PrivateKey::generate().address();
+  twin.owner = kaisar::crypto::PrivateKey::generate().address();
+  twin.hardware.ram_bytes = h.reg.hardware.ram_bytes * 32;
+  twin.hardware.disk_bytes = twin.hardware.disk_free_bytes = 1ULL << 50;
+  ASSERT_TRUE(h.registry->connect(twin));
+  // Both passed a check whose memory phase filled 256 MiB.
+  const std::string verification =
+      R"({"verified":true,"tops":0,"memory_bytes":268435456,"memory_passed":true,"check_id":"0x01"})";
+  ASSERT_TRUE(h.db->execute("UPDATE providers SET verification = ?", {verification}));
+  // The honest provider runs a lease its own owner rented; a stranger's lease would count.
+  h.running_lease(1, 2, h.reg.owner);
+  EpochBook book(*h.db, h.clock, h.events, config);
+  ASSERT_TRUE(book.recover());
+  h.clock.advance(std::chrono::seconds{61});
+  ASSERT_TRUE(book.tick());
+  auto honest = book.proof(0, h.reg.node.to_checksum()).value();
+  EXPECT_EQ(kaisar::from_hex(honest.at("leaf").as_string()).value(), uptime_leaf(h.reg.node, 0, 61, 0))
+      << "self-rental earns no job time";
+  const auto a = book.rewards(h.reg.owner).value();
+  const auto b = book.rewards(twin.owner).value();
+  ASSERT_EQ(a.size(), 1U);
+  ASSERT_EQ(b.size(), 1U);
+  EXPECT_EQ(a[0].at("amount").as_string(), b[0].at("amount").as_string()) << "inflated claims earned more";
+  // Offers and the provider view show claimed and verified side by side.
+  auto view = h.registry->get(twin.node.to_lower_hex()).value();
+  EXPECT_EQ(view.at("verified_memory_bytes").to_number<std::uint64_t>(), 268435456U);
+  EXPECT_EQ(view.at("verified_disk_bytes").to_number<std::uint64_t>(), 0U);
+  EXPECT_EQ(view.at("hardware").at("ram_bytes").to_number<std::uint64_t>(), twin.hardware.ram_bytes);
+
+  // A stranger's lease on the same machine does earn job time in the next epoch.
+  h.running_lease(1, 2);
+  h.clock.advance(std::chrono::seconds{61});
+  ASSERT_TRUE(book.tick());
+  auto next = book.proof(1, h.reg.node.to_checksum()).value();
+  EXPECT_EQ(kaisar::from_hex(next.at("leaf").as_string()).value(), uptime_leaf(h.reg.node, 1, 61, 61));
 }
 
 // An epoch closes into uptime leaves (an open interval reaches the epoch's end, not just its

@@ -2,6 +2,11 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+
+#include "core/json_fields.hpp"
+#include "onenode/verified.hpp"
+
 namespace kaisar::onenode {
 
 namespace json = boost::json;
@@ -250,6 +255,10 @@ boost::json::object ProviderRegistry::view(const store::Row& row) const {
       verification = std::move(parsed);
     }
   }
+  // Claimed (hardware) and verified side by side: rewards and offers count the verified.
+  const VerifiedResources measured = verified_resources(verification);
+  const std::uint64_t claimed_ram = hardware.is_object() ? uint_field(hardware.get_object(), "ram_bytes") : 0;
+  const std::uint64_t claimed_disk = hardware.is_object() ? uint_field(hardware.get_object(), "disk_free_bytes") : 0;
   auto node = crypto::Address::parse(id);
   auto owner = crypto::Address::parse(row.text(1));
   json::object location{{"country", row.text(4)},
@@ -266,6 +275,8 @@ boost::json::object ProviderRegistry::view(const store::Row& row) const {
                       {"available", std::move(available)},
                       {"prices", std::move(prices)},
                       {"verified", verified},
+                      {"verified_memory_bytes", std::min(claimed_ram, measured.memory_bytes)},
+                      {"verified_disk_bytes", std::min(claimed_disk, measured.disk_bytes)},
                       {"verification", std::move(verification)}};
 }
 

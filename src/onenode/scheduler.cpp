@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "crypto/address.hpp"
+#include "onenode/verified.hpp"
 
 namespace kaisar::onenode {
 
@@ -105,6 +106,13 @@ Machine machine_from_provider(const json::object& provider) {
   m.vram_bytes = chosen != nullptr ? chosen->vram : 0;
   m.cpu_cores = static_cast<std::uint32_t>(std::min<std::uint64_t>(u64(hardware.if_contains("cpu_cores")), 4096));
   m.ram_gb = static_cast<std::uint64_t>(static_cast<double>(u64(hardware.if_contains("ram_bytes"))) / kGiB);
+  m.memory_bytes = u64(hardware.if_contains("ram_bytes"));
+  m.disk_bytes = u64(hardware.if_contains("disk_free_bytes"));
+  if (const json::value* v = provider.if_contains("verification"); v != nullptr) {
+    const VerifiedResources measured = verified_resources(*v);
+    m.verified_memory_bytes = std::min(m.memory_bytes, measured.memory_bytes);
+    m.verified_disk_bytes = std::min(m.disk_bytes, measured.disk_bytes);
+  }
 
   if (const json::value* prices = provider.if_contains("prices"); prices != nullptr && prices->is_object()) {
     m.priced = true;
@@ -183,6 +191,10 @@ json::object offer_json(const Machine& m, const Free& free) {
       {"cpu_name", value(kCpuName)},
       {"ram", free.ram_gb},
       {"disk", value(kDisk)},
+      {"memory_bytes", m.memory_bytes},
+      {"verified_memory_bytes", m.verified_memory_bytes},
+      {"disk_bytes", m.disk_bytes},
+      {"verified_disk_bytes", m.verified_disk_bytes},
       {"price_hour", tokens(hour)},
       {"price_hour_base_units", hour.to_decimal()},
       {"gpu_price_hour", value(kGpuPriceHour)},

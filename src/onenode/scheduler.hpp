@@ -33,6 +33,9 @@ struct Machine {
   std::uint64_t vram_bytes = 0;
   std::uint32_t cpu_cores = 0;
   std::uint64_t ram_gb = 0;
+  // Claimed by the agent and verified by checks (VerifiedResources), shown side by side.
+  std::uint64_t memory_bytes = 0, verified_memory_bytes = 0;
+  std::uint64_t disk_bytes = 0, verified_disk_bytes = 0;
   boost::json::object prices;  // as the provider set them (decimal base units)
   eth::Uint256 gpu_hour, cpu_core_hour, ram_gb_hour;
   double gpu_hour_tokens = 0, cpu_core_hour_tokens = 0, ram_gb_hour_tokens = 0;

@@ -101,8 +101,8 @@ TimingVerdict compute_verdict(const HardwareClass& claimed, std::uint32_t n, std
   const double ops = 2.0 * std::pow(static_cast<double>(n), 3.0);
   TimingVerdict v;
   v.expected = claimed.int8_ops_per_s();
-  v.measured = elapsed.count() > 0 ? ops / elapsed.count() : 0.0;
-  v.pass = elapsed.count() > 0 && v.measured >= v.expected * (1.0 - kTolerance);
+  v.measured = ops / std::max(elapsed.count(), kClockTick);
+  v.pass = elapsed.count() >= 0 && v.measured >= v.expected * (1.0 - kTolerance);
   return v;
 }
 
@@ -113,8 +113,8 @@ TimingVerdict memory_verdict(const HardwareClass& claimed, std::uint64_t walks, 
       std::max(lookups / claimed.lookups_per_s(), static_cast<double>(steps) * claimed.memory_latency_s);
   TimingVerdict v;
   v.expected = expected_s > 0 ? lookups / expected_s : 0.0;
-  v.measured = elapsed.count() > 0 ? lookups / elapsed.count() : 0.0;
-  v.pass = elapsed.count() > 0 && lookups > 0 && v.measured >= v.expected * (1.0 - kTolerance);
+  v.measured = lookups / std::max(elapsed.count(), kClockTick);
+  v.pass = elapsed.count() >= 0 && lookups > 0 && v.measured >= v.expected * (1.0 - kTolerance);
   return v;
 }
 

@@ -30,6 +30,10 @@ struct HardwareClass {
 // honest card's run-to-run and clock variation; classes whose expected rates differ by
 // less than this factor cannot be told apart by timing (docs/popw.md §5 lists them).
 inline constexpr double kTolerance = 0.15;
+// Checks are timed in whole microseconds. Work that takes less than one tick (0 µs
+// measured) is as fast as the clock can tell: it passes any deadline, and its rate is
+// taken as at least the work over one tick. An answer never fails for being too fast.
+inline constexpr double kClockTick = 1e-6;
 
 // All GPU classes of the table.
 std::span<const HardwareClass> gpu_classes() noexcept;
@@ -48,8 +52,8 @@ struct TimingVerdict {
   double expected = 0;  // rate the class must reach, before the tolerance
 };
 
-// Compute phase: ops = 2·n³; measured = ops / elapsed. elapsed is the checker's time from
-// sending the challenge to receiving the commit, less one measured round trip.
+// Compute phase: ops = 2·n³; measured = ops / max(elapsed, kClockTick). elapsed is the
+// checker's time from sending the challenge to receiving the commit.
 TimingVerdict compute_verdict(const HardwareClass& claimed, std::uint32_t n, std::chrono::duration<double> elapsed) noexcept;
 
 // Memory phase: walks·steps dataset reads. Steps of one walk depend on each other, so the

@@ -157,7 +157,7 @@ std::optional<double> Evidence::commit_seconds() const {
   const Step* challenge = find("challenge");
   const Step* commit = find("commit");
   if (challenge == nullptr || commit == nullptr) return std::nullopt;
-  return static_cast<double>(commit->at_ms - challenge->at_ms) / 1000.0;
+  return std::chrono::duration<double>(commit->at - challenge->at).count();
 }
 
 std::uint64_t memory_cache_bytes(std::uint64_t memory_bytes) {
@@ -166,15 +166,19 @@ std::uint64_t memory_cache_bytes(std::uint64_t memory_bytes) {
                                    std::min<std::uint64_t>(kMaxCacheBytes, memory_bytes));
 }
 
-Result<void> Evidence::record(bool from_checker, const json::object& message, std::int64_t at_ms) {
+Result<void> Evidence::record(bool from_checker, const json::object& message, std::chrono::microseconds at) {
   const std::string expected = next_step();
   if (expected.empty()) return fail(ErrorCode::kConflict, "the check is over");
+  // A step timed before the one it answers would make a negative (or huge) duration.
+  if (at.count() < 0 || (!steps_.empty() && at < steps_.back().at)) {
+    return fail(ErrorCode::kInvalidArgument, "a step's time (at_us) is before the previous step's");
+  }
   const std::string type = text(message, "type");
   const std::size_t index = steps_.size();
   if (!from_checker && type == "error") {
     std::string why = text(message, "message").substr(0, 500);
     refused_ = true;
-    steps_.push_back({"error", json::object{{"type", "error"}, {"message", why}}, at_ms});
+    steps_.push_back({"error", json::object{{"type", "error"}, {"message", why}}, at});
     return {};
   }
   if (from_checker != from_checker_step(index)) {
@@ -231,13 +235,13 @@ Result<void> Evidence::record(bool from_checker, const json::object& message, st
     if (a->digests.size() != params_.memory_walks) return fail(ErrorCode::kInvalidArgument, "memory_answer must answer every walk");
   }
   // memory_ready carries nothing that needs checking.
-  steps_.push_back({type, message, at_ms});
+  steps_.push_back({type, message, at});
   return {};
 }
 
 json::object Evidence::to_json() const {
   json::array steps;
-  for (const auto& s : steps_) steps.push_back(json::object{{"message", s.message}, {"at_ms", s.at_ms}});
+  for (const auto& s : steps_) steps.push_back(json::object{{"message", s.message}, {"at_us", s.at.count()}});
   return json::object{{"params", popw::to_json(params_)}, {"steps", std::move(steps)}};
 }
 
@@ -254,12 +258,12 @@ Result<Evidence> Evidence::from_json(const json::value& v) {
   // Replayed through record(): stored evidence is validated exactly like live messages.
   for (const auto& s : steps->get_array()) {
     const json::value* message = s.is_object() ? s.get_object().if_contains("message") : nullptr;
-    const json::value* at = s.is_object() ? s.get_object().if_contains("at_ms") : nullptr;
+    const json::value* at = s.is_object() ? s.get_object().if_contains("at_us") : nullptr;
     if (message == nullptr || !message->is_object() || at == nullptr || !at->is_int64()) {
-      return fail(ErrorCode::kInvalidArgument, "evidence.steps[] needs message and at_ms");
+      return fail(ErrorCode::kInvalidArgument, "evidence.steps[] needs message and at_us");
     }
     const bool from_checker = text(message->get_object(), "type") != "error" && from_checker_step(e.steps_.size());
-    if (auto r = e.record(from_checker, message->get_object(), at->get_int64()); !r) return std::unexpected(r.error());
+    if (auto r = e.record(from_checker, message->get_object(), std::chrono::microseconds(at->get_int64())); !r) return std::unexpected(r.error());
   }
   return e;
 }
@@ -296,13 +300,15 @@ Result<Verdict> judge(const Evidence& evidence, bool exact) {
   }();
   v.audit_ok = audited.has_value();
 
-  // The deadline: the checker's (or OneNode's) time from challenge to commit.
-  v.commit_seconds = static_cast<double>(evidence.find("commit")->at_ms - evidence.find("challenge")->at_ms) / 1000.0;
+  // The deadline: the checker's (or OneNode's) time from challenge to commit, in µs. Work
+  // done within one tick of the clock (0 µs) is as fast as the clock can tell: it meets any
+  // deadline, and its rate is at least the work over one tick.
+  v.commit_seconds = *evidence.commit_seconds();
   const double ops = 2.0 * std::pow(static_cast<double>(p.n), 3.0);
   const double expected_s = ops / cls->int8_ops_per_s();
-  v.ops_per_second = v.commit_seconds > 0 ? static_cast<std::uint64_t>(ops / v.commit_seconds) : 0;
+  v.ops_per_second = static_cast<std::uint64_t>(ops / std::max(v.commit_seconds, kClockTick));
   v.allowed_seconds = expected_s / (1.0 - kTolerance) + allowance;
-  v.deadline_ok = v.commit_seconds > 0 && v.commit_seconds <= v.allowed_seconds;
+  v.deadline_ok = v.commit_seconds <= v.allowed_seconds;
 
   // The memory phase: sampled walks recomputed from the cache, and in time.
   if (p.memory_bytes == 0) {
@@ -325,8 +331,9 @@ Result<Verdict> judge(const Evidence& evidence, bool exact) {
       right = d == digests->digests[w];
     }
     const double answer_s =
-        static_cast<double>(evidence.find("memory_answer")->at_ms - evidence.find("memory_query")->at_ms) / 1000.0;
-    const auto timing = memory_verdict(*cls, walks, query->steps, std::chrono::duration<double>(std::max(1e-6, answer_s - allowance)));
+        std::chrono::duration<double>(evidence.find("memory_answer")->at - evidence.find("memory_query")->at).count();
+    const auto timing =
+        memory_verdict(*cls, walks, query->steps, std::chrono::duration<double>(std::max(0.0, answer_s - allowance)));
     v.memory_right = right;
     v.memory_ok = right && timing.pass;
     if (!right) v.reason = "a memory walk is wrong";

@@ -3,6 +3,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,7 +58,7 @@ struct Verdict {
   bool memory_ok = false;     // ... and in time
   bool passed = false;
   std::uint64_t ops_per_second = 0;
-  double commit_seconds = 0;
+  double commit_seconds = 0;   // as timed, in whole µs: 0 when faster than the clock can tell
   double allowed_seconds = 0;  // the deadline the commit had to meet
   std::string reason;  // why it failed, or "passed"
 };
@@ -68,7 +69,7 @@ class Evidence;
 Result<Verdict> judge(const Evidence& evidence, bool exact = false);
 
 // One check's messages (the "message" of "popw" envelopes), in protocol order, each with
-// the time it was seen (ms, any monotonic origin):
+// the time it was seen (µs since any monotonic origin; never decreasing):
 //   checker: challenge → provider: commit → checker: audit → provider: openings →
 //   checker: memory_fill → provider: memory_ready → checker: memory_query → provider: memory_answer
 // A provider may answer "error" at any step (the check then fails). OneNode records what it
@@ -79,9 +80,9 @@ class Evidence {
   explicit Evidence(CheckParams params) : params_(std::move(params)) {}
 
   // Validates `message` as the next step (its type, its sender, its content against the
-  // params and earlier steps) and records it. kInvalidArgument says what is wrong; kConflict
-  // when it comes out of order.
-  Result<void> record(bool from_checker, const boost::json::object& message, std::int64_t at_ms);
+  // params and earlier steps) and records it. kInvalidArgument says what is wrong (a time
+  // before the previous step's among it); kConflict when it comes out of order.
+  Result<void> record(bool from_checker, const boost::json::object& message, std::chrono::microseconds at);
   // The type of the step expected next ("" when complete).
   std::string next_step() const;
   bool complete() const;
@@ -102,7 +103,7 @@ class Evidence {
   struct Step {
     std::string type;
     boost::json::object message;
-    std::int64_t at_ms = 0;
+    std::chrono::microseconds at{0};
   };
   const Step* find(std::string_view type) const;
   CheckParams params_;

@@ -148,7 +148,7 @@ json::object to_json(const Challenge& m) {
 }
 
 json::object to_json(const Commit& m) {
-  return {{"type", "commit"}, {"root", hash_hex(m.root)}, {"elapsed_ms", m.elapsed.count()}};
+  return {{"type", "commit"}, {"root", hash_hex(m.root)}, {"elapsed_us", m.elapsed.count()}};
 }
 
 json::object to_json(const AuditRequest& m) {
@@ -212,9 +212,9 @@ Result<Commit> commit_from_json(const json::value& v) {
   auto root = hash_field(**o, kWhere, "root");
   if (!root) return std::unexpected(root.error());
   m.root = *root;
-  auto ms = uint_field(**o, kWhere, "elapsed_ms", static_cast<std::uint64_t>(kMaxElapsed.count()));
-  if (!ms) return std::unexpected(ms.error());
-  m.elapsed = std::chrono::milliseconds(static_cast<std::int64_t>(*ms));
+  auto us = uint_field(**o, kWhere, "elapsed_us", static_cast<std::uint64_t>(kMaxElapsed.count()));
+  if (!us) return std::unexpected(us.error());
+  m.elapsed = std::chrono::microseconds(static_cast<std::int64_t>(*us));
   return m;
 }
 

@@ -23,12 +23,12 @@ namespace kaisar::popw {
 inline constexpr std::size_t kMaxAuditRows = 1024;
 inline constexpr std::size_t kMaxProofLength = 32;  // a tree of ≤ 16384 leaves needs 14
 inline constexpr std::size_t kMaxMessageBytes = std::size_t{128} << 20;
-inline constexpr std::chrono::milliseconds kMaxElapsed{std::chrono::hours(24)};
+inline constexpr std::chrono::microseconds kMaxElapsed{std::chrono::hours(24)};
 
 // The provider's commitment to a challenge.
 struct Commit {
   Hash32 root{};
-  std::chrono::milliseconds elapsed{0};  // the provider's own timing; informational
+  std::chrono::microseconds elapsed{0};  // the provider's own timing; informational
 
   friend bool operator==(const Commit&, const Commit&) = default;
 };
@@ -37,7 +37,7 @@ struct Commit {
 Result<boost::json::value> parse_message(std::string_view text) noexcept;
 
 boost::json::object to_json(const Challenge& m);     // {"type":"challenge","seed":"0x…","n":4096}
-boost::json::object to_json(const Commit& m);        // {"type":"commit","root":"0x…","elapsed_ms":1234}
+boost::json::object to_json(const Commit& m);        // {"type":"commit","root":"0x…","elapsed_us":1234567}
 boost::json::object to_json(const AuditRequest& m);  // {"type":"audit","rows":[…]}
 // {"type":"openings","openings":[{"row":7,"values":"<base64 of n int32 LE>","proof":["0x…"]}]}
 boost::json::object to_json(const AuditAnswer& m);

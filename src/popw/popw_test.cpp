@@ -343,7 +343,17 @@ TEST(Deadline, ChooseNHitsTheTarget) {
   EXPECT_GT(honest_time(cpu, n + kStepN).count(), 1.0);
   EXPECT_EQ(choose_n(gpu_class("H100 SXM"), std::chrono::seconds(10)), kMaxN);
   EXPECT_EQ(choose_n(cpu, std::chrono::microseconds(1)), kMinN);
-  EXPECT_FALSE(compute_verdict(cpu, 64, std::chrono::seconds(0)).pass);
+}
+
+TEST(Deadline, WorkFasterThanTheClockCanTellPasses) {
+  // 0 µs measured: at least as fast as any class, and the rate is a lower bound (work/1 µs).
+  for (const auto& c : {cpu_class(1), gpu_class("H100 SXM")}) {
+    const auto v = compute_verdict(c, kMaxN, std::chrono::seconds(0));
+    EXPECT_TRUE(v.pass) << c.name;
+    EXPECT_DOUBLE_EQ(v.measured, 2.0 * kMaxN * kMaxN * kMaxN / kClockTick);
+    EXPECT_TRUE(memory_verdict(c, 4096, 64, std::chrono::seconds(0)).pass) << c.name;
+  }
+  EXPECT_FALSE(compute_verdict(cpu_class(1), 64, std::chrono::duration<double>(-1e-6)).pass);
 }
 
 TEST(Deadline, MemoryLatencyBoundsFewWalks) {
@@ -506,11 +516,12 @@ TEST(Message, ChallengeAndCommitRejectBadInput) {
   rejects(challenge_from_json, "{\"seed\":" + kSeed + ",\"n\":-64}", "challenge.n");
   rejects(challenge_from_json, "{\"seed\":" + kSeed + ",\"n\":64.0}", "challenge.n");
   rejects(challenge_from_json, "{\"seed\":" + kSeed + ",\"n\":\"64\"}", "challenge.n");
-  rejects(commit_from_json, "{\"elapsed_ms\":5}", "commit.root is missing");
-  rejects(commit_from_json, "{\"root\":" + kSeed + "}", "commit.elapsed_ms is missing");
-  rejects(commit_from_json, "{\"root\":" + kSeed + ",\"elapsed_ms\":1e3}", "commit.elapsed_ms");
-  rejects(commit_from_json, "{\"root\":" + kSeed + ",\"elapsed_ms\":86400001}", "commit.elapsed_ms");
-  rejects(commit_from_json, "{\"root\":7,\"elapsed_ms\":5}", "commit.root");
+  rejects(commit_from_json, "{\"elapsed_us\":5}", "commit.root is missing");
+  rejects(commit_from_json, "{\"root\":" + kSeed + "}", "commit.elapsed_us is missing");
+  rejects(commit_from_json, "{\"root\":" + kSeed + ",\"elapsed_ms\":5}", "commit.elapsed_us is missing");
+  rejects(commit_from_json, "{\"root\":" + kSeed + ",\"elapsed_us\":1e3}", "commit.elapsed_us");
+  rejects(commit_from_json, "{\"root\":" + kSeed + ",\"elapsed_us\":86400000001}", "commit.elapsed_us");
+  rejects(commit_from_json, "{\"root\":7,\"elapsed_us\":5}", "commit.root");
 }
 
 TEST(Message, AuditMessagesRejectBadInput) {

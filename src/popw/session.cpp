@@ -38,8 +38,8 @@ std::uint64_t fill_limit() {
   return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) / 2;
 }
 
-std::int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+std::chrono::microseconds steady_now() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
 }  // namespace
@@ -70,7 +70,7 @@ json::object ProverSession::handle(const json::object& message) {
     reset();
     auto prover = Prover::compute(*challenge, best_kernel());
     if (!prover) return error_reply(prover.error().message);
-    Commit commit{prover->root(), std::chrono::duration_cast<std::chrono::milliseconds>(prover->elapsed())};
+    Commit commit{prover->root(), std::chrono::duration_cast<std::chrono::microseconds>(prover->elapsed())};
     state_->prover.emplace(std::move(*prover));
     return to_json(commit);
   }
@@ -126,12 +126,12 @@ CheckerSession& CheckerSession::operator=(CheckerSession&&) noexcept = default;
 json::object CheckerSession::start() {
   Challenge challenge{crypto::random_hash(), state_->evidence.params().n};
   json::object message = to_json(challenge);
-  (void)state_->evidence.record(true, message, steady_ms());
+  (void)state_->evidence.record(true, message, steady_now());
   return message;
 }
 
 Result<std::optional<json::object>> CheckerSession::on_answer(const json::object& answer) {
-  if (auto r = state_->evidence.record(false, answer, steady_ms()); !r) return std::unexpected(r.error());
+  if (auto r = state_->evidence.record(false, answer, steady_now()); !r) return std::unexpected(r.error());
   const std::string next = state_->evidence.next_step();
   const CheckParams& p = state_->evidence.params();
   json::object message;
@@ -154,7 +154,7 @@ Result<std::optional<json::object>> CheckerSession::on_answer(const json::object
   } else {
     return fail(ErrorCode::kConflict, "the checker expected to send " + next);
   }
-  if (auto r = state_->evidence.record(true, message, steady_ms()); !r) return std::unexpected(r.error());
+  if (auto r = state_->evidence.record(true, message, steady_now()); !r) return std::unexpected(r.error());
   return std::optional<json::object>{std::move(message)};
 }
 

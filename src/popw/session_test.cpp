@@ -15,6 +15,7 @@ namespace kaisar::popw {
 namespace {
 
 namespace json = boost::json;
+using namespace std::chrono_literals;
 
 CheckParams small_check(std::string hardware_class = "cpu:2", std::uint32_t allowance_ms = 30000) {
   CheckParams p;
@@ -61,6 +62,30 @@ TEST(Session, AnHonestProviderPassesAndEveryJudgeAgrees) {
   auto exact = judge(*copy, /*exact=*/true);
   ASSERT_TRUE(exact);
   EXPECT_TRUE(exact->passed) << exact->reason;
+}
+
+// A prover faster than the clock can tell: every step seen at the same microsecond. The
+// honest answer passes (it used to fail when the work took under one tick of the clock).
+TEST(Session, WorkFasterThanTheClockCanTellPasses) {
+  const CheckParams params = small_check("cpu:1", /*allowance_ms=*/0);
+  Evidence evidence(params);
+  ProverSession prover;
+  CheckerSession checker(params);
+  json::object message = checker.start();
+  for (int i = 0; i < 8 && !message.empty(); ++i) {
+    ASSERT_TRUE(evidence.record(true, message, 1000us));
+    json::object answer = prover.handle(message);
+    ASSERT_TRUE(evidence.record(false, answer, 1000us));
+    auto next = checker.on_answer(answer);
+    ASSERT_TRUE(next);
+    message = *next ? std::move(**next) : json::object{};
+  }
+  ASSERT_TRUE(evidence.complete());
+  EXPECT_EQ(evidence.commit_seconds(), 0.0);
+  auto verdict = judge(evidence);
+  ASSERT_TRUE(verdict) << verdict.error().message;
+  EXPECT_TRUE(verdict->passed) << verdict->reason;
+  EXPECT_EQ(verdict->ops_per_second, static_cast<std::uint64_t>(2.0 * 128 * 128 * 128 / kClockTick));
 }
 
 TEST(Session, AlteredRowsAndWrongWalksFail) {
@@ -119,22 +144,25 @@ TEST(Evidence, StepsComeInOrderFromTheRightSide) {
   Evidence e(small_check());
   const json::object challenge{{"type", "challenge"}, {"seed", to_hex(crypto::random_hash())}, {"n", 128}};
   // The provider cannot speak first; nor may the checker send a commit.
-  EXPECT_EQ(e.record(false, json::object{{"type", "commit"}, {"root", to_hex(Hash32{})}, {"elapsed_ms", 1}}, 0).error().code,
+  EXPECT_EQ(e.record(false, json::object{{"type", "commit"}, {"root", to_hex(Hash32{})}, {"elapsed_us", 1}}, 0us).error().code,
             ErrorCode::kConflict);
-  EXPECT_EQ(e.record(true, json::object{{"type", "audit"}, {"rows", json::array{1}}}, 0).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(e.record(true, json::object{{"type", "audit"}, {"rows", json::array{1}}}, 0us).error().code, ErrorCode::kConflict);
   // Another size than the check's is refused.
   json::object wrong_n = challenge;
   wrong_n["n"] = 256;
-  EXPECT_EQ(e.record(true, wrong_n, 0).error().code, ErrorCode::kInvalidArgument);
-  ASSERT_TRUE(e.record(true, challenge, 0));
+  EXPECT_EQ(e.record(true, wrong_n, 0us).error().code, ErrorCode::kInvalidArgument);
+  ASSERT_TRUE(e.record(true, challenge, 10us));
   EXPECT_EQ(e.next_step(), "commit");
-  ASSERT_TRUE(e.record(false, json::object{{"type", "commit"}, {"root", to_hex(Hash32{})}, {"elapsed_ms", 1}}, 5));
+  const json::object commit{{"type", "commit"}, {"root", to_hex(Hash32{})}, {"elapsed_us", 1}};
+  // A step timed before the one it answers is refused (a negative duration).
+  EXPECT_EQ(e.record(false, commit, 9us).error().code, ErrorCode::kInvalidArgument);
+  ASSERT_TRUE(e.record(false, commit, 15us));
   // Audits must sample exactly `samples` distinct rows below n.
   json::array dup;
   for (int i = 0; i < 16; ++i) dup.push_back(i == 15 ? 0 : i);
-  EXPECT_EQ(e.record(true, json::object{{"type", "audit"}, {"rows", dup}}, 6).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(e.record(true, json::object{{"type", "audit"}, {"rows", dup}}, 16us).error().code, ErrorCode::kInvalidArgument);
   json::array few{1, 2, 3};
-  EXPECT_EQ(e.record(true, json::object{{"type", "audit"}, {"rows", few}}, 6).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(e.record(true, json::object{{"type", "audit"}, {"rows", few}}, 16us).error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(e.seed_hex(), challenge.at("seed").as_string());
   EXPECT_FALSE(e.complete());
   // Stored evidence is replayed through the same checks.

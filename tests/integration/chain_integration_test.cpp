@@ -957,6 +957,88 @@ TEST_F(LogStreamCapTest, ARenterOverTheLogStreamCapGets429WhileAnotherRentersStr
   EXPECT_TRUE(eventually([&] { return follow(lease_a, token_a).has_value(); }));
 }
 
+// Epochs of 2 s, so that a lease's job time shows in its provider's uptime leaf, and
+// leases' ports probed every second.
+class EpochDeployTest : public DeployTest {
+ protected:
+  std::string extra_onenode_config() override { return "epoch_length = 2\nlease_probe_interval = 1\n"; }
+  // Job seconds in the provider's uptime leaf of the epoch after the current one (which
+  // starts after now), once it has closed.
+  std::uint64_t job_seconds_of_next_epoch() {
+    const auto epoch = call("GET", node_->url() + "/api/v1/epochs").body.at("current").to_number<std::uint64_t>() + 1;
+    Reply proof;
+    EXPECT_TRUE(eventually([&] {
+      proof = call("GET", node_->url() + "/api/v1/epochs/" + std::to_string(epoch) + "/proof/" + provider_id_);
+      return proof.status == 200;
+    }, std::chrono::seconds{30})) << proof.raw;
+    if (proof.status != 200) return UINT64_MAX;
+    // uptime leaf = 0x02 ‖ provider (20) ‖ epoch (8) ‖ uptime s (8) ‖ job s (8), big-endian
+    const Bytes leaf = from_hex(proof.body.at("leaf").as_string()).value();
+    EXPECT_EQ(leaf.size(), 45U);
+    std::uint64_t job = 0;
+    for (std::size_t i = 37; i < 45 && i < leaf.size(); ++i) job = job << 8 | leaf[i];
+    return job;
+  }
+  RunResult rent_one_core() {
+    return kaisar({"rent", "--offer", provider_id_, "--image", "localhost/kaisar/demo:latest", "--cpus", "1",
+                   "--memory-gb", "1", "--hours", "2", "--port", "8080", "--json"});
+  }
+};
+
+// A provider renting its own machine (the renter is its owner wallet) earns no job time;
+// a stranger's lease on the same machine does, while its container answers: once the
+// container is gone behind the agent's back (which still calls the lease running), OneNode's
+// probes through the gateway find nobody, and the lease earns nothing more.
+TEST_F(EpochDeployTest, SelfRentalAndLeasesWhoseContainerIsGoneEarnNoJobTime) {
+  std::filesystem::copy_file(dir_ + "/agent/owner.json", dir_ + "/renter.json");
+  ASSERT_EQ(kaisar({"login"}).exit_code, 0);
+  ASSERT_EQ(kaisar({"wallet", "faucet"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] {
+    auto b = kaisar({"wallet", "balance", "--json"});
+    return b.exit_code == 0 && json::parse(b.out).at("token_base_units").as_string() != "0";
+  }));
+  auto own = rent_one_core();
+  ASSERT_EQ(own.exit_code, 0) << own.err << own.out << agent_->output();
+  EXPECT_EQ(json::parse(own.out).at("state").as_string(), "running") << own.out;
+  EXPECT_EQ(crypto::Address::parse(json::parse(own.out).at("renter").as_string()).value(),
+            crypto::Address::parse(provider_owner_).value()) << own.out;
+  // Its container answers OneNode's probes, and still the lease earns no job time.
+  const std::string own_id(json::parse(own.out).at("id").as_string());
+  Reply shown;
+  ASSERT_TRUE(eventually([&] {
+    shown = call("GET", node_->url() + "/api/v1/leases/" + own_id, "",
+                 {{"authorization", "Bearer " + saved_token_of(dir_ + "/config", node_->url())}});
+    const json::value* answering = shown.status == 200 ? shown.body.as_object().if_contains("answering") : nullptr;
+    return answering != nullptr && answering->as_bool();
+  }, std::chrono::seconds{30})) << shown.raw;
+  EXPECT_EQ(job_seconds_of_next_epoch(), 0U) << "a self-rented lease earned job time";
+
+  (void)funded_renter();
+  ASSERT_FALSE(HasFailure());
+  auto other = rent_one_core();
+  ASSERT_EQ(other.exit_code, 0) << other.err << other.out << agent_->output();
+  EXPECT_EQ(json::parse(other.out).at("state").as_string(), "running") << other.out;
+  const std::string other_id(json::parse(other.out).at("id").as_string());
+  std::uint64_t job = 0;
+  EXPECT_TRUE(eventually([&] {  // from the first answered probe on
+    job = job_seconds_of_next_epoch();
+    return job > 0 && job < UINT64_MAX;
+  }, std::chrono::seconds{30})) << job;
+
+  provider::runtime::DockerClient engine(engine_->socket());
+  auto containers = engine.list("kaisar.lease", other_id);
+  ASSERT_TRUE(containers && containers->size() == 1);
+  ASSERT_TRUE(engine.remove(containers->front().id));
+  EXPECT_TRUE(eventually([&] { return job_seconds_of_next_epoch() == 0; }, std::chrono::seconds{40}))
+      << "a lease whose container is gone still earned job time";
+  EXPECT_NE(node_->process().output().find("does not answer"), std::string::npos);
+  auto lease = call("GET", node_->url() + "/api/v1/leases/" + other_id, "",
+                    {{"authorization", "Bearer " + saved_token_of(dir_ + "/config", node_->url())}});
+  ASSERT_EQ(lease.status, 200) << lease.raw;
+  EXPECT_EQ(lease.body.at("state").as_string(), "running");  // by the provider's word
+  EXPECT_FALSE(lease.body.at("answering").as_bool()) << lease.raw;
+}
+
 TEST_F(DeployTest, AnAgentRestartAdoptsItsContainerAndRemovesOrphans) {
   const auto renter = funded_renter();
   ASSERT_FALSE(HasFailure());
@@ -1231,11 +1313,22 @@ TEST_F(PopwTest, AnHonestProviderIsVerifiedAndEachEpochIsProvenOnChain) {
   EXPECT_EQ(v.at("class").as_string(), "cpu:" + std::to_string(p.at("hardware").at("cpu_cores").to_number<std::int64_t>()));
   EXPECT_GT(v.at("ops_per_second").to_number<double>(), 0);
   EXPECT_EQ(v.at("checker").as_string(), checker_id);
+  // Claimed and verified side by side: the memory phase filled 4 MiB of the RAM the agent
+  // claims, and nothing measured its disk; rewards count the verified figures.
+  const auto claimed_ram = p.at("hardware").at("ram_bytes").to_number<std::uint64_t>();
+  EXPECT_GT(claimed_ram, 4194304U);
+  EXPECT_EQ(p.at("verified_memory_bytes").to_number<std::uint64_t>(), 4194304U) << json::serialize(p);
+  EXPECT_EQ(p.at("verified_disk_bytes").to_number<std::uint64_t>(), 0U);
   // Offers say so, and search can use it.
   auto offers = call("GET", node_->url() + "/api/v1/offers?q=verified%3Dtrue%20perf%3E0");
   ASSERT_EQ(offers.status, 200) << offers.raw;
   ASSERT_EQ(offers.body.at("offers").as_array().size(), 1U) << offers.raw;
   EXPECT_GT(offers.body.at("offers").at(0).at("perf_per_price").to_number<double>(), 0);
+  const json::value& offer = offers.body.at("offers").at(0);
+  EXPECT_EQ(offer.at("memory_bytes").to_number<std::uint64_t>(), claimed_ram);
+  EXPECT_EQ(offer.at("verified_memory_bytes").to_number<std::uint64_t>(), 4194304U);
+  EXPECT_GT(offer.at("disk_bytes").to_number<std::uint64_t>(), 0U);
+  EXPECT_EQ(offer.at("verified_disk_bytes").to_number<std::uint64_t>(), 0U);
 
   // The signed result, checkable by anyone against the chain's domain.
   auto list = call("GET", node_->url() + "/api/v1/attestations?provider=" + provider_id_);
@@ -1485,8 +1578,46 @@ TEST_F(PopwTest, ForgedAlteredAndReplayedAttestationsAreRefused) {
   EXPECT_NE(metrics->body.find("kaisar_attestations_refused_total 4"), std::string::npos);
 }
 
+// A checker that passes a provider whose evidence fails (a CPU claiming an H100, with no
+// time to spare) is contradicted by OneNode's own judgement: the attestation is refused,
+// stored nowhere, paid nothing, counted as a wrong verdict, and the provider stays failed.
+TEST_F(PopwTest, ALyingCheckerIsContradictedByOneNodeAndEarnsNothing) {
+  start_node("check_allowance_ms = 0\ncheck_interval = 2\n");
+  start_provider(true);
+  const std::string liar = start_checker("liar", /*dishonest=*/true);
+  json::object liar_view;
+  ASSERT_TRUE(eventually([&] {
+    auto r = call("GET", node_->url() + "/api/v1/checkers");
+    if (r.status != 200) return false;
+    for (const auto& c : r.body.at("checkers").as_array()) {
+      if (c.at("id").as_string() == liar && c.at("wrong").as_int64() >= 1) {
+        liar_view = c.as_object();
+        return true;
+      }
+    }
+    return false;
+  }, std::chrono::seconds{90})) << checkers_[0]->output() << agent_->output();
+  EXPECT_NE(checkers_[0]->output().find("contradicts"), std::string::npos) << checkers_[0]->output();
+  EXPECT_NE(checkers_[0]->output().find("passed"), std::string::npos) << "the liar said passed";
+  // The provider's standing is OneNode's judgement, not the liar's.
+  json::object p = provider_view();
+  EXPECT_FALSE(p.at("verified").as_bool()) << json::serialize(p);
+  EXPECT_EQ(p.at("verification").at("settled_by").as_string(), "onenode") << json::serialize(p);
+  EXPECT_EQ(p.at("verified_memory_bytes").to_number<std::uint64_t>(), 0U);
+  EXPECT_TRUE(call("GET", node_->url() + "/api/v1/offers?q=verified=true").body.at("offers").as_array().empty());
+  // Nothing signed by the liar is published, and the epochs that closed since pay it nothing.
+  EXPECT_TRUE(call("GET", node_->url() + "/api/v1/attestations").body.at("attestations").as_array().empty());
+  const auto epoch_now = call("GET", node_->url() + "/api/v1/epochs").body.at("current").to_number<std::uint64_t>();
+  ASSERT_TRUE(eventually([&] {
+    return call("GET", node_->url() + "/api/v1/epochs").body.at("current").to_number<std::uint64_t>() > epoch_now + 1;
+  }, std::chrono::seconds{30}));
+  auto rewards = call("GET", node_->url() + "/api/v1/rewards?account=" + std::string(liar_view.at("owner").as_string()));
+  ASSERT_EQ(rewards.status, 200) << rewards.raw;
+  EXPECT_TRUE(rewards.body.at("rewards").as_array().empty()) << rewards.raw;
+}
+
 // Every check gets a second opinion; a checker that signs the opposite of what it saw is
-// outvoted by OneNode's recomputation and banned after two wrong verdicts in a week.
+// contradicted by OneNode's own judgement and banned after two wrong verdicts in a week.
 TEST_F(PopwTest, AWrongCheckerIsOutvotedAndBanned) {
   start_node("check_allowance_ms = 20000\ncheck_redundancy = 1\ncheck_interval = 2\n");
   start_provider(false);
