@@ -17,6 +17,13 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// Sockets are read into this only when they have data, and it is framed before anything
+// else runs: one buffer per thread, none per connection or tunnel.
+std::vector<std::uint8_t>& read_buffer() {
+  thread_local std::vector<std::uint8_t> buffer(kMaxData);
+  return buffer;
+}
 }  // namespace
 
 std::string tunnel_auth_message(std::string_view certificate_sha256, std::string_view nonce) {
@@ -59,8 +66,7 @@ TunnelConnection::TunnelConnection(std::unique_ptr<TunnelSocket> socket, Mux::Ro
     : ws_(std::move(socket)),
       mux_(role, limits.window, limits.max_streams),
       resolver_(std::move(resolver)),
-      limits_(std::move(limits)),
-      scratch_(kMaxData) {
+      limits_(std::move(limits)) {
   ws_->binary(true);
   ws_->auto_fragment(false);  // one WebSocket frame per message
 }
@@ -236,7 +242,8 @@ asio::awaitable<void> TunnelConnection::read_socket(std::shared_ptr<TunnelConnec
       self->maybe_done(s);
       co_return;
     }
-    const std::size_t n = s->socket.read_some(asio::buffer(self->scratch_.data(), room), ec);
+    auto& buffer = read_buffer();
+    const std::size_t n = s->socket.read_some(asio::buffer(buffer.data(), room), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       auto [wait_ec] = co_await s->socket.async_wait(tcp::socket::wait_read, kTuple);
       if (s->done) co_return;
@@ -257,10 +264,10 @@ asio::awaitable<void> TunnelConnection::read_socket(std::shared_ptr<TunnelConnec
       co_return;
     }
     if (s->filter) {
-      (void)s->filter->feed(std::string_view(reinterpret_cast<const char*>(self->scratch_.data()), n), s->pending);
+      (void)s->filter->feed(std::string_view(reinterpret_cast<const char*>(buffer.data()), n), s->pending);
       continue;
     }
-    for (const auto& frame : self->mux_.send(s->id, ByteView(self->scratch_.data(), n), &taken)) self->send(frame);
+    for (const auto& frame : self->mux_.send(s->id, ByteView(buffer.data(), n), &taken)) self->send(frame);
   }
 }
 

@@ -124,8 +124,6 @@ class TunnelConnection : public std::enable_shared_from_this<TunnelConnection> {
   std::size_t queued_ = 0;
   std::size_t buffered_ = 0;
   std::map<std::string, std::size_t> buffered_by_lease_;
-  // Sockets are read into this only when they have data (no buffer per idle connection).
-  std::vector<std::uint8_t> scratch_;
   bool writing_ = false;
   bool blocked_ = false;  // a stream waits for the queue to drain
   bool closed_ = false;
