@@ -225,11 +225,12 @@ int main(int argc, char** argv) {
   const long rss_before = rss_kib(child);
   std::vector<crypto::PrivateKey> keys;
   for (int i = 0; i < tunnels; ++i) keys.push_back(crypto::PrivateKey::generate());
-  // In batches: the gateway takes at most 256 handshakes at once.
+  // In batches: the gateway takes at most 16 handshakes at once from one address (this one).
+  const int batch = static_cast<int>(gateway::GatewayOptions{}.max_handshakes_per_address);
   const auto deadline = Clock::now() + std::chrono::seconds{120};
-  for (int at = 0; at < tunnels; at += 100) {
-    for (int i = at; i < std::min(tunnels, at + 100); ++i) asio::co_spawn(io, dial(keys[static_cast<std::size_t>(i)]), asio::detached);
-    while (up.load() < 1 + std::min(tunnels, at + 100) && Clock::now() < deadline) {
+  for (int at = 0; at < tunnels; at += batch) {
+    for (int i = at; i < std::min(tunnels, at + batch); ++i) asio::co_spawn(io, dial(keys[static_cast<std::size_t>(i)]), asio::detached);
+    while (up.load() < 1 + std::min(tunnels, at + batch) && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
     }
   }

@@ -50,6 +50,8 @@ struct GatewayArgs {
   std::string public_host;
   std::string ports;
   std::int64_t cool_down = 300;
+  std::int64_t handshake_timeout = 10;
+  std::size_t max_connections_per_address = 64;
 };
 
 struct ProviderArgs {

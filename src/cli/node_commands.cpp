@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -505,6 +506,10 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
   gateway_cmd->add_option("--public-host", ga.public_host, "host renters and agents reach this gateway at (default: --listen)");
   gateway_cmd->add_option("--ports", ga.ports, "FIRST-LAST: public ports for leases (default: any free port)");
   gateway_cmd->add_option("--cool-down", ga.cool_down, "seconds a freed public port rests (default 300)");
+  gateway_cmd->add_option("--handshake-timeout", ga.handshake_timeout,
+                          "seconds a tunnel connection has to authenticate, and an HTTP client to send its first request (default 10)");
+  gateway_cmd->add_option("--max-connections-per-address", ga.max_connections_per_address,
+                          "connections one address may hold to one public port of a lease (default 64)");
   gateway_cmd->callback([&] {
     action = [&] {
       ShutdownSignals signals;
@@ -526,6 +531,15 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       }
       if (ga.cool_down < 0) return report(Error{ErrorCode::kInvalidArgument, "--cool-down cannot be negative"}, false);
       options.cool_down = std::chrono::seconds{ga.cool_down};
+      if (ga.handshake_timeout < 1) return report(Error{ErrorCode::kInvalidArgument, "--handshake-timeout must be at least 1"}, false);
+      options.handshake_timeout = std::chrono::seconds{ga.handshake_timeout};
+      options.max_connections_per_address = ga.max_connections_per_address;
+      // Each relayed connection is a descriptor: take what the system allows, not the default 1024.
+      rlimit files{};
+      if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &files);
+      }
       const fs::path dir = ga.data.empty() ? fs::path(xdg_data_dir()) / "gateway" : fs::path(ga.data);
       std::error_code ec;
       fs::create_directories(dir, ec);

@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -25,6 +26,7 @@
 #include "core/json_fields.hpp"
 #include "crypto/eip191.hpp"
 #include "crypto/random.hpp"
+#include "gateway/address_counts.hpp"
 #include "gateway/ports.hpp"
 #include "gateway/tls.hpp"
 #include "gateway/tunnel.hpp"
@@ -40,46 +42,10 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t kMaxHead = 16 * 1024;
-constexpr std::size_t kMaxHandshakes = 256;
-constexpr std::chrono::seconds kHandshakeTimeout{10};
+constexpr std::size_t kMaxHello = 4096;
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-char lower_ascii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals_prefix(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    if (lower_ascii(text[i]) != lower_ascii(prefix[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-bool same_token(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-// The value of `name` in "a=1&b=2" or "a=1; b=2" (separated by `sep`).
-std::optional<std::string_view> pair_value(std::string_view list, char sep, std::string_view name) {
-  while (!list.empty()) {
-    const auto end = list.find(sep);
-    std::string_view item = trim(list.substr(0, end));
-    if (item.size() > name.size() && item.substr(0, name.size()) == name && item[name.size()] == '=') {
-      return item.substr(name.size() + 1);
-    }
-    if (end == std::string_view::npos) break;
-    list.remove_prefix(end + 1);
-  }
-  return std::nullopt;
 }
 
 Result<Bytes> load_or_create_secret(const std::filesystem::path& path) {
@@ -110,41 +76,6 @@ Result<Bytes> load_or_create_secret(const std::filesystem::path& path) {
 }
 
 }  // namespace
-
-bool request_has_token(std::string_view head, std::string_view token) {
-  if (token.empty()) return false;
-  bool found = false;
-  const auto line_end = head.find("\r\n");
-  const std::string_view request_line = head.substr(0, line_end);
-  // "GET /path?kaisar_token=… HTTP/1.1"
-  if (auto sp1 = request_line.find(' '); sp1 != std::string_view::npos) {
-    std::string_view target = request_line.substr(sp1 + 1);
-    target = target.substr(0, target.find(' '));
-    if (auto q = target.find('?'); q != std::string_view::npos) {
-      if (auto v = pair_value(target.substr(q + 1), '&', "kaisar_token"); v && same_token(*v, token)) found = true;
-    }
-  }
-  std::size_t at = line_end == std::string_view::npos ? head.size() : line_end + 2;
-  while (at < head.size()) {
-    auto end = head.find("\r\n", at);
-    if (end == std::string_view::npos) end = head.size();
-    const std::string_view line = head.substr(at, end - at);
-    at = end + 2;
-    if (line.empty()) break;
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    const std::string_view name = line.substr(0, colon);
-    const std::string_view value = trim(line.substr(colon + 1));
-    if (name.size() == 13 && iequals_prefix(name, "authorization")) {
-      if (iequals_prefix(value, "bearer ") && same_token(trim(value.substr(7)), token)) found = true;
-    } else if (name.size() == 14 && iequals_prefix(name, "x-kaisar-token")) {
-      if (same_token(value, token)) found = true;
-    } else if (name.size() == 6 && iequals_prefix(name, "cookie")) {
-      if (auto v = pair_value(value, ';', "kaisar_token"); v && same_token(*v, token)) found = true;
-    }
-  }
-  return found;
-}
 
 const char* Gateway::migration_sql() {
   return R"sql(
@@ -181,10 +112,13 @@ struct Gateway::Impl {
     std::uint16_t public_port = 0;
     tcp::acceptor acceptor;
     bool closed = false;
+    std::optional<AddressCounts> from;       // this port's connections per address
+    std::shared_ptr<AddressCounts> of_lease;  // shared by the lease's ports
   };
   std::map<std::string, std::vector<std::shared_ptr<Listener>>> by_lease;
   std::map<std::string, std::shared_ptr<TunnelConnection>> tunnels;  // provider (lower-case hex) → tunnel
-  std::size_t handshaking = 0;
+  std::optional<AddressCounts> handshakes;  // tunnel connections not yet authenticated
+  std::shared_ptr<TunnelConnection::SharedBudget> budget = std::make_shared<TunnelConnection::SharedBudget>();
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
   std::thread thread;
   std::atomic<bool> stopped{false};
@@ -282,6 +216,10 @@ struct Gateway::Impl {
       l->lease_id = lease_id;
       l->provider = provider;
       l->port = p;
+      l->from.emplace(options.max_connections_per_address, std::numeric_limits<std::size_t>::max());
+      l->of_lease = listeners.empty() ? std::make_shared<AddressCounts>(std::numeric_limits<std::size_t>::max(),
+                                                                        options.max_connections_per_lease)
+                                      : listeners.front()->of_lease;
       boost::system::error_code ec;
       auto address = asio::ip::make_address(options.listen_host, ec);
       if (ec) return fail(ErrorCode::kInvalidArgument, "bad listen address " + options.listen_host);
@@ -398,38 +336,54 @@ struct Gateway::Impl {
     socket.close(ec);
   }
 
+  static std::string group_of(const tcp::socket& socket) {
+    boost::system::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    return ec ? std::string("?") : address_group(remote.address());
+  }
+
   static asio::awaitable<void> connection(Impl* self, std::shared_ptr<Listener> l, tcp::socket socket) {
-    std::string head;
     std::string refusal;  // an answer instead of the relay
     const bool http = !l->port.tcp;
+    // Counted from accept to close, relayed or not: per address on this port, and for the lease.
+    const std::string group = group_of(socket);
+    auto from_address = l->from->take(group);
+    auto of_lease = from_address ? l->of_lease->take(group) : nullptr;
+    if (!of_lease) {
+      if (http) {
+        refusal = plain_response(429, "Too Many Requests",
+                                 from_address ? "this lease has as many connections as it may have; try again later"
+                                              : "too many connections from your address to this port",
+                                 "Retry-After: 5\r\n");
+      }
+      co_await answer_here(socket, refusal);
+      co_return;
+    }
+    auto hold = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<void>>>(std::move(from_address),
+                                                                                           std::move(of_lease));
+    std::string forward;  // what goes on to the container first
+    std::unique_ptr<RequestFilter> filter;
     if (http && !l->port.open_to_all) {
-      // The request head must carry the lease's token; the bytes read go on to the container.
+      // The first request head must carry the lease's token before a stream is opened; the
+      // filter then checks every later request of the connection in the tunnel.
+      filter = std::make_unique<RequestFilter>(self->token(l->lease_id));
       beast::tcp_stream stream(std::move(socket));
-      stream.expires_after(kHandshakeTimeout);
+      stream.expires_after(self->options.handshake_timeout);
       char buffer[4096];
       bool complete = true;
-      while (head.find("\r\n\r\n") == std::string::npos) {
-        if (head.size() >= kMaxHead) {
-          refusal = plain_response(431, "Request Header Fields Too Large", "the request head is over 16 KiB");
-          break;
-        }
+      while (filter->requests() == 0 && !filter->refusal()) {
         auto [ec, n] = co_await stream.async_read_some(asio::buffer(buffer), kTuple);
         if (ec) {
           complete = false;  // closed or timed out before a whole head
           break;
         }
-        head.append(buffer, n);
+        (void)filter->feed(std::string_view(buffer, n), forward);
       }
       stream.expires_never();
       socket = stream.release_socket();
       if (!complete) co_return;
-      if (refusal.empty() && !request_has_token(head, self->token(l->lease_id))) {
-        refusal = plain_response(401, "Unauthorized",
-                                 "this port needs the lease's access token (kaisar lease show): "
-                                 "send Authorization: Bearer <token>",
-                                 "WWW-Authenticate: Bearer realm=\"kaisar lease\"\r\n");
-      }
-      if (!refusal.empty()) {
+      if (filter->requests() == 0) {
+        refusal = *filter->refusal();
         co_await answer_here(socket, refusal);
         co_return;
       }
@@ -441,7 +395,8 @@ struct Gateway::Impl {
       co_await answer_here(socket, refusal);
       co_return;
     }
-    t->second->relay(std::move(socket), l->lease_id, l->port.container_port, std::move(head), http);
+    t->second->relay(std::move(socket), l->lease_id, l->port.container_port, std::move(forward), http, std::move(filter),
+                     std::move(hold));
   }
 
   static asio::awaitable<void> accept_tunnels(Impl* self) {
@@ -453,22 +408,25 @@ struct Gateway::Impl {
         (void)co_await pause.async_wait(kTuple);
         continue;
       }
-      if (self->handshaking >= kMaxHandshakes || self->tunnels.size() >= self->options.max_tunnels) continue;  // closed
-      ++self->handshaking;
-      asio::co_spawn(self->io, admit(self, std::move(socket)), [self](std::exception_ptr) { --self->handshaking; });
+      // Unauthenticated connections are capped per address, so strangers holding idle ones
+      // cannot take every slot from providers elsewhere. Over a cap: closed at once.
+      auto slot = self->handshakes->take(group_of(socket));
+      if (!slot || self->tunnels.size() >= self->options.max_tunnels) continue;
+      asio::co_spawn(self->io, admit(self, std::move(socket), std::move(slot)), asio::detached);
     }
   }
 
   // TLS, WebSocket, then the node key: a challenge the agent signs (tunnel_auth_message).
-  static asio::awaitable<void> admit(Impl* self, tcp::socket socket) {
+  // `slot` counts the connection until it is authenticated.
+  static asio::awaitable<void> admit(Impl* self, tcp::socket socket, std::shared_ptr<void> slot) {
     auto ws = std::make_unique<TunnelSocket>(beast::tcp_stream(std::move(socket)), self->tls);
     auto& lowest = beast::get_lowest_layer(*ws);
-    lowest.expires_after(kHandshakeTimeout);
+    lowest.expires_after(self->options.handshake_timeout);  // TLS, WebSocket and hello together
     auto [tls_ec] = co_await ws->next_layer().async_handshake(asio::ssl::stream_base::server, kTuple);
     if (tls_ec) co_return;
     auto [ws_ec] = co_await ws->async_accept(kTuple);
     if (ws_ec) co_return;
-    ws->read_message_max(kMaxData + 1024);
+    ws->read_message_max(kMaxHello);  // a stranger's message is small until the node is known
     std::array<std::uint8_t, 32> nonce_bytes{};
     crypto::random_bytes(nonce_bytes);
     const std::string nonce = to_hex(nonce_bytes, false);
@@ -513,19 +471,23 @@ struct Gateway::Impl {
     const std::string welcome = json::serialize(json::object{{"type", "welcome"}});
     auto [we_ec, we_n] = co_await ws->async_write(asio::buffer(welcome), kTuple);
     if (we_ec) co_return;
+    ws->read_message_max(kMaxData + 1024);
     websocket::stream_base::timeout timeouts{};
-    timeouts.handshake_timeout = kHandshakeTimeout;
+    timeouts.handshake_timeout = self->options.handshake_timeout;
     timeouts.idle_timeout = self->options.idle_timeout;
     timeouts.keep_alive_pings = true;
     ws->set_option(timeouts);
-    auto tunnel = std::make_shared<TunnelConnection>(std::move(ws), Mux::Role::kGateway);
+    TunnelConnection::Limits limits;
+    limits.max_buffered_per_lease = self->options.max_buffered_per_lease;
+    limits.budget = self->budget;
+    auto tunnel = std::make_shared<TunnelConnection>(std::move(ws), Mux::Role::kGateway, TunnelConnection::Resolver{},
+                                                     std::move(limits));
     const std::string key = node->to_lower_hex();
     if (auto old = self->tunnels.find(key); old != self->tunnels.end()) old->second->close();  // the agent came back
     self->tunnels[key] = tunnel;
-    --self->handshaking;
+    slot.reset();
     self->say("tunnel up for provider " + node->to_checksum());
     auto ended = co_await tunnel->run();
-    ++self->handshaking;  // balanced by the completion handler
     if (auto it = self->tunnels.find(key); it != self->tunnels.end() && it->second == tunnel) self->tunnels.erase(it);
     self->say("tunnel down for provider " + node->to_checksum() + ": " + (ended ? std::string("closed") : ended.error().message));
   }
@@ -542,6 +504,8 @@ Result<std::unique_ptr<Gateway>> Gateway::start(GatewayOptions options, Authoriz
   s.options = std::move(options);
   s.authorize = std::move(authorize);
   s.db = db;
+  s.handshakes.emplace(s.options.max_handshakes_per_address, s.options.max_handshakes);
+  s.budget->limit = s.options.max_buffered;
   if ((s.options.first_port == 0) != (s.options.last_port == 0)) {
     return fail(ErrorCode::kInvalidArgument, "the gateway's port range needs both ends (or neither: any free port)");
   }
@@ -660,6 +624,15 @@ bool Gateway::connected(const crypto::Address& provider) const {
 std::size_t Gateway::tunnels() const {
   if (impl_->stopped) return 0;
   return impl_->on_io([&] { return impl_->tunnels.size(); });
+}
+
+std::size_t Gateway::buffered_bytes() const {
+  if (impl_->stopped) return 0;
+  return impl_->on_io([&] {
+    std::size_t sum = 0;
+    for (const auto& [provider, t] : impl_->tunnels) sum += t->buffered_bytes();
+    return sum;
+  });
 }
 
 void Gateway::disconnect(const crypto::Address& provider) {

@@ -28,6 +28,18 @@ struct GatewayOptions {
   std::filesystem::path secret;  // the key of lease access tokens (made when missing)
   std::size_t max_tunnels = 10000;
   std::chrono::seconds idle_timeout{20};  // a tunnel silent this long (WebSocket pings unanswered) is dead
+  // Before authentication: a tunnel connection must finish TLS, WebSocket and its signed
+  // hello, and a client of an HTTP port send its first request head, within this time.
+  std::chrono::seconds handshake_timeout{10};
+  std::size_t max_handshakes = 256;              // tunnel connections not yet authenticated, in all
+  std::size_t max_handshakes_per_address = 16;   // … from one IPv4 address or IPv6 /64
+  std::size_t max_connections_per_address = 64;  // to one public port of a lease, from one address
+  std::size_t max_connections_per_lease = 1024;  // to all public ports of a lease
+  // Memory held for a lease's connections (each holds at most a flow-control window, 256 KiB)
+  // and for all, tunnel queues included: past it the connection holding the most for a slow
+  // reader is reset, and public sockets are not read while the total is over.
+  std::size_t max_buffered_per_lease = 32u << 20;
+  std::size_t max_buffered = 512u << 20;
   std::function<void(const std::string&)> log;  // one line per tunnel up/down
 };
 
@@ -72,12 +84,14 @@ class Gateway {
   std::vector<Endpoint> endpoints(const std::string& lease_id) const;
   // The lease ended: its ports stop accepting, its connections close, its public ports cool down.
   void withdraw(const std::string& lease_id);
-  // The token HTTP ports of the lease need (Authorization: Bearer, X-Kaisar-Token,
-  // a kaisar_token cookie or query parameter).
+  // The token HTTP ports of the lease need in every request (Authorization: Bearer,
+  // X-Kaisar-Token, a kaisar_token cookie or query parameter; taken out before the container).
   std::string access_token(const std::string& lease_id) const;
 
   bool connected(const crypto::Address& provider) const;
   std::size_t tunnels() const;
+  // Bytes received from tunnels and waiting for slow clients (what the budgets bound).
+  std::size_t buffered_bytes() const;
   // Closes a provider's tunnel (the agent reconnects). For operators and tests.
   void disconnect(const crypto::Address& provider);
 
@@ -88,8 +102,5 @@ class Gateway {
   explicit Gateway(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
 };
-
-// Whether an HTTP request head carries `token` (see access_token()). Constant time in the token.
-bool request_has_token(std::string_view head, std::string_view token);
 
 }  // namespace kaisar::gateway

@@ -224,8 +224,8 @@ class RelayTest : public ::testing::Test {
   }
 
   // A gateway, a connected provider and its port 22 exposed as TCP: the public port.
-  std::uint16_t serve_tcp_port() {
-    start_gateway();
+  std::uint16_t serve_tcp_port(GatewayOptions options = {}) {
+    start_gateway(std::move(options));
     Provider& p = add_provider();
     EXPECT_TRUE(eventually([&] { return gateway_->connected(p.address()); })) << p.last_error();
     return expose(p, 22, true);
@@ -320,7 +320,9 @@ TEST_F(RelayTest, AStreamToAPortTheProviderDoesNotHaveIsRefused) {
 
 TEST_F(RelayTest, AThousandConcurrentStreamsThroughOneTunnel) {
   std::uint16_t port = 0;
-  ASSERT_NO_FATAL_FAILURE(port = serve_tcp_port());
+  GatewayOptions options;
+  options.max_connections_per_address = 1000;  // all come from 127.0.0.1
+  ASSERT_NO_FATAL_FAILURE(port = serve_tcp_port(options));
   asio::io_context io;
   std::atomic<int> good{0};
   std::atomic<int> connected{0};
@@ -485,6 +487,45 @@ TEST_F(RelayTest, BadOrReplayedHellosAreRefusedWithTheReason) {
   EXPECT_EQ(attempt(signed_by_key), "{\"type\":\"welcome\"}");
 }
 
+TEST_F(RelayTest, ClientsThatDoNotReadHoldNoMoreThanTheLeasesBudget) {
+  GatewayOptions options;
+  options.max_buffered_per_lease = 512 * 1024;
+  start_gateway(options);
+  Provider& p = add_provider();
+  ASSERT_TRUE(eventually([&] { return gateway_->connected(p.address()); })) << p.last_error();
+  const auto port = expose(p, 22, true);  // the echo server
+  // Eight clients send 16 MiB each to the echo and read nothing: each stream could hold a
+  // 256 KiB window of echoed bytes in the gateway, 2 MiB in all.
+  asio::io_context io;
+  std::vector<std::unique_ptr<tcp::socket>> clients;
+  for (int i = 0; i < 8; ++i) {
+    auto s = std::make_unique<tcp::socket>(io);
+    s->open(tcp::v4());
+    s->set_option(asio::socket_base::receive_buffer_size(4096));
+    s->connect(tcp::endpoint(asio::ip::address_v4::loopback(), port));
+    s->non_blocking(true);
+    clients.push_back(std::move(s));
+  }
+  const std::string chunk(64 * 1024, 'e');
+  std::size_t most = 0;
+  std::size_t closed = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{6};
+  while (std::chrono::steady_clock::now() < until) {
+    closed = 0;
+    for (auto& s : clients) {
+      boost::system::error_code ec;
+      (void)s->write_some(asio::buffer(chunk), ec);
+      closed += ec && ec != asio::error::would_block ? 1u : 0u;
+    }
+    most = std::max(most, gateway_->buffered_bytes());
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  // Over the budget by at most the frame that crossed it; the slowest readers were reset.
+  EXPECT_LE(most, options.max_buffered_per_lease + kMaxData);
+  EXPECT_GT(most, 0u);
+  EXPECT_GT(closed, 0u);
+}
+
 TEST_F(RelayTest, WithoutARangeAFreedPortIsNotHandedOutAgainWhileItRests) {
   start_gateway();  // any free port
   Provider& p = add_provider();
@@ -497,17 +538,6 @@ TEST_F(RelayTest, WithoutARangeAFreedPortIsNotHandedOutAgainWhileItRests) {
     freed.insert(e->front().public_port);
     gateway_->withdraw(lease);
   }
-}
-
-TEST(RequestToken, FoundOnlyWhereItBelongs) {
-  const std::string t = "0123456789abcdef0123456789abcdef";
-  EXPECT_TRUE(request_has_token("GET / HTTP/1.1\r\nauthorization: bearer " + t + "\r\n\r\n", t));
-  EXPECT_FALSE(request_has_token("GET / HTTP/1.1\r\nAuthorization: Basic " + t + "\r\n\r\n", t));
-  EXPECT_FALSE(request_has_token("GET / HTTP/1.1\r\nX-Other: " + t + "\r\n\r\n", t));
-  EXPECT_FALSE(request_has_token("GET /?kaisar_token=" + t.substr(1) + " HTTP/1.1\r\n\r\n", t));
-  EXPECT_FALSE(request_has_token("GET /?xkaisar_token=" + t + " HTTP/1.1\r\n\r\n", t));
-  EXPECT_FALSE(request_has_token("GET / HTTP/1.1\r\n\r\nAuthorization: Bearer " + t + "\r\n\r\n", t));  // in the body
-  EXPECT_FALSE(request_has_token("GET / HTTP/1.1\r\nAuthorization: Bearer \r\n\r\n", ""));
 }
 
 }  // namespace

@@ -17,17 +17,17 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// Sockets are read into this only when they have data, and it is framed before anything
+// else runs: one buffer per thread, none per connection or tunnel.
+std::vector<std::uint8_t>& read_buffer() {
+  thread_local std::vector<std::uint8_t> buffer(kMaxData);
+  return buffer;
+}
 }  // namespace
 
 std::string tunnel_auth_message(std::string_view certificate_sha256, std::string_view nonce) {
   return "kaisar tunnel\ngateway certificate sha256: " + std::string(certificate_sha256) + "\nnonce: " + std::string(nonce);
-}
-
-std::string plain_response(int status, std::string_view reason, std::string_view body, std::string_view extra_headers) {
-  std::string text = std::string(body) + "\n";
-  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
-         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(text.size()) +
-         "\r\nConnection: close\r\n" + std::string(extra_headers) + "\r\n" + text;
 }
 
 asio::awaitable<void> answer_and_close(tcp::socket socket, std::string response) {
@@ -46,10 +46,15 @@ struct TunnelConnection::Stream {
   std::string lease_id;
   tcp::socket socket;
   asio::steady_timer wake;  // cancelled to wake the reader (window opened, queue drained)
-  std::string first_bytes;  // sent before anything read from the socket
+  std::string pending;  // sent before more is read from the socket: a request head, what the filter passed
+  std::size_t pending_at = 0;
+  std::unique_ptr<RequestFilter> filter;  // token-protected HTTP: every request is checked
+  std::string refusal;  // a later request was refused: the answer, once the container is done
+  std::shared_ptr<void> hold;
   bool http = false;
   bool accepted = false;
   std::deque<Bytes> to_socket;  // received, not yet written to the socket
+  std::size_t buffered = 0;     // bytes in to_socket and being written
   bool writing = false;
   bool peer_fin = false;
   bool fin_sent = false;
@@ -58,12 +63,46 @@ struct TunnelConnection::Stream {
 
 TunnelConnection::TunnelConnection(std::unique_ptr<TunnelSocket> socket, Mux::Role role, Resolver resolver,
                                    Limits limits)
-    : ws_(std::move(socket)), mux_(role, limits.window, limits.max_streams), resolver_(std::move(resolver)), limits_(limits) {
+    : ws_(std::move(socket)),
+      mux_(role, limits.window, limits.max_streams),
+      resolver_(std::move(resolver)),
+      limits_(std::move(limits)) {
   ws_->binary(true);
   ws_->auto_fragment(false);  // one WebSocket frame per message
 }
 
-TunnelConnection::~TunnelConnection() = default;
+TunnelConnection::~TunnelConnection() { count(-static_cast<std::int64_t>(queued_), -static_cast<std::int64_t>(buffered_)); }
+
+void TunnelConnection::count(std::int64_t queued, std::int64_t buffered) {
+  queued_ = static_cast<std::size_t>(static_cast<std::int64_t>(queued_) + queued);
+  buffered_ = static_cast<std::size_t>(static_cast<std::int64_t>(buffered_) + buffered);
+  if (limits_.budget) {
+    limits_.budget->used = static_cast<std::size_t>(static_cast<std::int64_t>(limits_.budget->used) + queued + buffered);
+  }
+}
+
+void TunnelConnection::unbuffer(const std::shared_ptr<Stream>& s, std::size_t n) {
+  n = std::min(n, s->buffered);
+  if (n == 0) return;
+  s->buffered -= n;
+  count(0, -static_cast<std::int64_t>(n));
+  auto it = buffered_by_lease_.find(s->lease_id);
+  if (it == buffered_by_lease_.end()) return;
+  it->second -= std::min(n, it->second);
+  if (it->second == 0) buffered_by_lease_.erase(it);
+}
+
+bool TunnelConnection::over_budget() const {
+  return queued_ > limits_.max_queued || (limits_.budget && limits_.budget->used > limits_.budget->limit);
+}
+
+void TunnelConnection::shed(const std::string& lease_id) {
+  std::shared_ptr<Stream> most;
+  for (const auto& [id, s] : streams_) {
+    if ((lease_id.empty() || s->lease_id == lease_id) && (!most || s->buffered > most->buffered)) most = s;
+  }
+  if (most && most->buffered > 0) abort(most, ResetCode::kGone, "the connection reads too slowly: the gateway's buffer is full");
+}
 
 asio::any_io_executor TunnelConnection::executor() { return ws_->get_executor(); }
 
@@ -76,7 +115,7 @@ void TunnelConnection::send(const Frame& frame) {
   if (closed_) return;
   auto bytes = encode_frame(frame);
   if (!bytes) return;  // this side's frames are built valid; nothing to send otherwise
-  queued_ += bytes->size();
+  count(static_cast<std::int64_t>(bytes->size()), 0);
   out_.push_back(std::move(*bytes));
   if (!writing_) {
     writing_ = true;
@@ -92,7 +131,7 @@ asio::awaitable<void> TunnelConnection::write_tunnel(std::shared_ptr<TunnelConne
       self->close();
       break;
     }
-    self->queued_ -= message.size();
+    self->count(-static_cast<std::int64_t>(message.size()), 0);
     self->out_.pop_front();
     if (self->blocked_ && self->queued_ <= self->limits_.max_queued / 2) {
       self->blocked_ = false;
@@ -108,6 +147,8 @@ void TunnelConnection::finish(const std::shared_ptr<Stream>& s) {
   boost::system::error_code ec;
   s->socket.close(ec);
   s->wake.cancel();
+  s->to_socket.clear();
+  unbuffer(s, s->buffered);
   streams_.erase(s->id);
 }
 
@@ -133,12 +174,19 @@ asio::awaitable<void> TunnelConnection::write_socket(std::shared_ptr<TunnelConne
     s->to_socket.pop_front();
     auto [ec, n] = co_await asio::async_write(s->socket, asio::buffer(bytes), kTuple);
     if (s->done) break;
+    self->unbuffer(s, bytes.size());
     if (ec) {
       s->writing = false;
       self->abort(s, ResetCode::kGone, "the connection closed");
       co_return;
     }
     if (auto window = self->mux_.consumed(s->id, n)) self->send(*window);
+  }
+  if (!s->done && s->peer_fin && s->to_socket.empty() && !s->refusal.empty()) {
+    // The container answered what went before the refused request: now the refusal.
+    const std::string refusal = std::move(s->refusal);
+    s->refusal.clear();
+    (void)co_await asio::async_write(s->socket, asio::buffer(refusal), kTuple);
   }
   s->writing = false;
   if (!s->done && s->peer_fin && s->to_socket.empty()) {
@@ -149,33 +197,62 @@ asio::awaitable<void> TunnelConnection::write_socket(std::shared_ptr<TunnelConne
 }
 
 asio::awaitable<void> TunnelConnection::read_socket(std::shared_ptr<TunnelConnection> self, std::shared_ptr<Stream> s) {
-  std::vector<std::uint8_t> buffer(kMaxData);
-  std::size_t first_at = 0;
   const auto accept_by = asio::steady_timer::clock_type::now() + self->limits_.accept_timeout;
+  boost::system::error_code ec;
+  s->socket.non_blocking(true, ec);  // read only what is there; wait for more without a buffer
   for (;;) {
-    // Wait for room: the stream's window (and ACCEPT) and the tunnel's queue.
-    while (!s->done && (self->mux_.sendable(s->id) == 0 || self->queued_ > self->limits_.max_queued)) {
+    // Wait for room: the stream's window (and ACCEPT), the tunnel's queue and the shared budget.
+    while (!s->done && (self->mux_.sendable(s->id) == 0 || self->over_budget())) {
       if (self->queued_ > self->limits_.max_queued) self->blocked_ = true;
       if (!s->accepted && asio::steady_timer::clock_type::now() >= accept_by) {
         self->abort(s, ResetCode::kGone, "the provider did not answer in time");
         co_return;
       }
-      // Until ACCEPT, wake at the deadline too; after it, only when woken.
-      s->wake.expires_at(s->accepted ? asio::steady_timer::time_point::max() : accept_by);
+      // Until ACCEPT, wake at the deadline too; after it, only when woken. The shared budget
+      // is freed by other tunnels, which do not know this one: look again shortly.
+      auto until = s->accepted ? asio::steady_timer::time_point::max() : accept_by;
+      if (self->limits_.budget && self->limits_.budget->used > self->limits_.budget->limit) {
+        until = std::min(until, asio::steady_timer::clock_type::now() + std::chrono::milliseconds{50});
+      }
+      s->wake.expires_at(until);
       (void)co_await s->wake.async_wait(kTuple);
     }
     if (s->done) co_return;
     const std::size_t room = std::min(self->mux_.sendable(s->id), kMaxData);
     std::size_t taken = 0;
-    if (first_at < s->first_bytes.size()) {
-      const std::size_t n = std::min(room, s->first_bytes.size() - first_at);
-      const auto* at = reinterpret_cast<const std::uint8_t*>(s->first_bytes.data()) + first_at;
+    if (s->pending_at < s->pending.size()) {
+      const std::size_t n = std::min(room, s->pending.size() - s->pending_at);
+      const auto* at = reinterpret_cast<const std::uint8_t*>(s->pending.data()) + s->pending_at;
       for (const auto& frame : self->mux_.send(s->id, ByteView(at, n), &taken)) self->send(frame);
-      first_at += taken;
+      s->pending_at += taken;
+      if (s->pending_at == s->pending.size()) {
+        s->pending.clear();
+        s->pending_at = 0;
+      }
       continue;
     }
-    auto [ec, n] = co_await s->socket.async_read_some(asio::buffer(buffer.data(), room), kTuple);
-    if (s->done) co_return;
+    if (s->filter && s->filter->refusal()) {
+      // A request without the token: the container hears the client's end, answers what came
+      // before, and the client gets the refusal after that (write_socket).
+      s->refusal = *s->filter->refusal();
+      s->filter.reset();
+      self->send(self->mux_.fin(s->id));
+      s->fin_sent = true;
+      if (s->peer_fin && !s->writing) self->start_socket_writer(s);
+      self->maybe_done(s);
+      co_return;
+    }
+    auto& buffer = read_buffer();
+    const std::size_t n = s->socket.read_some(asio::buffer(buffer.data(), room), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      auto [wait_ec] = co_await s->socket.async_wait(tcp::socket::wait_read, kTuple);
+      if (s->done) co_return;
+      if (wait_ec) {
+        self->abort(s, ResetCode::kGone, "the connection was reset");
+        co_return;
+      }
+      continue;
+    }
     if (ec == asio::error::eof) {
       self->send(self->mux_.fin(s->id));
       s->fin_sent = true;
@@ -185,6 +262,10 @@ asio::awaitable<void> TunnelConnection::read_socket(std::shared_ptr<TunnelConnec
     if (ec) {
       self->abort(s, ResetCode::kGone, "the connection was reset");
       co_return;
+    }
+    if (s->filter) {
+      (void)s->filter->feed(std::string_view(reinterpret_cast<const char*>(buffer.data()), n), s->pending);
+      continue;
     }
     for (const auto& frame : self->mux_.send(s->id, ByteView(buffer.data(), n), &taken)) self->send(frame);
   }
@@ -211,7 +292,8 @@ asio::awaitable<void> TunnelConnection::connect_local(std::shared_ptr<TunnelConn
 }
 
 void TunnelConnection::relay(tcp::socket client, const std::string& lease_id, std::uint16_t port,
-                             std::string first_bytes, bool http) {
+                             std::string first_bytes, bool http, std::unique_ptr<RequestFilter> filter,
+                             std::shared_ptr<void> hold) {
   if (closed_) {
     asio::co_spawn(ws_->get_executor(),
                    answer_and_close(std::move(client), http ? plain_response(502, "Bad Gateway", "the provider's tunnel closed")
@@ -236,7 +318,9 @@ void TunnelConnection::relay(tcp::socket client, const std::string& lease_id, st
   auto s = std::make_shared<Stream>(std::move(client));
   s->id = opened->stream;
   s->lease_id = lease_id;
-  s->first_bytes = std::move(first_bytes);
+  s->pending = std::move(first_bytes);
+  s->filter = std::move(filter);
+  s->hold = std::move(hold);
   s->http = http;
   streams_[s->id] = s;
   send(*opened);
@@ -261,6 +345,8 @@ void TunnelConnection::close() {
     boost::system::error_code ec;
     s->socket.close(ec);
     s->wake.cancel();
+    s->to_socket.clear();
+    unbuffer(s, s->buffered);
   }
   connecting_.clear();
   boost::system::error_code ec;
@@ -291,8 +377,14 @@ void TunnelConnection::handle(Mux::Event& event) {
   if (auto* received = std::get_if<Mux::Received>(&event)) {
     auto s = find(received->stream);
     if (!s) return;  // ended on this side; the peer will hear the RESET
+    const std::size_t n = received->bytes.size();
+    s->buffered += n;
+    count(0, static_cast<std::int64_t>(n));
+    const std::size_t of_lease = buffered_by_lease_[s->lease_id] += n;
     s->to_socket.push_back(std::move(received->bytes));
     start_socket_writer(s);
+    if (of_lease > limits_.max_buffered_per_lease) shed(s->lease_id);
+    else if (limits_.budget && limits_.budget->used > limits_.budget->limit) shed({});
     return;
   }
   if (auto* writable = std::get_if<Mux::Writable>(&event)) {
@@ -304,6 +396,10 @@ void TunnelConnection::handle(Mux::Event& event) {
     if (!s) return;
     s->peer_fin = true;
     if (!s->writing && s->to_socket.empty()) {
+      if (!s->refusal.empty()) {
+        start_socket_writer(s);  // writes the refusal, then ends the connection
+        return;
+      }
       boost::system::error_code ec;
       s->socket.shutdown(tcp::socket::shutdown_send, ec);
     }
