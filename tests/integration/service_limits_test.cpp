@@ -119,7 +119,9 @@ TEST_F(ServiceLimitsTest, AnOversizedFrameBeforeTheHelloClosesTheSocketWhileARea
   stranger.ws.write(asio::buffer(std::string(64 << 10, 'x')));
   boost::system::error_code ec;
   for (int i = 0; i < 4 && !ec; ++i) stranger.ws.read(buffer, ec);
-  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  // The close frame says why (the socket may already be gone when the client answers it).
+  EXPECT_TRUE(ec == websocket::error::closed || ec == asio::error::broken_pipe || ec == asio::error::connection_reset)
+      << ec.message();
   EXPECT_EQ(stranger.ws.reason().code, websocket::close_code::too_big);
 
   // A real agent still gets in (its PoPW answers of megabytes after the hello are covered
