@@ -184,15 +184,13 @@ Result<Reclaimed> reclaim_deposit(eth::RpcClient& rpc, const crypto::PrivateKey&
   if (record->state != EscrowRecord::State::kOpen) {
     return fail(ErrorCode::kNotFound, "this wallet has no unsettled deposit for this lease");
   }
-  // The chain's clock decides: the latest block's time, not ours.
-  auto head = rpc.request("eth_getBlockByNumber", json::array{"latest", false});
-  if (head && head->is_object()) {
-    const json::value* t = head->as_object().if_contains("timestamp");
-    auto now = t != nullptr && t->is_string() ? Uint256::from_hex(t->get_string()) : Result<Uint256>{Uint256{}};
-    if (now && seconds_of(*now) < record->locked_until) {
-      return fail(ErrorCode::kConflict, "the deposit is locked until " +
-                                            format_rfc3339(record->locked_until) + "; reclaim it after that");
-    }
+  // The chain's clock decides: the latest block's time, not ours. Asked first, so that a
+  // locked record costs no gas for a transaction that would revert.
+  auto head = rpc.get_block(eth::BlockId::latest());
+  if (!head) return fail(head.error().code, "reading the latest block: " + head.error().message);
+  if (*head && seconds_of(Uint256((*head)->timestamp)) < record->locked_until) {
+    return fail(ErrorCode::kConflict,
+                "the deposit is locked until " + format_rfc3339(record->locked_until) + "; reclaim it after that");
   }
   auto sent = transact(rpc, depositor, nonces, escrow, "reclaim(bytes32)",
                        {AbiValue::bytes(Bytes(lease_id.begin(), lease_id.end()))}, timeout, poll_interval);
