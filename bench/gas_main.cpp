@@ -88,9 +88,11 @@ int main() {
     const Hash32 id = chain::escrow_lease_id(name);
     const Bytes id_bytes(id.begin(), id.end());
     Lifecycle l;
-    l.deposit = send(renter, d.escrow, "deposit(bytes32,uint256)", {AbiValue::bytes(id_bytes), AbiValue::uint(10000)});
-    l.settle = send(op, d.escrow, "settle(bytes32,address,uint256,uint256,uint256)",
-                    {AbiValue::bytes(id_bytes), AbiValue::address(provider), AbiValue::uint(to_provider),
+    l.deposit = send(renter, d.escrow, "deposit(bytes32,uint256,uint64)",
+                     {AbiValue::bytes(id_bytes), AbiValue::uint(10000), AbiValue::uint(4102444800)});
+    l.settle = send(op, d.escrow, "settle(bytes32,address,address,uint256,uint256,uint256)",
+                    {AbiValue::bytes(id_bytes), AbiValue::address(renter.address()), AbiValue::address(provider),
+                     AbiValue::uint(to_provider),
                      AbiValue::uint(refund), AbiValue::uint(0)});
     return l;
   };

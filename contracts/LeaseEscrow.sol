@@ -6,27 +6,36 @@ import "./TokenTransfer.sol";
 import "./RewardPoints.sol";
 
 /// @title LeaseEscrow
-/// @notice Holds a renter's ERC-20 deposit for one lease until OneNode's operator settles it.
-/// One storage slot per lease, O(1) gas per lease.
+/// @notice Holds renters' ERC-20 deposits for leases until OneNode's operator settles them.
+/// One storage slot per (lease, depositor) record, O(1) gas per lease.
 ///
-/// Settlement: the operator names the provider's payout wallet, the amount paid to it and
-/// the refund to the renter; toProvider + refundToRenter must not exceed the deposit, and
-/// whatever remains of the deposit also goes back to the renter (so the renter receives
-/// deposit - toProvider). Each lease is settled at most once; a settled lease id can never
-/// be deposited into again.
+/// Records are keyed by lease id and depositor, so nobody can open, fund or block another
+/// wallet's record: a stranger's deposit under the same lease id is a record of its own,
+/// which OneNode ignores (it counts only the lease's renter). A record is locked until the
+/// time its depositor chose (OneNode's quote asks for the lease's end plus a settlement
+/// margin); after that, an unsettled record goes back to its depositor with `reclaim`, which
+/// the depositor sends and pays for. The operator never pays gas for someone else's deposit.
+///
+/// Settlement: the operator names the renter whose record it settles, the provider's payout
+/// wallet, the amount paid to it and the refund; toProvider + refundToRenter must not exceed
+/// the record, and whatever remains also goes back to the renter (so the renter receives
+/// amount - toProvider). A record is settled or reclaimed at most once and is closed after.
 contract LeaseEscrow is Operated {
     using TokenTransfer for IERC20;
 
     error ZeroAmount();
-    error LeaseExists();
-    error LeaseNotOpen();
-    error NotRenter();
+    error RecordClosed();
+    error NoRecord();
+    error Locked(uint64 until);
     error AmountTooLarge();
     error SettleExceedsDeposit();
     error NoPoints();
 
-    event Deposited(bytes32 indexed leaseId, address indexed renter, uint256 amount);
-    event ToppedUp(bytes32 indexed leaseId, address indexed renter, uint256 amount, uint256 total);
+    /// First deposit into the depositor's record for this lease.
+    event Deposited(bytes32 indexed leaseId, address indexed renter, uint256 amount, uint256 lockedUntil);
+    /// A later deposit into the same record: `total` is what the record holds now.
+    event ToppedUp(bytes32 indexed leaseId, address indexed renter, uint256 amount, uint256 total, uint256 lockedUntil);
+    event Reclaimed(bytes32 indexed leaseId, address indexed renter, uint256 amount);
     event Settled(
         bytes32 indexed leaseId,
         address indexed provider,
@@ -39,17 +48,18 @@ contract LeaseEscrow is Operated {
 
     uint8 internal constant OPEN = 1;
     uint8 internal constant SETTLED = 2;
+    uint8 internal constant RECLAIMED = 3;
 
-    struct Lease {
-        address renter; // 160 bits
+    struct Record {
         uint88 amount; // deposited and not yet paid out (max ~3.09e26 base units)
-        uint8 state; // 0 none, 1 open, 2 settled
+        uint8 state; // 0 none, 1 open, 2 settled, 3 reclaimed
+        uint64 lockedUntil; // unix seconds; reclaimable by the depositor from then on
     }
 
     IERC20 public immutable token;
     RewardPoints public immutable points; // may be address(0): then creditPoints must be 0
 
-    mapping(bytes32 => Lease) private _leases;
+    mapping(bytes32 => mapping(address => Record)) private _records;
 
     constructor(IERC20 token_, RewardPoints points_) {
         if (address(token_) == address(0)) revert ZeroAddress();
@@ -57,68 +67,77 @@ contract LeaseEscrow is Operated {
         points = points_;
     }
 
-    function leaseOf(bytes32 leaseId) external view returns (address renter, uint256 amount, uint8 state) {
-        Lease memory l = _leases[leaseId];
-        return (l.renter, l.amount, l.state);
+    function recordOf(bytes32 leaseId, address depositor)
+        external
+        view
+        returns (uint256 amount, uint8 state, uint64 lockedUntil)
+    {
+        Record memory r = _records[leaseId][depositor];
+        return (r.amount, r.state, r.lockedUntil);
     }
 
-    /// @notice Opens lease `leaseId` with `amount` tokens pulled from the caller (approve first).
-    /// @dev No reentrancy guard (saves gas on the hot path): state is written before the
-    /// only external call, and a reentering deposit can only open another lease.
-    function deposit(bytes32 leaseId, uint256 amount) external {
+    /// @notice Adds `amount` tokens (approve first) to the caller's record for `leaseId`,
+    /// opening it if needed, and locks the record until at least `lockedUntil` (a lock only
+    /// grows). Deposits and top-ups of one record count together.
+    /// @dev No reentrancy guard (saves gas on the hot path): the record is written before the
+    /// only external call, to the immutable token.
+    function deposit(bytes32 leaseId, uint256 amount, uint64 lockedUntil) external {
         if (amount == 0) revert ZeroAmount();
-        if (amount > type(uint88).max) revert AmountTooLarge();
-        if (_leases[leaseId].state != 0) revert LeaseExists();
-        _leases[leaseId] = Lease(msg.sender, uint88(amount), OPEN);
-        token.pull(msg.sender, address(this), amount);
-        emit Deposited(leaseId, msg.sender, amount);
-    }
-
-    /// @notice Adds `amount` to an open lease; only its renter may.
-    function topUp(bytes32 leaseId, uint256 amount) external nonReentrant {
-        if (amount == 0) revert ZeroAmount();
-        Lease storage l = _leases[leaseId];
-        if (l.state != OPEN) revert LeaseNotOpen();
-        if (l.renter != msg.sender) revert NotRenter();
-        uint256 total = uint256(l.amount) + amount;
+        Record memory r = _records[leaseId][msg.sender];
+        if (r.state > OPEN) revert RecordClosed();
+        uint256 total = uint256(r.amount) + amount;
         if (total > type(uint88).max) revert AmountTooLarge();
-        l.amount = uint88(total);
+        uint64 lock = lockedUntil > r.lockedUntil ? lockedUntil : r.lockedUntil;
+        _records[leaseId][msg.sender] = Record(uint88(total), OPEN, lock);
         token.pull(msg.sender, address(this), amount);
-        emit ToppedUp(leaseId, msg.sender, amount, total);
+        if (r.state == 0) emit Deposited(leaseId, msg.sender, amount, lock);
+        else emit ToppedUp(leaseId, msg.sender, amount, total, lock);
     }
 
-    /// @notice Renter burns reward points against an open lease; OneNode applies the
+    /// @notice Gives the caller's unsettled record for `leaseId` back to the caller, once its
+    /// lock has passed. Strays, dust and deposits for leases that were never paid in full end
+    /// here, at the depositor's cost.
+    function reclaim(bytes32 leaseId) external {
+        Record storage r = _records[leaseId][msg.sender];
+        if (r.state != OPEN) revert NoRecord();
+        if (block.timestamp < r.lockedUntil) revert Locked(r.lockedUntil);
+        uint256 amount = r.amount;
+        r.amount = 0;
+        r.state = RECLAIMED;
+        token.send(msg.sender, amount);
+        emit Reclaimed(leaseId, msg.sender, amount);
+    }
+
+    /// @notice Renter burns reward points against its open record; OneNode applies the
     /// discount in the split it settles with. Requires this escrow to be a points spender.
     function usePoints(bytes32 leaseId, uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         if (address(points) == address(0)) revert NoPoints();
-        Lease storage l = _leases[leaseId];
-        if (l.state != OPEN) revert LeaseNotOpen();
-        if (l.renter != msg.sender) revert NotRenter();
+        if (_records[leaseId][msg.sender].state != OPEN) revert NoRecord();
         points.spend(msg.sender, amount);
         emit PointsUsed(leaseId, msg.sender, amount);
     }
 
-    /// @notice Pays out lease `leaseId` once: `toProvider` to `provider`, the rest of the
-    /// deposit (refundToRenter plus any remainder) to the renter; mints `creditPoints`
-    /// reward points to the renter.
+    /// @notice Pays out `renter`'s record for `leaseId` once: `toProvider` to `provider`, the
+    /// rest of the record (refundToRenter plus any remainder) to the renter; mints
+    /// `creditPoints` reward points to the renter.
     function settle(
         bytes32 leaseId,
+        address renter,
         address provider,
         uint256 toProvider,
         uint256 refundToRenter,
         uint256 creditPoints
     ) external onlyOperator {
-        // No reentrancy guard: only the operator can enter, and the lease is marked settled
-        // before any external call.
-        Lease storage l = _leases[leaseId];
-        if (l.state != OPEN) revert LeaseNotOpen();
-        uint256 deposited = l.amount;
+        // No reentrancy guard: only the operator can enter, and the record is closed before
+        // any external call.
+        Record storage r = _records[leaseId][renter];
+        if (r.state != OPEN) revert NoRecord();
+        uint256 deposited = r.amount;
         if (toProvider > deposited || refundToRenter > deposited - toProvider) revert SettleExceedsDeposit();
         if (toProvider != 0 && provider == address(0)) revert ZeroAddress();
-        address renter = l.renter;
-        l.amount = 0;
-        l.state = SETTLED;
+        r.amount = 0;
+        r.state = SETTLED;
         uint256 toRenter;
         unchecked {
             toRenter = deposited - toProvider;

@@ -20,6 +20,7 @@
 #include "chain/contracts.hpp"
 #include "chain/http_transport.hpp"
 #include "chain/indexer.hpp"
+#include "chain/node_binding.hpp"
 #include "chain/outbox.hpp"
 #include "chain/payments.hpp"
 #include "chain/schema.hpp"
@@ -58,7 +59,8 @@ std::string cast(const std::vector<std::string>& args) {
 }
 
 std::unique_ptr<store::Database> open_db(const std::string& path) {
-  auto db = store::open_sqlite(path, {store::Migration{1, "chain", schema_sql()}});
+  auto db = store::open_sqlite(path, {store::Migration{1, "chain", schema_sql()},
+                                      store::Migration{2, "escrow records", escrow_records_sql()}});
   EXPECT_TRUE(db) << (db ? "" : db.error().message);
   return db ? std::move(*db) : nullptr;
 }
@@ -168,7 +170,7 @@ TEST(Contracts, AllAreEmbeddedWithAbiAndCode) {
   }
   EXPECT_EQ(artifact("Nope").error().code, ErrorCode::kNotFound);
   const std::string escrow_abi(artifact("LeaseEscrow")->abi_json);
-  for (std::string_view fn : {"\"deposit\"", "\"settle\"", "\"topUp\"", "\"Deposited\"", "\"Settled\"", "\"LeaseNotOpen\""}) {
+  for (std::string_view fn : {"\"deposit\"", "\"settle\"", "\"reclaim\"", "\"recordOf\"", "\"Deposited\"", "\"Settled\"", "\"NoRecord\""}) {
     EXPECT_NE(escrow_abi.find(fn), std::string::npos) << fn;
   }
 }
@@ -401,10 +403,8 @@ TEST_F(ChainTest, OutboxFailsAWriteThatRevertsAndGoesOn) {
   mint(op.address(), 10);
   const Address to = PrivateKey::generate().address();
   Outbox outbox(*db_, *http_, op, fast_options(), clock_);
-  // Settling a lease nobody deposited into reverts (LeaseNotOpen).
-  auto settle = eth::abi_encode_call("settle(bytes32,address,uint256,uint256,uint256)",
-                                     AbiValue::list({AbiValue::bytes(Bytes(32, 0x11)), AbiValue::address(to),
-                                                     AbiValue::uint(1), AbiValue::uint(0), AbiValue::uint(0)}));
+  // Settling a record nobody deposited into reverts (NoRecord).
+  auto settle = settle_calldata(Hash32{0x11}, to, to, 1, 0, 0);
   ASSERT_TRUE(settle);
   ASSERT_TRUE(outbox.enqueue("bad-settle", "settle", deployment_.escrow, *settle));
   ASSERT_TRUE(outbox.enqueue("good", "transfer", deployment_.token, transfer_call(to, 10)));
@@ -594,18 +594,23 @@ TEST_F(ChainTest, LeasePaymentIsDepositedIndexedAndSettledThroughTheOutbox) {
   ASSERT_TRUE(rpc_->request("anvil_setBalance", json::array{renter.address().to_lower_hex(), "0xde0b6b3a7640000"}));
   mint(renter.address(), 10000);
 
-  LeasePayment payment{kAnvilChainId, deployment_.escrow, deployment_.token, escrow_lease_id("lease-42"), 6000};
+  const auto lock = std::chrono::sys_seconds{std::chrono::seconds{4102444800}};
+  LeasePayment payment{kAnvilChainId, deployment_.escrow, deployment_.token, escrow_lease_id("lease-42"), 6000, lock};
   // The payment round-trips through JSON as the API hands it out.
   auto parsed = payment_from_json(json::value(to_json(payment)));
   ASSERT_TRUE(parsed) << parsed.error().message;
   EXPECT_EQ(parsed->lease_id, payment.lease_id);
   EXPECT_EQ(parsed->amount, payment.amount);
+  EXPECT_EQ(parsed->locked_until, lock);
   for (std::string_view bad : {R"({})", R"({"chain_id":1,"escrow":"0x1","token":"0x2","lease_id":"0x","amount":"1"})"}) {
     EXPECT_FALSE(payment_from_json(json::parse(bad))) << bad;
   }
   json::object zero = to_json(payment);
   zero["amount"] = "0";
   EXPECT_FALSE(payment_from_json(json::value(zero)));
+  json::object unlocked = to_json(payment);
+  unlocked.erase("locked_until");
+  EXPECT_FALSE(payment_from_json(json::value(unlocked)));
 
   // Wrong chain, not enough tokens: clear errors, nothing sent.
   LeasePayment wrong_chain = payment;
@@ -618,42 +623,60 @@ TEST_F(ChainTest, LeasePaymentIsDepositedIndexedAndSettledThroughTheOutbox) {
   ASSERT_FALSE(poor);
   EXPECT_NE(poor.error().message.find("not enough tokens"), std::string::npos) << poor.error().message;
 
+  // A stranger front-runs the renter under the same lease id: its deposit is a record of its
+  // own and neither blocks nor funds the renter's.
+  const PrivateKey stranger = deployer();
+  mint(stranger.address(), 6000);
+  auto front = pay_lease(*rpc_, stranger, *nonces_, payment, milliseconds{10000}, milliseconds{20});
+  ASSERT_TRUE(front) << front.error().message;
+  EXPECT_EQ(escrow_record(*rpc_, deployment_.escrow, payment.lease_id, renter.address())->state,
+            EscrowRecord::State::kNone);
+
+  // The renter pays in two parts (an earlier, smaller deposit is topped up to the amount).
+  LeasePayment part = payment;
+  part.amount = 2500;
+  auto first = pay_lease(*rpc_, renter, renter_nonces, part, milliseconds{10000}, milliseconds{20});
+  ASSERT_TRUE(first) << first.error().message;
   auto paid = pay_lease(*rpc_, renter, renter_nonces, payment, milliseconds{10000}, milliseconds{20});
   ASSERT_TRUE(paid) << paid.error().message;
-  EXPECT_TRUE(paid->approve_tx && paid->deposit_tx);
-  // Paying again is a no-op; another wallet cannot pay the same lease.
+  EXPECT_TRUE(paid->deposit_tx);
+  auto record = escrow_record(*rpc_, deployment_.escrow, payment.lease_id, renter.address());
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->amount, Uint256(6000));
+  EXPECT_EQ(record->state, EscrowRecord::State::kOpen);
+  EXPECT_EQ(record->locked_until, lock);
+  // Paying again is a no-op.
   auto again = pay_lease(*rpc_, renter, renter_nonces, payment, milliseconds{10000}, milliseconds{20});
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_FALSE(again->deposit_tx);
-  const PrivateKey other = deployer();
-  mint(other.address(), 6000);
-  auto taken = pay_lease(*rpc_, other, *nonces_, payment, milliseconds{10000}, milliseconds{20});
-  ASSERT_FALSE(taken);
-  EXPECT_EQ(taken.error().code, ErrorCode::kConflict);
 
-  // The indexer sees the deposit.
+  // The indexer sees both records apart.
   EscrowLedger ledger(*db_, deployment_.escrow);
   IndexerOptions options;
   options.addresses = {deployment_.escrow};
   options.start_block = deployment_.deployed_block;
   Indexer indexer(*db_, *http_, options, &ledger);
   ASSERT_TRUE(indexer.poll_once());
-  auto funds = ledger.funds(payment.lease_id);
+  auto funds = ledger.funds(payment.lease_id, renter.address());
   ASSERT_TRUE(funds && *funds);
   EXPECT_EQ((*funds)->renter, renter.address());
-  EXPECT_EQ((*funds)->deposited, Uint256(6000));
+  EXPECT_EQ((*funds)->deposited, Uint256(6000));  // deposit + top-up
+  EXPECT_EQ((*funds)->locked_until, lock);
+  EXPECT_EQ((*funds)->events.size(), 2U);
   EXPECT_FALSE((*funds)->settled);
-  EXPECT_FALSE(ledger.funds(escrow_lease_id("nobody"))->has_value());
+  EXPECT_EQ(ledger.funds(payment.lease_id, stranger.address()).value().value().deposited, Uint256(6000));
+  EXPECT_EQ(ledger.depositors(payment.lease_id).value(), (std::vector<Address>{stranger.address(), renter.address()}));
+  EXPECT_FALSE(ledger.funds(escrow_lease_id("nobody"), renter.address())->has_value());
 
-  // Settlement through the outbox: 4500 delivered, 1500 back, 3 points of credit.
+  // Settlement of the renter's record through the outbox: 4500 delivered, 1500 back, 3 points.
   Outbox outbox(*db_, *http_, deployer(), fast_options(), clock_);
-  auto settle = settle_calldata(payment.lease_id, provider, 4500, 1500, 3);
+  auto settle = settle_calldata(payment.lease_id, renter.address(), provider, 4500, 1500, 3);
   ASSERT_TRUE(settle);
   ASSERT_TRUE(outbox.enqueue("settle:lease-42", "settle", deployment_.escrow, *settle));
   drain(outbox);
   EXPECT_EQ(outbox.find("settle:lease-42").value()->state, WriteState::kConfirmed);
   ASSERT_TRUE(indexer.poll_once());
-  funds = ledger.funds(payment.lease_id);
+  funds = ledger.funds(payment.lease_id, renter.address());
   ASSERT_TRUE(funds && *funds);
   EXPECT_TRUE((*funds)->settled);
   EXPECT_EQ((*funds)->paid_to_provider, Uint256(4500));
@@ -665,32 +688,97 @@ TEST_F(ChainTest, LeasePaymentIsDepositedIndexedAndSettledThroughTheOutbox) {
                 .value()
                 .at(0),
             AbiValue::uint(3));
-  // A second settlement of the same lease fails in the outbox (it would revert) and moves nothing.
+  EXPECT_FALSE(ledger.funds(payment.lease_id, stranger.address()).value().value().settled);
+  // A second settlement of the same record fails in the outbox (it would revert) and moves nothing.
   ASSERT_TRUE(outbox.enqueue("settle:lease-42:again", "settle", deployment_.escrow, *settle));
   drain(outbox);
   EXPECT_EQ(outbox.find("settle:lease-42:again").value()->state, WriteState::kFailed);
   EXPECT_EQ(balance(provider), 4500U);
 }
 
+// Tests judge chain calls by cast's exit status: the npm wrapper in node_modules/.bin exits 0
+// when the call fails, so node_tool must hand out Foundry's native binary.
+TEST(Cast, AFailingCallIsSeenInTheExitStatus) {
+  const std::string cast_path = kaisar::testing::node_tool("cast");
+  EXPECT_NE(cast_path.find("@foundry-rs/cast-"), std::string::npos) << cast_path;
+  auto r = kaisar::testing::run_process(
+      {cast_path, "call", "--rpc-url", "http://127.0.0.1:1", "0x0000000000000000000000000000000000000001", "x()"});
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+}
+
+// --- the provider registry -------------------------------------------------------------------
+
+TEST_F(ChainTest, RegistryBindsANodeOnlyWithItsKeysSignatureForThisChainAndContract) {
+  const PrivateKey owner = PrivateKey::generate();
+  const PrivateKey node = PrivateKey::generate();
+  ASSERT_TRUE(rpc_->request("anvil_setBalance", json::array{owner.address().to_lower_hex(), "0xde0b6b3a7640000"}));
+  const NodeBinding binding{kAnvilChainId, deployment_.registry, node.address(), owner.address(), 0};
+  auto digest = binding_digest(binding);
+  ASSERT_TRUE(digest) << digest.error().message;
+  // Our EIP-712 digest is the contract's, and cast signs the same typed data to the same bytes.
+  EXPECT_EQ(call_view(*rpc_, deployment_.registry, "bindingDigest(address,address)",
+                      {AbiValue::address(node.address()), AbiValue::address(owner.address())}, "(bytes32)")
+                .value()
+                .at(0),
+            AbiValue::bytes(Bytes(digest->begin(), digest->end())));
+  EXPECT_EQ(cast({"wallet", "sign", "--private-key", to_hex(node.bytes()), "--data", json::serialize(typed_data(binding))}),
+            to_hex(node.sign_digest(*digest).rsv));
+
+  eth::NonceManager owner_nonces(*rpc_);
+  auto send_register = [&](const Bytes& signature) {
+    return transact(*rpc_, owner, owner_nonces, deployment_.registry, "register(address,bytes)",
+                    {AbiValue::address(node.address()), AbiValue::bytes(signature)}, milliseconds{10000}, milliseconds{20});
+  };
+  auto signed_by = [&](const PrivateKey& key, const NodeBinding& b) {
+    const auto sig = key.sign_digest(binding_digest(b).value());
+    return Bytes(sig.rsv.begin(), sig.rsv.end());
+  };
+  auto owner_of = [&] {
+    return std::get<Address>(
+        call_view(*rpc_, deployment_.registry, "ownerOf(address)", {AbiValue::address(node.address())}, "(address)")
+            .value()
+            .at(0)
+            .value);
+  };
+  NodeBinding other_chain = binding;
+  other_chain.chain_id = kAnvilChainId + 1;
+  NodeBinding other_registry = binding;
+  other_registry.registry = deployment_.escrow;
+  EXPECT_EQ(send_register({}).error().code, ErrorCode::kConflict);                          // no signature
+  EXPECT_EQ(send_register(signed_by(owner, binding)).error().code, ErrorCode::kConflict);   // not the node's
+  EXPECT_EQ(send_register(signed_by(node, other_chain)).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(send_register(signed_by(node, other_registry)).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(owner_of(), Address{});
+
+  auto bound = register_node(*rpc_, owner, owner_nonces, deployment_.registry, node);
+  ASSERT_TRUE(bound) << bound.error().message;
+  EXPECT_EQ(owner_of(), owner.address());
+  // Someone else with a node signature for itself still cannot take the bound node.
+  const PrivateKey thief = deployer();
+  EXPECT_EQ(register_node(*rpc_, thief, *nonces_, deployment_.registry, node).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(owner_of(), owner.address());
+}
+
 TEST(EscrowEvents, HostileLogsAreRejectedOrIgnored) {
   eth::Log log;
   log.address = PrivateKey::generate().address();
   EXPECT_FALSE(decode_escrow_event(log).value().has_value());  // no topics: not ours
-  log.topics = {eth::event_topic0("Deposited(bytes32,address,uint256)")};
+  log.topics = {eth::event_topic0("Deposited(bytes32,address,uint256,uint256)")};
   EXPECT_FALSE(decode_escrow_event(log));  // too few topics
   Hash32 renter{};
   renter[0] = 1;  // high bits set in an address topic
-  log.topics = {eth::event_topic0("Deposited(bytes32,address,uint256)"), Hash32{}, renter};
-  log.data = Bytes(32, 0);
+  log.topics = {eth::event_topic0("Deposited(bytes32,address,uint256,uint256)"), Hash32{}, renter};
+  log.data = Bytes(64, 0);
   EXPECT_FALSE(decode_escrow_event(log));
   renter[0] = 0;
   log.topics[2] = renter;
-  log.data = Bytes(31, 0);  // short data
+  log.data = Bytes(63, 0);  // short data
   EXPECT_FALSE(decode_escrow_event(log));
-  log.data = Bytes(32, 0);
+  log.data = Bytes(64, 0xff);  // a lock beyond uint64 clamps instead of wrapping
   auto ok = decode_escrow_event(log);
   ASSERT_TRUE(ok && *ok);
   EXPECT_EQ((*ok)->kind, EscrowEvent::Kind::kDeposited);
+  EXPECT_GT((*ok)->locked_until.time_since_epoch().count(), 0);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "chain/payments.hpp"
 
 #include "chain/contracts.hpp"
+#include "core/time.hpp"
 #include "crypto/keccak.hpp"
 #include "eth/abi.hpp"
 
@@ -13,8 +14,9 @@ using eth::Uint256;
 
 namespace {
 
-constexpr std::string_view kDeposited = "Deposited(bytes32,address,uint256)";
-constexpr std::string_view kToppedUp = "ToppedUp(bytes32,address,uint256,uint256)";
+constexpr std::string_view kDeposited = "Deposited(bytes32,address,uint256,uint256)";
+constexpr std::string_view kToppedUp = "ToppedUp(bytes32,address,uint256,uint256,uint256)";
+constexpr std::string_view kReclaimed = "Reclaimed(bytes32,address,uint256)";
 constexpr std::string_view kSettled = "Settled(bytes32,address,address,uint256,uint256,uint256)";
 constexpr std::string_view kPointsUsed = "PointsUsed(bytes32,address,uint256)";
 
@@ -44,6 +46,16 @@ Result<Uint256> parse_amount(const json::object& o, std::string_view key) {
 
 std::string decimal(const Uint256& u) { return u.to_decimal(); }
 
+// Unix seconds as the contracts keep them (uint64); larger values clamp, they only lock longer.
+std::chrono::sys_seconds seconds_of(const Uint256& u) {
+  const std::uint64_t s = u.bit_length() > 62 ? (std::uint64_t{1} << 62) : u.low_u64();
+  return std::chrono::sys_seconds{std::chrono::seconds{static_cast<std::int64_t>(s)}};
+}
+
+Uint256 uint_of(std::chrono::sys_seconds t) {
+  return Uint256(static_cast<std::uint64_t>(std::max<std::int64_t>(0, t.time_since_epoch().count())));
+}
+
 }  // namespace
 
 json::object to_json(const LeasePayment& p) {
@@ -51,7 +63,8 @@ json::object to_json(const LeasePayment& p) {
                       {"escrow", p.escrow.to_checksum()},
                       {"token", p.token.to_checksum()},
                       {"lease_id", to_hex(p.lease_id)},
-                      {"amount", p.amount.to_decimal()}};
+                      {"amount", p.amount.to_decimal()},
+                      {"locked_until", p.locked_until.time_since_epoch().count()}};
 }
 
 Result<LeasePayment> payment_from_json(const json::value& value) {
@@ -81,6 +94,11 @@ Result<LeasePayment> payment_from_json(const json::value& value) {
   if (!amount) return std::unexpected(amount.error());
   if (amount->is_zero()) return fail(ErrorCode::kInvalidArgument, "payment: \"amount\" must be positive");
   p.amount = *amount;
+  const json::value* lock = o.if_contains("locked_until");
+  if (lock == nullptr || !lock->is_int64() || lock->get_int64() <= 0) {
+    return fail(ErrorCode::kInvalidArgument, "payment: \"locked_until\" must be unix seconds");
+  }
+  p.locked_until = std::chrono::sys_seconds{std::chrono::seconds{lock->get_int64()}};
   return p;
 }
 
@@ -96,21 +114,22 @@ Result<PaymentResult> pay_lease(eth::RpcClient& rpc, const crypto::PrivateKey& r
                                                  ", the RPC node is on " + std::to_string(*chain_id));
   }
   const Address me = renter.address();
-  auto lease = call_view(rpc, payment.escrow, "leaseOf(bytes32)",
-                         {AbiValue::bytes(Bytes(payment.lease_id.begin(), payment.lease_id.end()))},
-                         "(address,uint256,uint8)");
-  if (!lease) return fail(lease.error().code, "reading the lease from the escrow: " + lease.error().message);
-  const auto state = std::get<Uint256>(lease->at(2).value).low_u64();
-  Uint256 missing = payment.amount;
-  bool top_up = false;
-  if (state != 0) {
-    if (state != 1) return fail(ErrorCode::kConflict, "this lease is already settled");
-    if (std::get<Address>(lease->at(0).value) != me) return fail(ErrorCode::kConflict, "this lease was paid by another wallet");
-    const Uint256 held = std::get<Uint256>(lease->at(1).value);
-    if (held >= payment.amount) return PaymentResult{};  // paid already
-    missing = payment.amount - held;  // an earlier, smaller deposit: top it up
-    top_up = true;
+  auto record = escrow_record(rpc, payment.escrow, payment.lease_id, me);
+  if (!record) return fail(record.error().code, "reading the lease from the escrow: " + record.error().message);
+  if (record->state == EscrowRecord::State::kSettled) return fail(ErrorCode::kConflict, "this lease is already settled");
+  if (record->state == EscrowRecord::State::kReclaimed) {
+    return fail(ErrorCode::kConflict, "this wallet reclaimed its deposit for this lease; it cannot pay it again");
   }
+  const bool locked = record->locked_until >= payment.locked_until;
+  if (record->amount >= payment.amount && locked) return PaymentResult{};  // paid already
+  if (record->amount >= payment.amount) {
+    return fail(ErrorCode::kConflict, "this wallet deposited the amount locked only until " +
+                                          std::to_string(record->locked_until.time_since_epoch().count()) +
+                                          "; OneNode needs it locked until " +
+                                          std::to_string(payment.locked_until.time_since_epoch().count()));
+  }
+  // An earlier, smaller deposit of this wallet is topped up to the amount.
+  const Uint256 missing = payment.amount - record->amount;
   auto balance = token_balance(rpc, payment.token, me);
   if (!balance) return std::unexpected(balance.error());
   if (*balance < missing) {
@@ -137,10 +156,9 @@ Result<PaymentResult> pay_lease(eth::RpcClient& rpc, const crypto::PrivateKey& r
     result.approve_tx = approved->transaction_hash;
     result.gas_used += approved->gas_used;
   }
-  auto deposited = transact(rpc, renter, nonces, payment.escrow,
-                            top_up ? "topUp(bytes32,uint256)" : "deposit(bytes32,uint256)",
+  auto deposited = transact(rpc, renter, nonces, payment.escrow, "deposit(bytes32,uint256,uint64)",
                             {AbiValue::bytes(Bytes(payment.lease_id.begin(), payment.lease_id.end())),
-                             AbiValue::uint(missing)},
+                             AbiValue::uint(missing), AbiValue::uint(uint_of(payment.locked_until))},
                             timeout, poll_interval);
   if (!deposited) return fail(deposited.error().code, "depositing: " + deposited.error().message);
   result.deposit_tx = deposited->transaction_hash;
@@ -148,12 +166,51 @@ Result<PaymentResult> pay_lease(eth::RpcClient& rpc, const crypto::PrivateKey& r
   return result;
 }
 
-Result<Bytes> settle_calldata(const Hash32& lease_id, const Address& provider, const Uint256& to_provider,
-                              const Uint256& refund_to_renter, const Uint256& credit_points) {
-  return eth::abi_encode_call("settle(bytes32,address,uint256,uint256,uint256)",
+Result<Bytes> settle_calldata(const Hash32& lease_id, const Address& renter, const Address& provider,
+                              const Uint256& to_provider, const Uint256& refund_to_renter,
+                              const Uint256& credit_points) {
+  return eth::abi_encode_call("settle(bytes32,address,address,uint256,uint256,uint256)",
                               AbiValue::list({AbiValue::bytes(Bytes(lease_id.begin(), lease_id.end())),
-                                              AbiValue::address(provider), AbiValue::uint(to_provider),
-                                              AbiValue::uint(refund_to_renter), AbiValue::uint(credit_points)}));
+                                              AbiValue::address(renter), AbiValue::address(provider),
+                                              AbiValue::uint(to_provider), AbiValue::uint(refund_to_renter),
+                                              AbiValue::uint(credit_points)}));
+}
+
+Result<Reclaimed> reclaim_deposit(eth::RpcClient& rpc, const crypto::PrivateKey& depositor, eth::NonceManager& nonces,
+                                  const Address& escrow, const Hash32& lease_id, std::chrono::milliseconds timeout,
+                                  std::chrono::milliseconds poll_interval) {
+  auto record = escrow_record(rpc, escrow, lease_id, depositor.address());
+  if (!record) return fail(record.error().code, "reading the lease from the escrow: " + record.error().message);
+  if (record->state != EscrowRecord::State::kOpen) {
+    return fail(ErrorCode::kNotFound, "this wallet has no unsettled deposit for this lease");
+  }
+  // The chain's clock decides: the latest block's time, not ours. Asked first, so that a
+  // locked record costs no gas for a transaction that would revert.
+  auto head = rpc.get_block(eth::BlockId::latest());
+  if (!head) return fail(head.error().code, "reading the latest block: " + head.error().message);
+  if (*head && seconds_of(Uint256((*head)->timestamp)) < record->locked_until) {
+    return fail(ErrorCode::kConflict,
+                "the deposit is locked until " + format_rfc3339(record->locked_until) + "; reclaim it after that");
+  }
+  auto sent = transact(rpc, depositor, nonces, escrow, "reclaim(bytes32)",
+                       {AbiValue::bytes(Bytes(lease_id.begin(), lease_id.end()))}, timeout, poll_interval);
+  if (!sent) return fail(sent.error().code, "reclaiming: " + sent.error().message);
+  return Reclaimed{record->amount, sent->transaction_hash, sent->gas_used};
+}
+
+Result<EscrowRecord> escrow_record(eth::RpcClient& rpc, const Address& escrow, const Hash32& lease_id,
+                                   const Address& depositor) {
+  auto r = call_view(rpc, escrow, "recordOf(bytes32,address)",
+                     {AbiValue::bytes(Bytes(lease_id.begin(), lease_id.end())), AbiValue::address(depositor)},
+                     "(uint256,uint8,uint64)");
+  if (!r) return std::unexpected(r.error());
+  auto amount = as_uint(r->at(0));
+  auto state = as_uint(r->at(1));
+  auto lock = as_uint(r->at(2));
+  if (!amount || !state || !lock || state->low_u64() > 3) {
+    return fail(ErrorCode::kInvalidArgument, "the escrow's recordOf answered something else");
+  }
+  return EscrowRecord{*amount, static_cast<EscrowRecord::State>(state->low_u64()), seconds_of(*lock)};
 }
 
 std::string_view to_string(EscrowEvent::Kind kind) {
@@ -162,6 +219,7 @@ std::string_view to_string(EscrowEvent::Kind kind) {
     case EscrowEvent::Kind::kToppedUp: return "topped_up";
     case EscrowEvent::Kind::kSettled: return "settled";
     case EscrowEvent::Kind::kPointsUsed: return "points_used";
+    case EscrowEvent::Kind::kReclaimed: return "reclaimed";
   }
   return "unknown";
 }
@@ -174,8 +232,9 @@ Result<std::optional<EscrowEvent>> decode_escrow_event(const eth::Log& log) {
     std::vector<bool> indexed;
   };
   static const Shape kShapes[] = {
-      {kDeposited, EscrowEvent::Kind::kDeposited, {true, true, false}},
-      {kToppedUp, EscrowEvent::Kind::kToppedUp, {true, true, false, false}},
+      {kDeposited, EscrowEvent::Kind::kDeposited, {true, true, false, false}},
+      {kToppedUp, EscrowEvent::Kind::kToppedUp, {true, true, false, false, false}},
+      {kReclaimed, EscrowEvent::Kind::kReclaimed, {true, true, false}},
       {kSettled, EscrowEvent::Kind::kSettled, {true, true, true, false, false, false}},
       {kPointsUsed, EscrowEvent::Kind::kPointsUsed, {true, true, false}},
   };
@@ -215,6 +274,11 @@ Result<std::optional<EscrowEvent>> decode_escrow_event(const eth::Log& log) {
       auto amount = as_uint(data->at(0));
       if (!amount) return std::unexpected(amount.error());
       e.amount = *amount;
+      if (shape.kind == EscrowEvent::Kind::kDeposited || shape.kind == EscrowEvent::Kind::kToppedUp) {
+        auto lock = as_uint(data->back());
+        if (!lock) return std::unexpected(lock.error());
+        e.locked_until = seconds_of(*lock);
+      }
     }
     return std::optional<EscrowEvent>{e};
   }
@@ -229,10 +293,11 @@ Result<void> EscrowLedger::apply(const eth::Log& log) {
   const EscrowEvent& e = **event;
   auto r = db_.execute(
       "INSERT OR IGNORE INTO escrow_events (block_number, log_index, lease_id, kind, renter, provider, amount, "
-      "refund, credit_points, tx_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "refund, credit_points, tx_hash, locked_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       {static_cast<std::int64_t>(e.block_number), static_cast<std::int64_t>(e.log_index), to_hex(e.lease_id),
        std::string(to_string(e.kind)), e.renter.to_checksum(), e.provider.to_checksum(), decimal(e.amount),
-       decimal(e.refund), decimal(e.credit_points), to_hex(e.tx_hash)});
+       decimal(e.refund), decimal(e.credit_points), to_hex(e.tx_hash),
+       static_cast<std::int64_t>(e.locked_until.time_since_epoch().count())});
   if (!r) return std::unexpected(r.error());
   return {};
 }
@@ -243,14 +308,15 @@ Result<void> EscrowLedger::rewind(std::uint64_t first_block) {
   return {};
 }
 
-Result<std::optional<LeaseFunds>> EscrowLedger::funds(const Hash32& lease_id) {
+Result<std::optional<LeaseFunds>> EscrowLedger::funds(const Hash32& lease_id, const Address& depositor) {
   auto rows = db_.query(
-      "SELECT block_number, log_index, kind, renter, provider, amount, refund, credit_points, tx_hash "
-      "FROM escrow_events WHERE lease_id = ? ORDER BY block_number, log_index",
-      {to_hex(lease_id)});
+      "SELECT block_number, log_index, kind, renter, provider, amount, refund, credit_points, tx_hash, locked_until "
+      "FROM escrow_events WHERE lease_id = ? AND renter = ? ORDER BY block_number, log_index",
+      {to_hex(lease_id), depositor.to_checksum()});
   if (!rows) return std::unexpected(rows.error());
   if (rows->empty()) return std::optional<LeaseFunds>{};
   LeaseFunds f;
+  f.renter = depositor;
   for (const auto& row : *rows) {
     EscrowEvent e;
     e.lease_id = lease_id;
@@ -260,29 +326,44 @@ Result<std::optional<LeaseFunds>> EscrowLedger::funds(const Hash32& lease_id) {
     if (kind == "deposited") e.kind = EscrowEvent::Kind::kDeposited;
     else if (kind == "topped_up") e.kind = EscrowEvent::Kind::kToppedUp;
     else if (kind == "settled") e.kind = EscrowEvent::Kind::kSettled;
+    else if (kind == "reclaimed") e.kind = EscrowEvent::Kind::kReclaimed;
     else e.kind = EscrowEvent::Kind::kPointsUsed;
-    e.renter = Address::parse(row.text(3)).value_or(Address{});
+    e.renter = depositor;
     e.provider = Address::parse(row.text(4)).value_or(Address{});
     e.amount = Uint256::from_decimal(row.text(5)).value_or(Uint256{});
     e.refund = Uint256::from_decimal(row.text(6)).value_or(Uint256{});
     e.credit_points = Uint256::from_decimal(row.text(7)).value_or(Uint256{});
     e.tx_hash = eth::parse_hash(row.text(8)).value_or(Hash32{});
+    e.locked_until = std::chrono::sys_seconds{std::chrono::seconds{row.integer(9)}};
     switch (e.kind) {
       case EscrowEvent::Kind::kDeposited:
-        f.renter = e.renter;
+      case EscrowEvent::Kind::kToppedUp:
         f.deposited = f.deposited + e.amount;
+        f.locked_until = std::max(f.locked_until, e.locked_until);
         break;
-      case EscrowEvent::Kind::kToppedUp: f.deposited = f.deposited + e.amount; break;
       case EscrowEvent::Kind::kSettled:
         f.settled = true;
         f.paid_to_provider = e.amount;
         f.refunded = e.refund;
         break;
+      case EscrowEvent::Kind::kReclaimed: f.reclaimed = true; break;
       case EscrowEvent::Kind::kPointsUsed: break;
     }
     f.events.push_back(e);
   }
   return std::optional<LeaseFunds>{std::move(f)};
+}
+
+Result<std::vector<Address>> EscrowLedger::depositors(const Hash32& lease_id) {
+  auto rows = db_.query(
+      "SELECT renter FROM escrow_events WHERE lease_id = ? AND kind = 'deposited' ORDER BY block_number, log_index",
+      {to_hex(lease_id)});
+  if (!rows) return std::unexpected(rows.error());
+  std::vector<Address> out;
+  for (const auto& row : *rows) {
+    if (auto a = Address::parse(row.text(0))) out.push_back(*a);
+  }
+  return out;
 }
 
 }  // namespace kaisar::chain

@@ -68,4 +68,11 @@ CREATE INDEX escrow_events_lease ON escrow_events(lease_id);
 )sql";
 }
 
+std::string_view escrow_records_sql() {
+  return R"sql(
+ALTER TABLE escrow_events ADD COLUMN locked_until INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX escrow_events_record ON escrow_events(lease_id, renter);
+)sql";
+}
+
 }  // namespace kaisar::chain

@@ -117,6 +117,7 @@ void add_wallet_commands(CLI::App& app, CommandArgs& all, Action& action) {
 
   add_wallet_chain_commands(*wallet, all, action);
   add_pay_command(app, all, action);
+  add_reclaim_command(app, all, action);
   add_rewards_command(app, all, action);
 
   auto* address = wallet->add_subcommand("address", "Print the wallet's address (no password needed)");
@@ -174,12 +175,7 @@ std::string query_escape(std::string_view text) {
   return out;
 }
 
-// OneNode's chain (GET /api/v1/chain), checked against the RPC node it names.
-struct ChainView {
-  chain::Deployment deployment;
-  std::unique_ptr<chain::HttpRpcTransport> transport;
-  std::unique_ptr<eth::RpcClient> rpc;
-};
+}  // namespace
 
 Result<ChainView> chain_view(const ClientOptions& o) {
   auto info = api_call(o, "GET", "/api/v1/chain");
@@ -211,6 +207,8 @@ Result<ChainView> chain_view(const ClientOptions& o) {
   return view;
 }
 
+namespace {
+
 // Pays what a lease from OneNode asks for (its "payment"), from the wallet, on OneNode's chain.
 Result<chain::PaymentResult> pay_from_wallet(const ClientOptions& o, const json::value& lease) {
   auto payment = chain::payment_from_json(lease.at("payment"));
@@ -232,6 +230,9 @@ void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
   add_client_flags(*pay, o);
   pay->add_option("--lease", args.lease, "the lease id OneNode gave (or the escrow's 0x lease id)")->required();
   pay->add_option("--amount", args.amount, "token base units (the quote's amount)")->required();
+  pay->add_option("--locked-until", args.locked_until,
+                  "unix seconds until which the deposit stays in the escrow (the quote's locked_until; default: "
+                  "none, reclaimable at once)");
   pay->callback([&] {
     action = [&] {
       auto amount = eth::Uint256::from_decimal(args.amount);
@@ -253,6 +254,7 @@ void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
       auto explicit_id = eth::parse_hash(args.lease);
       payment.lease_id = explicit_id ? *explicit_id : chain::escrow_lease_id(args.lease);
       payment.amount = *amount;
+      payment.locked_until = std::chrono::sys_seconds{std::chrono::seconds{std::max<std::int64_t>(0, args.locked_until)}};
       eth::NonceManager nonces(*view->rpc);
       if (!o.json) std::cerr << "paying " << amount->to_decimal() << " base units into escrow " << payment.escrow.to_checksum() << "\n";
       auto paid = chain::pay_lease(*view->rpc, *key, nonces, payment);
@@ -268,6 +270,43 @@ void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
       } else {
         std::cout << "paid: lease " << to_hex(payment.lease_id) << " in " << to_hex(*paid->deposit_tx) << " ("
                   << paid->gas_used << " gas)\n";
+      }
+      return kExitOk;
+    };
+  });
+}
+
+// kaisar reclaim: a deposit of this wallet that OneNode did not settle (a stray payment,
+// a lease that was never paid in full or was cancelled) goes back once its lock has passed.
+void add_reclaim_command(CLI::App& app, CommandArgs& all, Action& action) {
+  ClientOptions& o = all.client;
+  WalletArgs& args = all.wallet;
+  auto* reclaim = app.add_subcommand("reclaim", "Take back this wallet's unsettled deposit for a lease after its lock");
+  add_client_flags(*reclaim, o);
+  reclaim->add_option("--lease", args.lease, "the lease id OneNode gave (or the escrow's 0x lease id)")->required();
+  reclaim->callback([&] {
+    action = [&] {
+      if (args.lease.empty() || args.lease.size() > 200) {
+        return report(Error{ErrorCode::kInvalidArgument, "--lease must be 1 to 200 characters"}, o.json);
+      }
+      auto view = chain_view(o);
+      if (!view) return report(view.error(), o.json);
+      auto key = unlock_wallet(o);
+      if (!key) return report(key.error(), o.json);
+      auto explicit_id = eth::parse_hash(args.lease);
+      const Hash32 lease_id = explicit_id ? *explicit_id : chain::escrow_lease_id(args.lease);
+      eth::NonceManager nonces(*view->rpc);
+      auto back = chain::reclaim_deposit(*view->rpc, *key, nonces, view->deployment.escrow, lease_id);
+      if (!back) return report(back.error(), o.json);
+      json::object out{{"lease_id", to_hex(lease_id)},
+                       {"amount", back->amount.to_decimal()},
+                       {"tx", to_hex(back->tx_hash)},
+                       {"gas_used", back->gas_used}};
+      if (o.json) {
+        print_json(out);
+      } else {
+        std::cout << "reclaimed " << back->amount.to_decimal() << " base units of lease " << to_hex(lease_id) << " in "
+                  << to_hex(back->tx_hash) << "\n";
       }
       return kExitOk;
     };

@@ -15,6 +15,7 @@ struct WalletArgs {
   std::string address;  // wallet balance --address
   std::string lease;    // pay --lease
   std::string amount;   // pay --amount
+  std::int64_t locked_until = 0;  // pay --locked-until (unix seconds)
   bool force = false;
   bool light_kdf = false;
 };
@@ -116,6 +117,7 @@ void add_wallet_commands(CLI::App& app, CommandArgs& args, Action& action);
 void add_wallet_chain_commands(CLI::App& wallet, CommandArgs& args, Action& action);
 // pay --lease ID --amount N: the renter's deposit into the escrow.
 void add_pay_command(CLI::App& app, CommandArgs& args, Action& action);
+void add_reclaim_command(CLI::App& app, CommandArgs& args, Action& action);
 void add_rewards_command(CLI::App& app, CommandArgs& args, Action& action);
 void add_client_commands(CLI::App& app, CommandArgs& args, Action& action);
 void add_node_commands(CLI::App& app, CommandArgs& args, Action& action);

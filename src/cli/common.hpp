@@ -1,11 +1,15 @@
 #pragma once
 
 #include <boost/json/value.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "chain/contracts.hpp"
+#include "chain/http_transport.hpp"
 #include "core/error.hpp"
+#include "eth/rpc.hpp"
 #include "crypto/secp256k1.hpp"
 #include "net/http.hpp"
 
@@ -33,6 +37,14 @@ struct ClientOptions {
   bool json = false;
   void resolve();
 };
+
+// OneNode's chain (GET /api/v1/chain), checked against the RPC node it names.
+struct ChainView {
+  chain::Deployment deployment;
+  std::unique_ptr<chain::HttpRpcTransport> transport;
+  std::unique_ptr<eth::RpcClient> rpc;
+};
+Result<ChainView> chain_view(const ClientOptions& options);
 
 std::string xdg_data_dir();    // $XDG_DATA_HOME/kaisar or ~/.local/share/kaisar
 std::string xdg_config_dir();  // $XDG_CONFIG_HOME/kaisar or ~/.config/kaisar

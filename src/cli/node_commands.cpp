@@ -22,6 +22,7 @@
 #include <spdlog/spdlog.h>
 
 #include "chain/http_transport.hpp"
+#include "chain/node_binding.hpp"
 #include "cli/commands.hpp"
 #include "eth/rpc.hpp"
 #include "eth/uint256.hpp"
@@ -657,6 +658,41 @@ void add_node_commands(CLI::App& app, CommandArgs& all, Action& action) {
       pthread_kill(waiter.native_handle(), SIGTERM);  // wakes the waiter if run ended first
       waiter.join();
       spdlog::info("agent stopped");
+      return kExitOk;
+    };
+  });
+
+  // The on-chain binding: the owner's transaction carries the node key's EIP-712 signature,
+  // so nobody can register a node id whose key they do not hold.
+  auto* register_cmd =
+      provider_cmd->add_subcommand("register", "Bind this node to its owner wallet on chain (ProviderRegistry)");
+  add_client_flags(*register_cmd, o);
+  register_cmd->add_option("--data", pa.data, "agent data directory (default: $XDG_DATA_HOME/kaisar/provider)");
+  register_cmd->callback([&] {
+    action = [&] {
+      const std::string dir = provider_data_dir(pa);
+      auto identity = provider::load_identity(dir);
+      if (!identity) return report(identity.error(), o.json);
+      ClientOptions owner = o;
+      owner.wallet = (fs::path(dir) / "owner.json").string();
+      auto key = unlock_wallet(owner);
+      if (!key) return report(key.error(), o.json);
+      auto view = chain_view(o);
+      if (!view) return report(view.error(), o.json);
+      eth::NonceManager nonces(*view->rpc);
+      auto bound = chain::register_node(*view->rpc, *key, nonces, view->deployment.registry, identity->node_key);
+      if (!bound) return report(bound.error(), o.json);
+      json::object out{{"node", identity->node_key.address().to_checksum()},
+                       {"owner", key->address().to_checksum()},
+                       {"registry", view->deployment.registry.to_checksum()},
+                       {"tx", to_hex(bound->transaction_hash)},
+                       {"gas_used", bound->gas_used}};
+      if (o.json) {
+        print_json(out);
+      } else {
+        std::cout << "node " << identity->node_key.address().to_checksum() << " bound to "
+                  << key->address().to_checksum() << " in " << to_hex(bound->transaction_hash) << "\n";
+      }
       return kExitOk;
     };
   });

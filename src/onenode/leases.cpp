@@ -54,7 +54,22 @@ std::uint64_t u64(const json::value* v) {
   return 0;
 }
 
+// The hours of a stored spec or extension (at least 1).
+std::uint64_t spec_hours(const json::value& spec) {
+  const json::object* o = spec.if_object();
+  return std::max<std::uint64_t>(1, o == nullptr ? 0 : u64(o->if_contains("hours")));
+}
+
 }  // namespace
+
+std::chrono::sys_seconds payment_lock(SystemTime pay_by, std::uint64_t hours) {
+  return std::chrono::floor<std::chrono::seconds>(pay_by) + std::chrono::hours{static_cast<std::int64_t>(std::min<std::uint64_t>(hours, 24 * 366 * 10))} +
+         kSettleMargin;
+}
+
+bool record_pays(const chain::EscrowRecord& record, const eth::Uint256& due, std::chrono::sys_seconds lock) {
+  return record.state == chain::EscrowRecord::State::kOpen && record.amount >= due && record.locked_until >= lock;
+}
 
 Result<LeaseSpec> LeaseSpec::from_json(const json::object& o) {
   static const std::set<std::string_view> kKnown = {"offer",   "query",   "image",   "gpus",    "gpu_model",
@@ -402,10 +417,13 @@ json::object LeaseBook::view(const store::Row& row, const json::array* known_his
   payment.token = crypto::Address::parse(row.text(11)).value_or(crypto::Address{});
   payment.lease_id = eth::parse_hash(row.text(8)).value_or(Hash32{});
   payment.amount = eth::Uint256::from_decimal(row.text(7)).value_or(eth::Uint256{});
+  std::uint64_t hours = spec_hours(spec);
   if (extension.is_object()) {
     // While an extension waits for its top-up, the payment is the new total.
     payment.amount = payment.amount + eth::Uint256::from_decimal(extension.at("amount").as_string()).value_or(eth::Uint256{});
+    hours += spec_hours(extension);
   }
+  payment.locked_until = payment_lock(from_unix_seconds(row.integer(13)), hours);
   json::object lease{
       {"id", id},
       {"renter", renter ? renter->to_checksum() : row.text(1)},
@@ -593,7 +611,7 @@ Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std
                                const std::string& reason) {
   return db_.transaction([&]() -> Result<void> {
     auto rows = db_.query(
-        "SELECT l.price_hour, l.amount, l.started_at, l.escrow_lease_id, p.owner, l.spec FROM leases l "
+        "SELECT l.price_hour, l.amount, l.started_at, l.escrow_lease_id, p.owner, l.spec, l.renter FROM leases l "
         "JOIN providers p ON p.id = l.provider WHERE l.id = ?",
         {id});
     if (!rows) return std::unexpected(rows.error());
@@ -608,12 +626,7 @@ Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std
       const auto now = to_unix_seconds(clock_.now());
       seconds = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - l.integer(2)));
       boost::system::error_code ec;
-      json::value spec = json::parse(l.text(5), ec);
-      std::uint64_t hours = 1;
-      if (!ec && spec.is_object() && spec.as_object().contains("hours") && spec.at("hours").is_int64()) {
-        hours = static_cast<std::uint64_t>(std::max<std::int64_t>(1, spec.at("hours").as_int64()));
-      }
-      seconds = std::min(seconds, hours * 3600);
+      seconds = std::min(seconds, spec_hours(json::parse(l.text(5), ec)) * 3600);
     }
     eth::Uint256 to_provider = price_hour * seconds;
     (void)to_provider.divmod_small(3600);
@@ -629,7 +642,8 @@ Result<void> LeaseBook::finish(const std::string& id, std::string_view from, std
     auto stored = db_.execute("UPDATE leases SET settlement = ? WHERE id = ?", {json::serialize(settlement), id});
     if (!stored) return std::unexpected(stored.error());
     if (settle) {
-      if (auto r = settle(escrow_id, owner, to_provider, to_renter); !r) return r;
+      const auto renter = crypto::Address::parse(l.text(6)).value_or(crypto::Address{});
+      if (auto r = settle(escrow_id, renter, owner, to_provider, to_renter); !r) return r;
     }
     capacity_changed_of(id);
     return {};
@@ -675,22 +689,13 @@ Result<std::pair<json::object, std::string>> LeaseBook::stop(const crypto::Addre
   }
   const std::string state = rows->front().text(1);
   if (state == "pending_payment") {
-    // Cancelled before paying: the capacity is free again; a deposit that still arrives is
-    // sent back like any deposit for a failed lease.
+    // Cancelled before paying: the capacity is free again. Whatever the renter deposited
+    // already stays in its own escrow record until the record's lock passes; then the renter
+    // reclaims it (OneNode pays no gas for unpaid leases, docs/renters.md).
     auto cancelled = db_.transaction([&]() -> Result<void> {
       auto changed = transition(id, "pending_payment", "failed", "cancelled by the renter before paying");
       if (!changed) return changed;
       capacity_changed_of(id);
-      // Part of the amount may have been deposited already: it goes back.
-      auto escrow = db_.query("SELECT escrow_lease_id FROM leases WHERE id = ?", {id});
-      if (!escrow || escrow->empty()) return {};
-      const auto escrow_id = eth::parse_hash(escrow->front().text(0));
-      if (ledger_ != nullptr && escrow_id && refund) {
-        auto funds = ledger_->funds(*escrow_id);
-        if (funds && *funds && !(*funds)->deposited.is_zero() && !(*funds)->settled) {
-          if (auto r = refund(*escrow_id, "lease cancelled by the renter"); !r) return r;
-        }
-      }
       return {};
     });
     if (!cancelled) return std::unexpected(cancelled.error());
@@ -802,34 +807,47 @@ void LeaseBook::fail_deploying(const std::string& provider_id, const std::string
 
 std::vector<std::pair<std::string, std::string>> LeaseBook::expire_running() {
   std::vector<std::pair<std::string, std::string>> out;
-  const auto now = to_unix_seconds(clock_.now());
-  auto rows = db_.query("SELECT id, provider, started_at, spec FROM leases WHERE state = 'running' AND started_at IS NOT NULL");
+  const auto now = clock_.now();
+  auto rows = db_.query(
+      "SELECT id, provider, started_at, spec, pay_by FROM leases WHERE state = 'running' AND started_at IS NOT NULL");
   if (!rows) return out;
   for (const auto& r : *rows) {
     boost::system::error_code ec;
-    json::value spec = json::parse(r.text(3), ec);
-    std::int64_t hours = 1;
-    if (!ec && spec.is_object() && spec.as_object().contains("hours") && spec.at("hours").is_int64()) {
-      hours = std::max<std::int64_t>(1, spec.at("hours").as_int64());
-    }
-    if (r.integer(2) + hours * 3600 > now) continue;
+    const auto hours = spec_hours(json::parse(r.text(3), ec));
+    const auto paid_end = from_unix_seconds(r.integer(2)) + std::chrono::hours{static_cast<std::int64_t>(hours)};
+    // A lease that started late still ends well before the renter's record unlocks, so its
+    // settlement lands while the escrow still holds the deposit.
+    const auto lock = payment_lock(from_unix_seconds(r.integer(4)), hours);
+    if (paid_end > now && lock - kSettleMargin / 2 > now) continue;
     if (finish(r.text(0), "running", "ended", "the paid time is over")) out.emplace_back(r.text(1), r.text(0));
   }
   return out;
 }
 
-std::size_t LeaseBook::expire_unpaid(const std::function<std::optional<bool>(const Hash32&)>& deposited_on_chain) {
+std::size_t LeaseBook::expire_unpaid(
+    const std::function<Result<chain::EscrowRecord>(const Hash32&, const crypto::Address&)>& renters_record) {
   const auto now = to_unix_seconds(clock_.now());
-  auto rows = db_.query("SELECT id, escrow_lease_id FROM leases WHERE state = 'pending_payment' AND pay_by < ?", {now});
+  auto rows = db_.query(
+      "SELECT id, escrow_lease_id, renter, amount, pay_by, spec FROM leases WHERE state = 'pending_payment' AND pay_by < ?",
+      {now});
   if (!rows) return 0;
   std::size_t n = 0;
   for (const auto& r : *rows) {
     const auto escrow_id = eth::parse_hash(r.text(1));
-    if (!escrow_id) continue;
-    const auto deposited = deposited_on_chain(*escrow_id);
-    if (!deposited || *deposited) continue;  // cannot tell, or paid and not indexed yet
+    const auto renter = crypto::Address::parse(r.text(2));
+    if (!escrow_id || !renter) continue;
+    const auto record = renters_record(*escrow_id, *renter);
+    if (!record) continue;  // cannot tell now: asked again next round
+    boost::system::error_code ec;
+    const json::value spec = json::parse(r.text(5), ec);
+    const auto due = eth::Uint256::from_decimal(r.text(3)).value_or(eth::Uint256{});
+    if (record_pays(*record, due, payment_lock(from_unix_seconds(r.integer(4)), spec_hours(spec)))) {
+      continue;  // paid in time and not indexed yet
+    }
     auto done = db_.transaction([&]() -> Result<void> {
-      auto changed = transition(r.text(0), "pending_payment", "failed", "not paid in time; the capacity is free again");
+      auto changed = transition(r.text(0), "pending_payment", "failed",
+                                "not paid in full in time; the capacity is free again and any deposit can be "
+                                "reclaimed from the escrow after its lock");
       if (changed) capacity_changed_of(r.text(0));
       return changed;
     });
@@ -846,33 +864,33 @@ Result<void> LeaseBook::apply(const eth::Log& log) {
   if (!event || !*event) return {};
   const chain::EscrowEvent& e = **event;
   if (e.kind != chain::EscrowEvent::Kind::kDeposited && e.kind != chain::EscrowEvent::Kind::kToppedUp) return {};
-  auto rows = db_.query("SELECT id, renter, amount, state, escrow FROM leases WHERE escrow_lease_id = ?",
+  auto rows = db_.query("SELECT id, renter, amount, state, escrow, pay_by, spec FROM leases WHERE escrow_lease_id = ?",
                         {to_hex(e.lease_id)});
   if (!rows) return std::unexpected(rows.error());
-  if (rows->empty() || rows->front().text(3) == "failed") {
-    // Money for no lease of ours, or for one that already failed (unpaid in time): it goes
-    // back to whoever deposited it. (Payment details come only with a lease, so this is
-    // someone's mistake or a late payment.)
-    if (refund && e.kind == chain::EscrowEvent::Kind::kDeposited) {
-      return refund(e.lease_id, rows->empty() ? "deposit for an unknown lease" : "deposit for a failed lease");
-    }
-    return {};
-  }
+  // Money for no lease of ours, for a lease that already failed, or from anyone but the
+  // renter: it is the depositor's own record, which the depositor reclaims after its lock.
+  // Nothing here spends the operator's gas.
+  if (rows->empty()) return {};
   const auto& lease = rows->front();
-  if (e.kind == chain::EscrowEvent::Kind::kToppedUp) return apply_extension(lease.text(0), e);
-  if (lease.text(3) != "pending_payment") return {};
+  if (crypto::Address::parse(lease.text(1)).value_or(crypto::Address{}) != e.renter) return {};
   if (crypto::Address::parse(lease.text(4)).value_or(crypto::Address{}) != log.address) return {};  // another escrow
-  if (crypto::Address::parse(lease.text(1)).value_or(crypto::Address{}) != e.renter) {
-    return {};  // paid by someone else: the escrow refunds whoever deposited at settlement
-  }
-  if (ledger_ == nullptr) return {};
-  auto funds = ledger_->funds(e.lease_id);
+  const std::string state = lease.text(3);
+  if (state == "paid" || state == "deploying" || state == "running") return apply_extension(lease.text(0), e);
+  if (state != "pending_payment" || ledger_ == nullptr) return {};
+  auto funds = ledger_->funds(e.lease_id, e.renter);
   if (!funds || !*funds) return {};
+  const chain::LeaseFunds& f = **funds;
+  boost::system::error_code ec;
+  const json::value spec = json::parse(lease.text(6), ec);
   const auto due = eth::Uint256::from_decimal(lease.text(2)).value_or(eth::Uint256{});
-  if ((*funds)->deposited < due) return {};
+  const chain::EscrowRecord record{f.deposited, f.settled     ? chain::EscrowRecord::State::kSettled
+                                                : f.reclaimed ? chain::EscrowRecord::State::kReclaimed
+                                                              : chain::EscrowRecord::State::kOpen,
+                                   f.locked_until};
+  if (!record_pays(record, due, payment_lock(from_unix_seconds(lease.integer(5)), spec_hours(spec)))) return {};
   const std::string id = lease.text(0);
   if (auto r = transition(id, "pending_payment", "paid",
-                          "deposit of " + (*funds)->deposited.to_decimal() + " in " + to_hex(e.tx_hash));
+                          "deposits of " + f.deposited.to_decimal() + " by the renter, the last in " + to_hex(e.tx_hash));
       !r) {
     return r;
   }
@@ -883,7 +901,7 @@ Result<void> LeaseBook::apply(const eth::Log& log) {
 }
 
 Result<void> LeaseBook::apply_extension(const std::string& id, const chain::EscrowEvent& e) {
-  auto rows = db_.query("SELECT amount, extension, spec, renter FROM leases WHERE id = ?", {id});
+  auto rows = db_.query("SELECT amount, extension, spec, renter, pay_by FROM leases WHERE id = ?", {id});
   if (!rows || rows->empty() || rows->front().is_null(1) || ledger_ == nullptr) return {};
   const auto& l = rows->front();
   if (crypto::Address::parse(l.text(3)).value_or(crypto::Address{}) != e.renter) return {};
@@ -893,8 +911,12 @@ Result<void> LeaseBook::apply_extension(const std::string& id, const chain::Escr
   if (!ext.is_object() || !spec.is_object()) return {};
   const eth::Uint256 amount = eth::Uint256::from_decimal(l.text(0)).value_or(eth::Uint256{});
   const eth::Uint256 more = eth::Uint256::from_decimal(ext.at("amount").as_string()).value_or(eth::Uint256{});
-  auto funds = ledger_->funds(e.lease_id);
-  if (!funds || !*funds || (*funds)->deposited < amount + more) return {};  // not all of it yet
+  auto funds = ledger_->funds(e.lease_id, e.renter);
+  if (!funds || !*funds) return {};
+  const chain::EscrowRecord record{(*funds)->deposited, chain::EscrowRecord::State::kOpen, (*funds)->locked_until};
+  if (!record_pays(record, amount + more, payment_lock(from_unix_seconds(l.integer(4)), spec_hours(spec) + spec_hours(ext)))) {
+    return {};  // not all of it yet, or not locked for the longer lease
+  }
   const auto hours = ext.at("hours").to_number<std::int64_t>();
   spec.as_object()["hours"] = spec.at("hours").to_number<std::int64_t>() + hours;
   const auto now = to_unix_seconds(clock_.now());

@@ -45,6 +45,18 @@ struct LeaseSpec {
   boost::json::object to_json() const;
 };
 
+// How long past a lease's latest possible end the renter's escrow record stays locked: the
+// time OneNode has to settle it before the renter could reclaim it.
+inline constexpr std::chrono::hours kSettleMargin{24};
+
+// The lock a lease's payment asks for: its pay-by time plus its hours plus the margin (a
+// lease starts at the latest at its pay-by time and runs its hours).
+std::chrono::sys_seconds payment_lock(SystemTime pay_by, std::uint64_t hours);
+
+// Whether one depositor's escrow record pays `due` for a lease that needs `lock`: open, at
+// least `due` in deposits and top-ups together, locked long enough.
+bool record_pays(const chain::EscrowRecord& record, const eth::Uint256& due, std::chrono::sys_seconds lock);
+
 struct Reserved {
   std::uint32_t gpus = 0;
   std::uint32_t cpu_cores = 0;
@@ -86,14 +98,14 @@ class LeaseBook final : public chain::LogHandler {
   std::function<void(boost::json::object& lease)> decorate;
   // Ids of the running leases.
   std::vector<std::string> running_ids() const;
-  // Fails leases still unpaid past the payment timeout; returns how many. A lease is only
-  // failed when `deposited_on_chain` says the escrow holds nothing for it (empty: cannot
-  // tell, e.g. the node is down: it waits), so an indexer that lags fails nobody.
-  std::size_t expire_unpaid(const std::function<std::optional<bool>(const Hash32&)>& deposited_on_chain);
-
-  // Sends a deposit back to whoever made it (set by OneNode: a settle of 0 to the provider
-  // through the outbox). Used for deposits that arrive for a failed lease or no lease.
-  std::function<Result<void>(const Hash32& escrow_lease_id, const std::string& why)> refund;
+  // Fails leases not paid in full past the payment timeout and frees their capacity;
+  // returns how many. `renters_record` reads the renter's own escrow record from the chain
+  // (an error: cannot tell, e.g. the node is down: it waits), so an indexer that lags fails
+  // nobody, and dust or other wallets' deposits keep no lease alive. OneNode sends nothing
+  // back: depositors reclaim their records themselves once their lock has passed.
+  std::size_t expire_unpaid(
+      const std::function<Result<chain::EscrowRecord>(const Hash32& escrow_lease_id, const crypto::Address& renter)>&
+          renters_record);
 
   // Deploy messages for the provider's leases that are paid (and, when `resend`, those
   // already deploying or running: after the agent reconnects). Paid ones become deploying.
@@ -122,13 +134,15 @@ class LeaseBook final : public chain::LogHandler {
   std::vector<std::pair<std::string, std::string>> expire_running();
 
   // Queues the settlement of a lease that ended or failed (set by OneNode: a LeaseEscrow
-  // settle through the outbox): `to_provider` to the provider's owner wallet, the rest of
-  // the deposit back to the renter.
-  std::function<Result<void>(const Hash32& escrow_lease_id, const crypto::Address& provider_owner,
-                             const eth::Uint256& to_provider, const eth::Uint256& to_renter)>
+  // settle of the renter's record through the outbox): `to_provider` to the provider's owner
+  // wallet, the rest of the deposit back to the renter.
+  std::function<Result<void>(const Hash32& escrow_lease_id, const crypto::Address& renter,
+                             const crypto::Address& provider_owner, const eth::Uint256& to_provider,
+                             const eth::Uint256& to_renter)>
       settle;
 
-  // chain::LogHandler: escrow deposits mark leases paid (inside the indexer's transaction).
+  // chain::LogHandler: the renter's own deposits and top-ups mark leases paid once they add
+  // up to the quote (inside the indexer's transaction); other depositors are ignored.
   Result<void> apply(const eth::Log& log) override;
   Result<void> rewind(std::uint64_t first_block) override;
 

@@ -369,7 +369,21 @@ struct OneNode::Impl {
               return Response::error(ErrorCode::kInvalidArgument, "lease_id must be the escrow's 32-byte lease id as 0x-hex");
             }
             if (!settlement) return Response::error(ErrorCode::kNotFound, "this OneNode has no chain configured");
-            auto funds = settlement->lease_funds(*lease_id);
+            // One depositor's record: `?depositor=`, else the renter of the lease with this
+            // escrow id, else the first wallet that deposited under it.
+            std::optional<crypto::Address> depositor;
+            if (auto q = req.query("depositor")) {
+              auto a = crypto::Address::parse(*q);
+              if (!a) return Response::error(ErrorCode::kInvalidArgument, "depositor must be an address");
+              depositor = *a;
+            } else if (auto renter = db->query("SELECT renter FROM leases WHERE escrow_lease_id = ?", {to_hex(*lease_id)});
+                       renter && !renter->empty()) {
+              depositor = crypto::Address::parse(renter->front().text(0)).value_or(crypto::Address{});
+            } else if (auto who = settlement->ledger().depositors(*lease_id); who && !who->empty()) {
+              depositor = who->front();
+            }
+            if (!depositor) return Response::error(ErrorCode::kNotFound, "no payment for this lease has been seen on chain");
+            auto funds = settlement->lease_funds(*lease_id, *depositor);
             if (!funds) return Response::error(funds.error());
             if (!*funds) return Response::error(ErrorCode::kNotFound, "no payment for this lease has been seen on chain");
             const chain::LeaseFunds& f = **funds;
@@ -384,7 +398,9 @@ struct OneNode::Impl {
                                                     {"escrow", settlement->deployment().escrow.to_checksum()},
                                                     {"renter", f.renter.to_checksum()},
                                                     {"deposited", f.deposited.to_decimal()},
+                                                    {"locked_until", f.locked_until.time_since_epoch().count()},
                                                     {"settled", f.settled},
+                                                    {"reclaimed", f.reclaimed},
                                                     {"paid_to_provider", f.paid_to_provider.to_decimal()},
                                                     {"refunded", f.refunded.to_decimal()},
                                                     {"events", std::move(history)}});
@@ -678,9 +694,9 @@ struct OneNode::Impl {
       control->sweep();
       checks->tick();
       if (auto e = epochs->tick(); !e) spdlog::warn("epochs: {}", e.error().message);
-      leases->expire_unpaid([this](const Hash32& id) -> std::optional<bool> {
-        if (!settlement) return false;  // no chain: nothing can have been paid
-        return settlement->escrow_has_deposit(id);
+      leases->expire_unpaid([this](const Hash32& id, const crypto::Address& renter) -> Result<chain::EscrowRecord> {
+        if (!settlement) return chain::EscrowRecord{};  // no chain: nothing can have been paid
+        return settlement->escrow_record(id, renter);
       });
       for (const auto& provider : leases->providers_with_paid_leases()) deploy_to(provider, false);
       for (const auto& [provider, lease_id] : leases->expire_running()) send_stop(provider, lease_id);
@@ -759,10 +775,9 @@ Result<std::string> OneNode::start() {
     auto settlement = Settlement::open(s.config, *s.db, s.clock, s.leases.get());
     if (!settlement) return std::unexpected(settlement.error());
     s.settlement = std::move(*settlement);
-    s.leases->refund = [&s](const Hash32& id, const std::string& why) { return s.settlement->refund(id, why); };
-    s.leases->settle = [&s](const Hash32& id, const crypto::Address& wallet, const eth::Uint256& to_provider,
-                            const eth::Uint256& to_renter) {
-      return s.settlement->settle_lease(id, wallet, to_provider, to_renter);
+    s.leases->settle = [&s](const Hash32& id, const crypto::Address& renter, const crypto::Address& wallet,
+                            const eth::Uint256& to_provider, const eth::Uint256& to_renter) {
+      return s.settlement->settle_lease(id, renter, wallet, to_provider, to_renter);
     };
     s.metrics.gauge("kaisar_chain_indexed_block", "Last block the chain indexer has read.", [&s] {
       auto next = s.settlement->indexer().next_block();

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include "crypto/eip191.hpp"
+#include "eth/abi.hpp"
 #include "onenode/auth.hpp"
 #include "onenode/checks.hpp"
 #include "onenode/epochs.hpp"
@@ -427,6 +428,92 @@ TEST(LeaseBook, RunningLeasesEndWhenTheirPaidTimeIsOver) {
   EXPECT_EQ(lease.at("settlement").at("to_renter").as_string(), "0");
   EXPECT_TRUE(h.leases->expire_running().empty());  // once
   EXPECT_EQ(h.leases->reserved_on(h.reg.node.to_lower_hex()).value().gpus, 0u);
+}
+
+// A LeaseEscrow event as the contract emits it (topics: signature, lease id, depositor).
+eth::Log escrow_log(const crypto::Address& escrow, std::string_view signature, const Hash32& lease_id,
+                    const crypto::Address& depositor, const std::vector<eth::Uint256>& words, std::uint64_t block) {
+  eth::Log log;
+  log.address = escrow;
+  Hash32 who{};
+  std::copy(depositor.bytes().begin(), depositor.bytes().end(), who.begin() + 12);
+  log.topics = {eth::event_topic0(signature), lease_id, who};
+  for (const auto& w : words) {
+    const auto b = w.to_be32();
+    log.data.insert(log.data.end(), b.begin(), b.end());
+  }
+  log.block_number = block;
+  log.log_index = 0;
+  log.transaction_hash = Hash32{};
+  return log;
+}
+
+TEST(LeaseBook, OnlyTheRentersOwnDepositsAndTopUpsLockedLongEnoughPayALease) {
+  LeaseBookHarness h;
+  const auto escrow = crypto::PrivateKey::generate().address();
+  chain::EscrowLedger ledger(*h.db, escrow);
+  h.leases->set_ledger(&ledger);
+  chain::Deployment deployment;
+  deployment.chain_id = 31337;
+  deployment.escrow = escrow;
+  LeaseSpec spec;
+  spec.offer = h.reg.node.to_checksum();
+  spec.image = "localhost/kaisar/demo:latest";
+  spec.gpus = 1;
+  const auto renter = crypto::PrivateKey::generate().address();
+  const auto stranger = crypto::PrivateKey::generate().address();
+  std::uint64_t block = 0;
+  auto apply = [&](const std::string& signature, const Hash32& id, const crypto::Address& who,
+                   const std::vector<eth::Uint256>& words) {
+    const auto log = escrow_log(escrow, signature, id, who, words, ++block);
+    ASSERT_TRUE(h.db->transaction([&]() -> Result<void> { return h.leases->apply(log); }));
+  };
+  const std::string kDeposited = "Deposited(bytes32,address,uint256,uint256)";
+  const std::string kToppedUp = "ToppedUp(bytes32,address,uint256,uint256,uint256)";
+
+  auto lease = h.leases->create(renter, spec, deployment).value();
+  const std::string id(lease.at("id").as_string());
+  const auto escrow_id = eth::parse_hash(lease.at("payment").at("lease_id").as_string()).value();
+  const auto amount = eth::Uint256::from_decimal(lease.at("payment").at("amount").as_string()).value();
+  const auto lock_s = lease.at("payment").at("locked_until").to_number<std::int64_t>();
+  // The lock covers pay-by + hours + the settlement margin.
+  EXPECT_EQ(lock_s, to_unix_seconds(h.clock.now()) + 900 + 3600 + 24 * 3600);
+  const eth::Uint256 lock(static_cast<std::uint64_t>(lock_s));
+  auto state = [&] { return std::string(h.leases->get(id).value().at("state").as_string()); };
+
+  apply(kDeposited, escrow_id, stranger, {amount, lock});  // a stranger's whole quote: not the renter
+  EXPECT_EQ(state(), "pending_payment");
+  apply(kDeposited, escrow_id, renter, {amount - eth::Uint256(1), lock});  // one unit short
+  EXPECT_EQ(state(), "pending_payment");
+  apply(kToppedUp, escrow_id, renter, {eth::Uint256(1), amount, lock});  // the top-up completes it
+  EXPECT_EQ(state(), "paid");
+
+  // The whole quote with a lock shorter than the lease: the renter could take it back
+  // before settlement, so it does not pay.
+  auto short_lease = h.leases->create(renter, spec, deployment).value();
+  const std::string short_id(short_lease.at("id").as_string());
+  const auto short_escrow_id = eth::parse_hash(short_lease.at("payment").at("lease_id").as_string()).value();
+  apply(kDeposited, short_escrow_id, renter, {amount, lock - eth::Uint256(3600)});
+  EXPECT_EQ(h.leases->get(short_id).value().at("state").as_string(), "pending_payment");
+
+  // At the pay-by time: dust, or a record the chain cannot be asked about yet.
+  h.clock.advance(std::chrono::seconds{901});
+  EXPECT_EQ(h.leases->reserved_on(h.reg.node.to_lower_hex()).value().gpus, 2u);
+  std::size_t asked = 0;
+  EXPECT_EQ(h.leases->expire_unpaid([&](const Hash32&, const crypto::Address&) -> Result<chain::EscrowRecord> {
+    ++asked;
+    return fail(ErrorCode::kUnavailable, "node down");
+  }), 0u);
+  EXPECT_EQ(asked, 1u);
+  EXPECT_EQ(h.leases->expire_unpaid([&](const Hash32& escrow_lease, const crypto::Address& who) -> Result<chain::EscrowRecord> {
+    EXPECT_EQ(escrow_lease, short_escrow_id);
+    EXPECT_EQ(who, renter);  // only the renter's record is asked for
+    return chain::EscrowRecord{amount, chain::EscrowRecord::State::kOpen,
+                               std::chrono::sys_seconds{std::chrono::seconds{lock_s - 3600}}};
+  }), 1u);
+  EXPECT_EQ(h.leases->get(short_id).value().at("state").as_string(), "failed");
+  EXPECT_EQ(h.leases->reserved_on(h.reg.node.to_lower_hex()).value().gpus, 1u);  // its GPU is free again
+  EXPECT_EQ(state(), "paid");
 }
 
 TEST(LeaseBook, DiskIsReservedAgainstWhatTheProviderHasFree) {

@@ -169,6 +169,7 @@ CREATE TABLE rewards (
 CREATE INDEX rewards_account ON rewards(account, epoch);
 ALTER TABLE providers ADD COLUMN verification TEXT;
 )sql"},
+      {13, "escrow records per depositor", chain::escrow_records_sql()},
   };
   return kMigrations;
 }

@@ -164,29 +164,17 @@ json::object Settlement::info() {
   return out;
 }
 
-std::optional<bool> Settlement::escrow_has_deposit(const Hash32& escrow_lease_id) {
+Result<chain::EscrowRecord> Settlement::escrow_record(const Hash32& escrow_lease_id, const Address& depositor) {
   eth::RpcClient rpc(*transport_);
-  auto lease = chain::call_view(rpc, deployment_.escrow, "leaseOf(bytes32)",
-                                {AbiValue::bytes(Bytes(escrow_lease_id.begin(), escrow_lease_id.end()))},
-                                "(address,uint256,uint8)");
-  if (!lease) return std::nullopt;
-  return std::get<eth::Uint256>(lease->at(2).value).low_u64() != 0;
+  return chain::escrow_record(rpc, deployment_.escrow, escrow_lease_id, depositor);
 }
 
-Result<void> Settlement::settle_lease(const Hash32& escrow_lease_id, const Address& provider_wallet,
-                                      const eth::Uint256& to_provider, const eth::Uint256& to_renter) {
-  auto data = chain::settle_calldata(escrow_lease_id, provider_wallet, to_provider, to_renter, 0);
+Result<void> Settlement::settle_lease(const Hash32& escrow_lease_id, const Address& renter,
+                                      const Address& provider_wallet, const eth::Uint256& to_provider,
+                                      const eth::Uint256& to_renter) {
+  auto data = chain::settle_calldata(escrow_lease_id, renter, provider_wallet, to_provider, to_renter, 0);
   if (!data) return std::unexpected(data.error());
   auto entry = outbox_->enqueue("settle:" + to_hex(escrow_lease_id), "settle", deployment_.escrow, *data);
-  if (!entry) return std::unexpected(entry.error());
-  return {};
-}
-
-Result<void> Settlement::refund(const Hash32& escrow_lease_id, const std::string& why) {
-  auto data = chain::settle_calldata(escrow_lease_id, Address{}, 0, 0, 0);
-  if (!data) return std::unexpected(data.error());
-  spdlog::info("refunding escrow lease {}: {}", to_hex(escrow_lease_id), why);
-  auto entry = outbox_->enqueue("refund:" + to_hex(escrow_lease_id), "refund", deployment_.escrow, *data);
   if (!entry) return std::unexpected(entry.error());
   return {};
 }

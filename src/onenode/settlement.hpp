@@ -37,18 +37,22 @@ class Settlement {
   // through the outbox (once per address per minute).
   Result<boost::json::object> faucet(const crypto::Address& address);
 
-  // What the indexed escrow events say about one lease (GET /api/v1/payments/{lease_id}).
-  Result<std::optional<chain::LeaseFunds>> lease_funds(const Hash32& lease_id) { return ledger_->funds(lease_id); }
+  // What the indexed escrow events say about one depositor's record for a lease
+  // (GET /api/v1/payments/{lease_id}).
+  Result<std::optional<chain::LeaseFunds>> lease_funds(const Hash32& lease_id, const crypto::Address& depositor) {
+    return ledger_->funds(lease_id, depositor);
+  }
+  chain::EscrowLedger& ledger() { return *ledger_; }
 
-  // Whether the escrow holds a deposit for this lease (read from the chain); empty when the
-  // node cannot be asked.
-  std::optional<bool> escrow_has_deposit(const Hash32& escrow_lease_id);
-  // Queues a lease's settlement: `to_provider` to the provider's wallet, `to_renter` (and
-  // whatever else is left of the deposit) back to the renter.
-  Result<void> settle_lease(const Hash32& escrow_lease_id, const crypto::Address& provider_wallet,
-                            const eth::Uint256& to_provider, const eth::Uint256& to_renter);
-  // Queues the settle that returns a lease's whole deposit to its depositor.
-  Result<void> refund(const Hash32& escrow_lease_id, const std::string& why);
+  // One depositor's record for this lease, read from the chain (an error when the node
+  // cannot be asked).
+  Result<chain::EscrowRecord> escrow_record(const Hash32& escrow_lease_id, const crypto::Address& depositor);
+  // Queues the settlement of the renter's record: `to_provider` to the provider's wallet,
+  // `to_renter` (and whatever else is left of the record) back to the renter. The operator
+  // settles nothing else: stray records go back to their depositors by `reclaim`.
+  Result<void> settle_lease(const Hash32& escrow_lease_id, const crypto::Address& renter,
+                            const crypto::Address& provider_wallet, const eth::Uint256& to_provider,
+                            const eth::Uint256& to_renter);
 
   // Queues EpochLog.postRoot(epoch, root, leaves) (key "epoch:N").
   Result<void> post_epoch_root(std::uint64_t epoch, const Hash32& root, std::uint64_t leaves);

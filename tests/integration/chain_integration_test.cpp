@@ -56,6 +56,43 @@ std::string cast_call(const std::string& rpc, const std::vector<std::string>& ar
   return trim(r.out);
 }
 
+// cast (Foundry's native binary: its exit status is the call's) as `key`; "0x..." hex key.
+RunResult cast_send(const std::string& rpc, const crypto::PrivateKey& key, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{node_tool("cast"), "send", "--rpc-url", rpc, "--private-key",
+                                to_hex(ByteView(key.bytes().data(), key.bytes().size()))};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv);
+}
+
+// Approves and deposits `amount` under `escrow_id` from `key`'s own record, locked until `lock`.
+void deposit_with_cast(const std::string& rpc, const crypto::PrivateKey& key, const json::value& payment,
+                       const std::string& amount, const std::string& lock) {
+  const std::string token(payment.at("token").as_string());
+  const std::string escrow(payment.at("escrow").as_string());
+  const std::string escrow_id(payment.at("lease_id").as_string());
+  auto approved = cast_send(rpc, key, {token, "approve(address,uint256)", escrow, amount});
+  ASSERT_EQ(approved.exit_code, 0) << approved.err;
+  auto deposited = cast_send(rpc, key, {escrow, "deposit(bytes32,uint256,uint64)", escrow_id, amount, lock});
+  ASSERT_EQ(deposited.exit_code, 0) << deposited.err;
+}
+
+// The next nonce of `address`: how many transactions it has sent.
+std::string nonce_of(const std::string& rpc, const std::string& address) {
+  auto r = run_process({node_tool("cast"), "nonce", "--rpc-url", rpc, address});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return trim(r.out);
+}
+
+// Moves the chain's clock past every lock a test made (OneNode's own clock is untouched).
+void advance_chain_time(const std::string& rpc, std::int64_t seconds) {
+  for (const auto& args : std::vector<std::vector<std::string>>{{"evm_increaseTime", std::to_string(seconds)}, {"evm_mine"}}) {
+    std::vector<std::string> argv{node_tool("cast"), "rpc", "--rpc-url", rpc};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run_process(argv);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+}
+
 class ChainOneNodeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -175,7 +212,7 @@ TEST_F(ChainOneNodeTest, FaucetNeedsSignInAndMintsOncePerMinute) {
   EXPECT_NE(bad.err.find("--address"), std::string::npos) << bad.err;
 }
 
-TEST_F(ChainOneNodeTest, PaymentsForNoLeaseAreSeenAndSentBack) {
+TEST_F(ChainOneNodeTest, PaymentsForNoLeaseAreIgnoredAndReclaimedByTheirSender) {
   std::vector<std::string> flags = chain_flags(anvil_.url);
   write_text(dir_ + "/onenode.toml", "faucet = true\n");
   flags.push_back("--config");
@@ -214,28 +251,53 @@ TEST_F(ChainOneNodeTest, PaymentsForNoLeaseAreSeenAndSentBack) {
   const std::string lease_id(receipt.at("lease_id").as_string());
   EXPECT_TRUE(receipt.at("deposit_tx").is_string());
 
-  // OneNode's indexer sees the deposit. "lease-1" is no lease of this OneNode, so the
-  // deposit goes back to the payer through the outbox.
+  // OneNode's indexer sees the deposit. "lease-1" is no lease of this OneNode: the operator
+  // sends nothing for it (no gas spent on a stranger's deposit); its sender takes it back.
+  const std::string operator_address(call("GET", node.url() + "/api/v1/chain").body.at("operator").as_string());
+  const std::string operator_nonce = nonce_of(anvil_.url, operator_address);
   Reply seen;
   EXPECT_TRUE(eventually([&] {
     seen = call("GET", node.url() + "/api/v1/payments/" + lease_id);
-    return seen.status == 200 && seen.body.at("settled").as_bool();
+    return seen.status == 200;
   })) << seen.raw;
   EXPECT_EQ(seen.body.at("deposited").as_string(), "5000");
   EXPECT_EQ(seen.body.at("renter").as_string(), renter.address().to_checksum());
-  EXPECT_EQ(seen.body.at("refunded").as_string(), "5000");
-  EXPECT_EQ(seen.body.at("events").as_array().size(), 2U);
+  EXPECT_FALSE(seen.body.at("settled").as_bool());
+  EXPECT_EQ(seen.body.at("events").as_array().size(), 1U);
   EXPECT_EQ(call("GET", node.url() + "/api/v1/payments/0x1234").status, 400);
   EXPECT_EQ(call("GET", node.url() + "/api/v1/payments/0x" + std::string(64, 'a')).status, 404);
-  // cast sees the escrow empty and the payer whole again.
+  EXPECT_EQ(call("GET", node.url() + "/api/v1/payments/" + lease_id + "?depositor=0x12").status, 400);
+  std::this_thread::sleep_for(std::chrono::seconds{2});  // a few more indexer and outbox rounds
+  EXPECT_EQ(nonce_of(anvil_.url, operator_address), operator_nonce) << "the operator spent gas on a stray deposit";
+
+  auto reclaim = [&](const std::string& lease) {
+    return run_process({kaisar_binary(), "reclaim", "--lease", lease, "--onenode", node.url(), "--wallet",
+                        dir_ + "/renter.json", "--password-file", dir_ + "/renter.password", "--json"});
+  };
+  auto back = reclaim("lease-1");
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(json::parse(back.out).at("amount").as_string(), "5000");
   const std::string escrow(call("GET", node.url() + "/api/v1/chain").body.at("contracts").at("escrow").as_string());
   EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", escrow}), "0");
   EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()}),
             before);
-  // A settled lease id cannot be paid again.
+  EXPECT_TRUE(eventually([&] {
+    seen = call("GET", node.url() + "/api/v1/payments/" + lease_id);
+    return seen.status == 200 && seen.body.at("reclaimed").as_bool();
+  })) << seen.raw;
+  EXPECT_NE(reclaim("lease-1").exit_code, 0);  // nothing left to take back
+  // A reclaimed record cannot be paid into again.
   auto again = pay({"--lease", "lease-1", "--amount", "5000"});
   EXPECT_EQ(again.exit_code, 6) << again.err;
-  EXPECT_NE(again.err.find("already settled"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("reclaimed"), std::string::npos) << again.err;
+  // A locked deposit stays until its lock passes (the chain's clock decides).
+  const auto lock = std::to_string(std::time(nullptr) + 3600);
+  ASSERT_EQ(pay({"--lease", "lease-2", "--amount", "7", "--locked-until", lock}).exit_code, 0);
+  auto early = reclaim("lease-2");
+  EXPECT_EQ(early.exit_code, 6) << early.err;
+  EXPECT_NE((early.out + early.err).find("locked until"), std::string::npos) << early.out << early.err;  // --json: on stdout
+  advance_chain_time(anvil_.url, 7200);
+  EXPECT_EQ(reclaim("lease-2").exit_code, 0);
 }
 
 TEST_F(ChainOneNodeTest, FaucetIsOffUnlessConfigured) {
@@ -309,12 +371,15 @@ class LeaseTest : public ChainOneNodeTest {
   virtual std::vector<std::string> extra_agent_args() { return {}; }
   // More lines for OneNode's config file.
   virtual std::string extra_onenode_config() { return {}; }
+  // Seconds a new lease waits for its payment.
+  virtual int payment_timeout_seconds() const { return 3; }
 
   void SetUp() override {
     ChainOneNodeTest::SetUp();
     if (HasFatalFailure()) return;
     std::vector<std::string> flags = chain_flags(anvil_.url);
-    write_text(dir_ + "/onenode.toml", "faucet = true\npayment_timeout = 3\n" + extra_onenode_config());
+    write_text(dir_ + "/onenode.toml", "faucet = true\npayment_timeout = " + std::to_string(payment_timeout_seconds()) +
+                                           "\n" + extra_onenode_config());
     flags.push_back("--config");
     flags.push_back(dir_ + "/onenode.toml");
     node_ = std::make_unique<OneNodeProcess>(dir_ + "/data", flags);
@@ -655,33 +720,184 @@ TEST_F(LeaseTest, UnpaidLeasesExpireAndFreeTheirCapacity) {
   EXPECT_EQ(free_gpus(), 2);
   EXPECT_EQ(post_lease(token, spec(1)).status, 201);
 
-  // A payment that comes too late goes back to the payer, through the outbox.
+  // A payment that comes too late does not revive the lease, and the operator sends nothing
+  // back: the deposit is the renter's own record, which the renter reclaims after its lock.
   ASSERT_EQ(call("POST", node_->url() + "/api/v1/faucet", "{}", {{"authorization", "Bearer " + token}}).status, 200);
   const std::string token_address(first.body.at("payment").at("token").as_string());
   const std::string escrow(first.body.at("payment").at("escrow").as_string());
   const std::string escrow_id(first.body.at("payment").at("lease_id").as_string());
   const std::string amount(first.body.at("payment").at("amount").as_string());
+  const std::string lock = std::to_string(first.body.at("payment").at("locked_until").to_number<std::int64_t>());
   ASSERT_TRUE(eventually([&] {
     return cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()})
                .rfind("1000000000000000000000 ", 0) == 0;
   }));
-  const std::string key = to_hex(ByteView(renter.bytes().data(), renter.bytes().size()));
-  for (const auto& tx : std::vector<std::vector<std::string>>{{token_address, "approve(address,uint256)", escrow, amount},
-                                                              {escrow, "deposit(bytes32,uint256)", escrow_id, amount}}) {
-    std::vector<std::string> argv{node_tool("cast"), "send", "--rpc-url", anvil_.url, "--private-key", key};
-    argv.insert(argv.end(), tx.begin(), tx.end());
-    auto sent = run_process(argv);
-    ASSERT_EQ(sent.exit_code, 0) << sent.err;
-  }
-  Reply refunded;
+  const std::string operator_address(call("GET", node_->url() + "/api/v1/chain").body.at("operator").as_string());
+  const std::string operator_nonce = nonce_of(anvil_.url, operator_address);
+  deposit_with_cast(anvil_.url, renter, first.body.at("payment"), amount, lock);
+  Reply late;
   EXPECT_TRUE(eventually([&] {
-    refunded = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
-    return refunded.status == 200 && refunded.body.at("settled").as_bool();
-  }, std::chrono::seconds{20})) << refunded.raw;
-  EXPECT_EQ(refunded.body.at("refunded").as_string(), amount);
-  EXPECT_EQ(refunded.body.at("paid_to_provider").as_string(), "0");
+    late = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+    return late.status == 200;
+  }, std::chrono::seconds{20})) << late.raw;
+  EXPECT_EQ(late.body.at("deposited").as_string(), amount);
+  EXPECT_FALSE(late.body.at("settled").as_bool());
+  std::this_thread::sleep_for(std::chrono::seconds{2});
+  EXPECT_EQ(nonce_of(anvil_.url, operator_address), operator_nonce) << "the operator spent gas on a late deposit";
+  auto failed = call("GET", node_->url() + "/api/v1/leases/" + id, {}, {{"authorization", "Bearer " + token}});
+  EXPECT_EQ(failed.body.at("state").as_string(), "failed");
+  EXPECT_NE(cast_send(anvil_.url, renter, {escrow, "reclaim(bytes32)", escrow_id}).exit_code, 0) << "reclaimed while locked";
+  advance_chain_time(anvil_.url, std::stoll(lock) - std::time(nullptr) + 60);
+  auto reclaimed = cast_send(anvil_.url, renter, {escrow, "reclaim(bytes32)", escrow_id});
+  ASSERT_EQ(reclaimed.exit_code, 0) << reclaimed.err;
   EXPECT_EQ(cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", renter.address().to_checksum()}),
             "1000000000000000000000 [1e21]");
+}
+
+// ---- hostile payments: dust, front-running, partial payments ---------------------------------
+
+class PaymentTest : public LeaseTest {
+ protected:
+  int payment_timeout_seconds() const override { return 45; }
+  // A wallet that is not the renter, with gas and KAI from the faucet.
+  crypto::PrivateKey funded_stranger() {
+    auto stranger = crypto::PrivateKey::generate();
+    const std::string token = sign_in(node_->url(), stranger);
+    EXPECT_EQ(call("POST", node_->url() + "/api/v1/faucet", "{}", {{"authorization", "Bearer " + token}}).status, 200);
+    const std::string token_address(call("GET", node_->url() + "/api/v1/chain").body.at("contracts").at("token").as_string());
+    EXPECT_TRUE(eventually([&] {
+      return cast_call(anvil_.url, {token_address, "balanceOf(address)(uint256)", stranger.address().to_checksum()}) != "0";
+    }));
+    return stranger;
+  }
+  json::value lease_of(const std::string& id) {
+    auto r = kaisar({"lease", "show", id, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out);
+  }
+  RunResult pay(const json::value& payment, const std::string& amount) {
+    return kaisar({"pay", "--lease", std::string(payment.at("lease_id").as_string()), "--amount", amount,
+                   "--locked-until", std::to_string(payment.at("locked_until").to_number<std::int64_t>())});
+  }
+};
+
+TEST_F(PaymentTest, AnUnderpaidLeaseExpiresAtPayByWhateverDustSitsInTheEscrowAndFreesItsCapacity) {
+  const auto stranger = funded_stranger();
+  const auto renter = funded_renter();
+  ASSERT_FALSE(HasFailure());
+  const std::string token = saved_token_of(dir_ + "/config", node_->url());
+  const std::string operator_address(call("GET", node_->url() + "/api/v1/chain").body.at("operator").as_string());
+  const std::string operator_nonce = nonce_of(anvil_.url, operator_address);
+  auto created = post_lease(token, spec(2));
+  ASSERT_EQ(created.status, 201) << created.raw;
+  EXPECT_EQ(free_gpus(), 0);
+  const std::string id(created.body.at("id").as_string());
+  const json::value payment = created.body.at("payment");
+  const std::string amount(payment.at("amount").as_string());
+  // Before the pay-by time: the renter deposits dust, a stranger deposits the whole quote
+  // (and more) under the same lease id. Neither is the renter paying the quote.
+  auto dust = pay(payment, "1");
+  ASSERT_EQ(dust.exit_code, 0) << dust.err;
+  deposit_with_cast(anvil_.url, stranger, payment, amount, "0");
+  const std::string escrow_id(payment.at("lease_id").as_string());
+  Reply seen;
+  EXPECT_TRUE(eventually([&] {
+    seen = call("GET", node_->url() + "/api/v1/payments/" + escrow_id + "?depositor=" + stranger.address().to_checksum());
+    return seen.status == 200;
+  })) << seen.raw;
+  EXPECT_EQ(seen.body.at("deposited").as_string(), amount);
+  EXPECT_EQ(call("GET", node_->url() + "/api/v1/payments/" + escrow_id).body.at("deposited").as_string(), "1");
+  // At the pay-by time the lease fails, never having been paid, and its GPUs are free again.
+  ASSERT_TRUE(eventually([&] { return lease_of(id).at("state").as_string() == "failed"; }, std::chrono::seconds{120}));
+  const json::value failed = lease_of(id);
+  EXPECT_NE(std::string(failed.at("reason").as_string()).find("not paid in full"), std::string::npos);
+  for (const auto& h : failed.at("history").as_array()) EXPECT_NE(h.at("state").as_string(), "paid") << json::serialize(failed);
+  EXPECT_TRUE(eventually([&] { return free_gpus() == 2; }));
+  // The operator sent nothing for any of it (the faucet's writes came before).
+  std::this_thread::sleep_for(std::chrono::seconds{2});
+  EXPECT_EQ(nonce_of(anvil_.url, operator_address), operator_nonce);
+  // The stranger takes its deposit back at its own cost; the renter's dust waits for its lock.
+  const std::string escrow(payment.at("escrow").as_string());
+  EXPECT_EQ(cast_send(anvil_.url, stranger, {escrow, "reclaim(bytes32)", escrow_id}).exit_code, 0);
+  auto locked = kaisar({"reclaim", "--lease", escrow_id});
+  EXPECT_EQ(locked.exit_code, 6) << locked.err;
+  advance_chain_time(anvil_.url, payment.at("locked_until").to_number<std::int64_t>() - std::time(nullptr) + 60);
+  auto back = kaisar({"reclaim", "--lease", escrow_id, "--json"});
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(json::parse(back.out).at("amount").as_string(), "1");
+}
+
+class PaymentDeployTest : public PaymentTest {
+ protected:
+  bool with_engine() const override { return true; }
+};
+
+TEST_F(PaymentDeployTest, AStrangerFrontRunningTheDepositCannotBlockTheRenterAndDepositPlusTopUpRunTheLease) {
+  const auto stranger = funded_stranger();
+  funded_renter();
+  ASSERT_FALSE(HasFailure());
+  const std::string token = saved_token_of(dir_ + "/config", node_->url());
+  auto created = post_lease(token, spec(0));
+  ASSERT_EQ(created.status, 201) << created.raw;
+  const std::string id(created.body.at("id").as_string());
+  const json::value payment = created.body.at("payment");
+  const std::string amount(payment.at("amount").as_string());
+  // The stranger sees the renter's deposit coming and front-runs it with dust under the
+  // same lease id: under the old escrow this opened the lease for the stranger and the
+  // renter's deposit reverted.
+  deposit_with_cast(anvil_.url, stranger, payment, "1", "0");
+  // The renter pays in two parts: a deposit of part of the quote, then a top-up of the rest.
+  const std::string part = std::to_string(std::stoull(amount) - 1000);  // 2.4e16: fits
+  ASSERT_EQ(pay(payment, part).exit_code, 0);
+  std::this_thread::sleep_for(std::chrono::seconds{2});
+  EXPECT_EQ(lease_of(id).at("state").as_string(), "pending_payment") << "paid with part of the quote";
+  auto rest = pay(payment, amount);  // the CLI tops the record up by what it lacks
+  ASSERT_EQ(rest.exit_code, 0) << rest.err;
+  ASSERT_TRUE(eventually([&] { return lease_of(id).at("state").as_string() == "running"; }, std::chrono::seconds{90}))
+      << json::serialize(lease_of(id)) << agent_->output();
+  const std::string escrow_id(payment.at("lease_id").as_string());
+  auto funds = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+  EXPECT_EQ(funds.body.at("deposited").as_string(), amount);
+  EXPECT_EQ(funds.body.at("events").as_array().size(), 2U);  // deposit + top-up
+  // Stopping settles the renter's record only; the stranger's dust stays its own.
+  ASSERT_EQ(kaisar({"lease", "stop", id}).exit_code, 0);
+  EXPECT_TRUE(eventually([&] {
+    funds = call("GET", node_->url() + "/api/v1/payments/" + escrow_id);
+    return funds.status == 200 && funds.body.at("settled").as_bool();
+  }, std::chrono::seconds{30})) << funds.raw;
+  auto dust = call("GET", node_->url() + "/api/v1/payments/" + escrow_id + "?depositor=" + stranger.address().to_checksum());
+  EXPECT_EQ(dust.body.at("deposited").as_string(), "1");
+  EXPECT_FALSE(dust.body.at("settled").as_bool());
+  EXPECT_EQ(cast_send(anvil_.url, stranger, {std::string(payment.at("escrow").as_string()), "reclaim(bytes32)", escrow_id})
+                .exit_code,
+            0);
+}
+
+TEST_F(LeaseTest, TheOwnerBindsItsNodeOnChainWithTheNodeKeysSignature) {
+  // The owner wallet pays the gas; the node key only signs (EIP-712, this chain and registry).
+  auto funded = run_process({node_tool("cast"), "rpc", "--rpc-url", anvil_.url, "anvil_setBalance", provider_owner_,
+                             "0xde0b6b3a7640000"});
+  ASSERT_EQ(funded.exit_code, 0) << funded.err;
+  auto bind = [&] {
+    return run_process({kaisar_binary(), "provider", "register", "--data", dir_ + "/agent", "--onenode", node_->url(),
+                        "--password-file", dir_ + "/pw", "--json"},
+                       {}, env_);
+  };
+  auto bound = bind();
+  ASSERT_EQ(bound.exit_code, 0) << bound.err;
+  const std::string registry(json::parse(bound.out).at("registry").as_string());
+  EXPECT_EQ(cast_call(anvil_.url, {registry, "ownerOf(address)(address)", provider_id_}),
+            crypto::Address::parse(provider_owner_).value().to_checksum());
+  EXPECT_EQ(bind().exit_code, 0) << "binding again to the same owner is a no-op";
+  // Without the node key nobody else can bind the node: another wallet's register with a
+  // signature that is not the node key's reverts.
+  auto thief = crypto::PrivateKey::generate();
+  ASSERT_EQ(run_process({node_tool("cast"), "rpc", "--rpc-url", anvil_.url, "anvil_setBalance",
+                         thief.address().to_checksum(), "0xde0b6b3a7640000"})
+                .exit_code,
+            0);
+  const auto forged = thief.sign_digest(Hash32{}).to_hex();
+  EXPECT_NE(cast_send(anvil_.url, thief, {registry, "register(address,bytes)", provider_id_, forged}).exit_code, 0);
 }
 
 TEST_F(LeaseTest, BadLeaseRequestsAreRefused) {
