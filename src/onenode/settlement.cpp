@@ -50,6 +50,16 @@ Result<void> verify_deployment(eth::RpcClient& rpc, const chain::Deployment& d, 
   if (std::get<Address>(token->at(0).value) != d.token) {
     return fail(ErrorCode::kInvalidArgument, "LeaseEscrow at " + d.escrow.to_checksum() + " uses another token");
   }
+  // Contracts deployed by an older Kaisar (escrow records per lease, registry bindings
+  // without the node key) answer token() but not these: say so now, not at the first payment.
+  const std::string older = " is an older version than this OneNode's contracts: deploy them again (for `kaisar dev`, "
+                            "remove its data dir, .kaisar-dev by default)";
+  if (!chain::escrow_record(rpc, d.escrow, Hash32{}, d.token)) {
+    return fail(ErrorCode::kInvalidArgument, "the LeaseEscrow at " + d.escrow.to_checksum() + older);
+  }
+  if (!chain::call_view(rpc, d.registry, "domainSeparator()", {}, "(bytes32)")) {
+    return fail(ErrorCode::kInvalidArgument, "the ProviderRegistry at " + d.registry.to_checksum() + older);
+  }
   return {};
 }
 

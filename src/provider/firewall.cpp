@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,14 +58,35 @@ Result<std::pair<int, std::string>> run(const std::vector<std::string>& argv, co
     ::close(out[0]);
     return fail(ErrorCode::kUnavailable, argv[0] + ": " + std::strerror(spawned));
   }
-  // nft reads its whole program before it answers, so writing first cannot deadlock.
+  // nft reads its whole program before it answers, so writing first cannot deadlock. A
+  // program that exits without reading would raise SIGPIPE, which kills the process: block
+  // it in this thread while writing and take back the one the write may have raised.
+  sigset_t pipe_signal;
+  sigset_t previous;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous);
+  const bool was_pending = [&] {
+    sigset_t pending;
+    return ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+  }();
   std::size_t written = 0;
+  bool broken = false;
   while (written < input.size()) {
     const ssize_t n = ::write(in[1], input.data() + written, input.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n <= 0) {
+      broken = n < 0 && errno == EPIPE;
+      break;
+    }
     written += static_cast<std::size_t>(n);
   }
+  if (broken && !was_pending) {
+    const timespec now{0, 0};
+    while (::sigtimedwait(&pipe_signal, nullptr, &now) < 0 && errno == EINTR) {
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   ::close(in[1]);
   std::string text;
   char buffer[4096];

@@ -97,6 +97,19 @@ TEST(Firewall, TheRulesetFencesLeaseBridges) {
   EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
 }
 
+// An nft that exits before reading its program (a wrong binary, no permission) is an
+// error, never a SIGPIPE that kills the agent: /bin/false exits at once, so in most of
+// these rounds the write meets a pipe nobody reads.
+TEST(Firewall, AProgramThatExitsWithoutReadingIsAnErrorNotASignal) {
+  ::setenv("KAISAR_NFT", "/bin/false", 1);
+  for (int round = 0; round < 20; ++round) {
+    auto loaded = install_firewall();
+    ASSERT_FALSE(loaded);
+    EXPECT_NE(loaded.error().message.find("nft exited with 1"), std::string::npos) << loaded.error().message;
+  }
+  ::unsetenv("KAISAR_NFT");
+}
+
 // Reports of a Deployer, waited for by type and lease.
 struct Reports {
   std::mutex mutex;
