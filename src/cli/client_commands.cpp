@@ -221,6 +221,13 @@ Result<chain::PaymentResult> pay_from_wallet(const ClientOptions& o, const json:
   return chain::pay_lease(*view->rpc, *key, nonces, *payment);
 }
 
+// --lease of pay and reclaim: the escrow's 0x lease id, or the id OneNode gave.
+Result<Hash32> escrow_lease_arg(const std::string& lease) {
+  if (lease.empty() || lease.size() > 200) return fail(ErrorCode::kInvalidArgument, "--lease must be 1 to 200 characters");
+  auto explicit_id = eth::parse_hash(lease);
+  return explicit_id ? *explicit_id : chain::escrow_lease_id(lease);
+}
+
 }  // namespace
 
 void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
@@ -240,9 +247,8 @@ void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
         return report(Error{ErrorCode::kInvalidArgument, "--amount must be a positive whole number of base units"},
                       o.json);
       }
-      if (args.lease.empty() || args.lease.size() > 200) {
-        return report(Error{ErrorCode::kInvalidArgument, "--lease must be 1 to 200 characters"}, o.json);
-      }
+      auto lease_id = escrow_lease_arg(args.lease);
+      if (!lease_id) return report(lease_id.error(), o.json);
       auto view = chain_view(o);
       if (!view) return report(view.error(), o.json);
       auto key = unlock_wallet(o);
@@ -251,8 +257,7 @@ void add_pay_command(CLI::App& app, CommandArgs& all, Action& action) {
       payment.chain_id = view->deployment.chain_id;
       payment.escrow = view->deployment.escrow;
       payment.token = view->deployment.token;
-      auto explicit_id = eth::parse_hash(args.lease);
-      payment.lease_id = explicit_id ? *explicit_id : chain::escrow_lease_id(args.lease);
+      payment.lease_id = *lease_id;
       payment.amount = *amount;
       payment.locked_until = std::chrono::sys_seconds{std::chrono::seconds{std::max<std::int64_t>(0, args.locked_until)}};
       eth::NonceManager nonces(*view->rpc);
@@ -286,26 +291,23 @@ void add_reclaim_command(CLI::App& app, CommandArgs& all, Action& action) {
   reclaim->add_option("--lease", args.lease, "the lease id OneNode gave (or the escrow's 0x lease id)")->required();
   reclaim->callback([&] {
     action = [&] {
-      if (args.lease.empty() || args.lease.size() > 200) {
-        return report(Error{ErrorCode::kInvalidArgument, "--lease must be 1 to 200 characters"}, o.json);
-      }
+      auto lease_id = escrow_lease_arg(args.lease);
+      if (!lease_id) return report(lease_id.error(), o.json);
       auto view = chain_view(o);
       if (!view) return report(view.error(), o.json);
       auto key = unlock_wallet(o);
       if (!key) return report(key.error(), o.json);
-      auto explicit_id = eth::parse_hash(args.lease);
-      const Hash32 lease_id = explicit_id ? *explicit_id : chain::escrow_lease_id(args.lease);
       eth::NonceManager nonces(*view->rpc);
-      auto back = chain::reclaim_deposit(*view->rpc, *key, nonces, view->deployment.escrow, lease_id);
+      auto back = chain::reclaim_deposit(*view->rpc, *key, nonces, view->deployment.escrow, *lease_id);
       if (!back) return report(back.error(), o.json);
-      json::object out{{"lease_id", to_hex(lease_id)},
+      json::object out{{"lease_id", to_hex(*lease_id)},
                        {"amount", back->amount.to_decimal()},
                        {"tx", to_hex(back->tx_hash)},
                        {"gas_used", back->gas_used}};
       if (o.json) {
         print_json(out);
       } else {
-        std::cout << "reclaimed " << back->amount.to_decimal() << " base units of lease " << to_hex(lease_id) << " in "
+        std::cout << "reclaimed " << back->amount.to_decimal() << " base units of lease " << to_hex(*lease_id) << " in "
                   << to_hex(back->tx_hash) << "\n";
       }
       return kExitOk;
