@@ -683,7 +683,8 @@ struct ClientConnection final : WebSocketClient::Impl, std::enable_shared_from_t
 };
 
 using PlainConnection = ClientConnection<tcp::socket>;
-using TlsConnection = ClientConnection<beast::ssl_stream<beast::tcp_stream>>;
+// Asio's TLS stream: with Boost 1.81, Beast's ssl_stream makes WebSocket teardown ambiguous to clang.
+using TlsConnection = ClientConnection<asio::ssl::stream<beast::tcp_stream>>;
 
 }  // namespace
 
