@@ -1535,8 +1535,13 @@ TEST_F(PopwTest, AnHonestProviderIsVerifiedAndEachEpochIsProvenOnChain) {
   EXPECT_GT(claimed_ram, 4194304U);
   EXPECT_EQ(p.at("verified_memory_bytes").to_number<std::uint64_t>(), 4194304U) << json::serialize(p);
   EXPECT_EQ(p.at("verified_disk_bytes").to_number<std::uint64_t>(), 0U);
-  // Offers say so, and search can use it.
-  auto offers = call("GET", node_->url() + "/api/v1/offers?q=verified%3Dtrue%20perf%3E0");
+  // Offers say so, and search can use it (once the offer index has seen the verdict: under
+  // ASan it can trail the provider's view).
+  Reply offers;
+  EXPECT_TRUE(eventually([&] {
+    offers = call("GET", node_->url() + "/api/v1/offers?q=verified%3Dtrue%20perf%3E0");
+    return offers.status == 200 && offers.body.at("offers").as_array().size() == 1;
+  }, std::chrono::seconds{20}));
   ASSERT_EQ(offers.status, 200) << offers.raw;
   ASSERT_EQ(offers.body.at("offers").as_array().size(), 1U) << offers.raw;
   EXPECT_GT(offers.body.at("offers").at(0).at("perf_per_price").to_number<double>(), 0);
