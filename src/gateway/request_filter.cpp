@@ -301,9 +301,11 @@ bool RequestFilter::take_head(std::string& out) {
   }
   rewritten += "\r\n";
   out += rewritten;
+  // Decided before head_ goes: method views it.
+  const bool pass_through = (upgrade && connection_upgrade) || iequals(method, "connect");
   std::string().swap(head_);
   ++requests_;
-  if ((upgrade && connection_upgrade) || iequals(method, "connect")) {
+  if (pass_through) {
     state_ = State::kPassThrough;  // one authorized request, then the upgraded protocol's bytes
   } else if (!transfer_encoding.empty()) {
     state_ = State::kChunkSize;
